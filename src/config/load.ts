@@ -1,0 +1,105 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, type ConfigIssue } from '../errors.js';
+import { sourceKind } from '../source/kind.js';
+import { pipelineSchema, type PipelineConfig } from './schema.js';
+
+/** A validated pipeline with every relative path made absolute against the pipeline file's folder. */
+export interface LoadedPipeline {
+  file: string;
+  config: PipelineConfig;
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function loadPipelineFile(file: string, options: LoadOptions = {}): Promise<LoadedPipeline> {
+  const absolute = path.resolve(file);
+  let text: string;
+  try {
+    text = await readFile(absolute, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [{ path: '', message: code === 'ENOENT' ? 'file not found' : `cannot read: ${String(err)}` }]);
+  }
+  return { file: absolute, config: parsePipeline(text, absolute, options) };
+}
+
+/** Parses and validates pipeline YAML text; `file` names it in errors and anchors relative paths. */
+export function parsePipeline(text: string, file: string, options: LoadOptions = {}): PipelineConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` })));
+  }
+  const raw: unknown = doc.toJS();
+  const issues: ConfigIssue[] = [];
+  const substituted = substituteEnv(raw, [], options.env ?? process.env, issues);
+  if (issues.length > 0) throw new ConfigError(file, issues);
+
+  const parsed = pipelineSchema.safeParse(substituted ?? {});
+  if (!parsed.success) throw new ConfigError(file, parsed.error.issues.map(toIssue));
+  return resolvePaths(parsed.data, path.dirname(file));
+}
+
+/** `cameras[0].source.url` from zod's ['cameras', 0, 'source', 'url']. */
+export function formatPath(p: readonly PropertyKey[]): string {
+  return p.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
+}
+
+function toIssue(issue: z.core.$ZodIssue): ConfigIssue {
+  if (issue.code === 'unrecognized_keys') {
+    return { path: formatPath(issue.path), message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` };
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return { path: formatPath(issue.path), message: 'is required' };
+  }
+  return { path: formatPath(issue.path), message: issue.message };
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$/g;
+
+/**
+ * `${VAR}` and `${VAR:-default}` in string values (not in keys), so that secrets stay out of the
+ * file. Done on parsed values, not on the text, so a password with YAML syntax in it stays a string.
+ * `$$` is a literal `$`.
+ */
+function substituteEnv(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, issues: ConfigIssue[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (whole, name: string | undefined, fallback: string | undefined) => {
+      if (whole === '$$') return '$';
+      const found = env[name!];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      issues.push({ path: formatPath(at), message: `environment variable ${name} is not set` });
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...at, i], env, issues));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, [...at, k], env, issues)]));
+  }
+  return value;
+}
+
+/** A model reference that is a path (not a registry name) contains a slash or ends in .json/.onnx. */
+export function isModelPath(ref: string): boolean {
+  return ref.includes('/') || ref.includes('\\') || /\.(json|onnx)$/i.test(ref);
+}
+
+function resolvePaths(config: PipelineConfig, base: string): PipelineConfig {
+  return {
+    ...config,
+    runtime: {
+      ...config.runtime,
+      tensorrt: { ...config.runtime.tensorrt, engine_cache: path.resolve(base, config.runtime.tensorrt.engine_cache) },
+    },
+    cameras: config.cameras.map((camera) => ({
+      ...camera,
+      source: { ...camera.source, url: sourceKind(camera.source.url) === 'file' ? path.resolve(base, camera.source.url) : camera.source.url },
+      model: isModelPath(camera.model) ? path.resolve(base, camera.model) : camera.model,
+    })),
+  };
+}

@@ -1,0 +1,79 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { ModelError } from '../errors.js';
+import { formatPath } from '../config/load.js';
+
+/**
+ * A model card: the JSON beside an .onnx file that says how to feed the model and read its output.
+ * Everything model-specific lives here, so adding a detector is writing a card (and, for a new
+ * output layout, a decoder).
+ */
+export const modelCardSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9._-]+$/),
+  version: z.string().min(1),
+  description: z.string().optional(),
+  license: z.string().optional(),
+  /** The ONNX file, relative to the card. */
+  onnx: z.string().min(1),
+  /** Where `beats models pull` fetches the ONNX file, and its pinned checksum. */
+  download: z.strictObject({ url: z.string().url(), sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().positive().optional() }).optional(),
+  input: z.strictObject({
+    name: z.string().min(1),
+    width: z.number().int().positive(),
+    height: z.number().int().positive(),
+    layout: z.enum(['NCHW', 'NHWC']).default('NCHW'),
+    channels: z.enum(['RGB', 'BGR']),
+    /** value = (pixel * scale - mean[c]) / std[c], pixel in 0..255 */
+    scale: z.number().positive().default(1),
+    mean: z.tuple([z.number(), z.number(), z.number()]).default([0, 0, 0]),
+    std: z.tuple([z.number(), z.number(), z.number()]).default([1, 1, 1]),
+    letterbox: z.strictObject({ pad: z.number().min(0).max(255), align: z.enum(['top-left', 'center']) }),
+    /** True when the file's height and width may be made symbolic (nothing inside depends on them). */
+    resizable: z.boolean().default(false),
+  }),
+  output: z.string().min(1),
+  decoder: z.discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('yolox'),
+      strides: z.array(z.number().int().positive()).min(1),
+      /** Whether objectness and class scores leave the model already through a sigmoid. */
+      sigmoid_applied: z.boolean().default(true),
+    }),
+    z.strictObject({
+      /** YOLOv8 / YOLO11: [1, 4 + classes, N], cx cy w h in input pixels, class scores in 0..1. */
+      kind: z.literal('yolov8'),
+    }),
+  ]),
+  classes: z.array(z.string().min(1)).min(1),
+});
+
+export type ModelCard = z.infer<typeof modelCardSchema>;
+
+export interface LoadedCard {
+  card: ModelCard;
+  /** Absolute path of the card file. */
+  file: string;
+  /** Absolute path of the ONNX file as the card names it (it may not exist yet). */
+  onnxPath: string;
+}
+
+export async function readModelCard(file: string): Promise<LoadedCard> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new ModelError(file, 'model card not found');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ModelError(file, `model card is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = modelCardSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new ModelError(file, 'invalid model card:\n' + parsed.error.issues.map((i) => `  ${formatPath(i.path) || '(root)'}: ${i.message}`).join('\n'));
+  }
+  return { card: parsed.data, file, onnxPath: path.resolve(path.dirname(file), parsed.data.onnx) };
+}

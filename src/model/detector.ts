@@ -1,0 +1,127 @@
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { ModelError, errorMessage } from '../errors.js';
+import type { Frame, FrameOutput } from '../source/frames.js';
+import { toSourcePixels } from '../source/geometry.js';
+import type { ModelCard } from './card.js';
+import { decodeOutput, nmsPerClass } from './decode.js';
+import { withSymbolicInputSize } from './onnx-graph.js';
+import { createSession, type ProviderName, type ProviderSettings } from './providers.js';
+import { resolveModel, type ResolvedModel } from './registry.js';
+
+export interface Detection {
+  label: string;
+  classId: number;
+  score: number;
+  /** [x1, y1, x2, y2] in source-frame pixels. */
+  box: [number, number, number, number];
+}
+
+export interface DetectOptions {
+  threshold: number;
+  nmsIou: number;
+  maxDetections: number;
+  /** Class names to keep. */
+  labels?: readonly string[];
+}
+
+export interface DetectorOptions {
+  runtime: ProviderSettings;
+  /** Square input size overriding the card's (only for cards marked resizable). */
+  inputSize?: number;
+}
+
+/** A loaded detector: an onnxruntime session plus the card that says how to feed and decode it. */
+export class Detector {
+  private constructor(
+    readonly model: ResolvedModel,
+    private readonly session: ort.InferenceSession,
+    readonly provider: ProviderName,
+    readonly inputWidth: number,
+    readonly inputHeight: number,
+  ) {}
+
+  get card(): ModelCard {
+    return this.model.card;
+  }
+
+  static async load(ref: string, options: DetectorOptions): Promise<Detector> {
+    const model = await resolveModel(ref);
+    const card = model.card;
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(model.onnxPath);
+    } catch (err) {
+      throw new ModelError(ref, `cannot read ${model.onnxPath}: ${errorMessage(err)}`);
+    }
+    const size = options.inputSize;
+    if (size !== undefined && (size !== card.input.width || size !== card.input.height)) {
+      if (!card.input.resizable) throw new ModelError(ref, `its card does not allow input_size ${size} (fixed ${card.input.width}x${card.input.height})`);
+      try {
+        bytes = withSymbolicInputSize(bytes, card.input.name);
+      } catch (err) {
+        throw new ModelError(ref, `cannot resize its input: ${errorMessage(err)}`);
+      }
+    }
+    const { session, provider } = await createSession(bytes, options.runtime, { modelName: ref });
+    if (!session.inputNames.includes(card.input.name)) throw new ModelError(ref, `the ONNX file has no input "${card.input.name}" (it has ${session.inputNames.join(', ')})`);
+    if (!session.outputNames.includes(card.output)) throw new ModelError(ref, `the ONNX file has no output "${card.output}" (it has ${session.outputNames.join(', ')})`);
+    return new Detector(model, session, provider, size ?? card.input.width, size ?? card.input.height);
+  }
+
+  /** What the source must deliver: ffmpeg letterboxes and converts to this. */
+  frameOutput(): FrameOutput {
+    const input = this.card.input;
+    return { width: this.inputWidth, height: this.inputHeight, pixelFormat: input.channels === 'BGR' ? 'bgr24' : 'rgb24', padValue: input.letterbox.pad, align: input.letterbox.align };
+  }
+
+  /** Class ids for a list of names; an unknown name is an error that lists what the model knows. */
+  classIds(labels: readonly string[]): Set<number> {
+    const ids = new Set<number>();
+    for (const label of labels) {
+      const id = this.card.classes.indexOf(label);
+      if (id < 0) throw new ModelError(this.card.name, `has no class "${label}"`);
+      ids.add(id);
+    }
+    return ids;
+  }
+
+  /** Float tensor from the frame's interleaved pixels: (p * scale - mean) / std per channel. */
+  toTensor(frame: Frame): ort.Tensor {
+    const { width, height } = frame.geometry;
+    const input = this.card.input;
+    const plane = width * height;
+    const out = new Float32Array(plane * 3);
+    const px = frame.pixels;
+    const k = [input.scale / input.std[0], input.scale / input.std[1], input.scale / input.std[2]];
+    const b = [-input.mean[0] / input.std[0], -input.mean[1] / input.std[1], -input.mean[2] / input.std[2]];
+    if (input.layout === 'NCHW') {
+      for (let c = 0; c < 3; c++) {
+        const kc = k[c]!;
+        const bc = b[c]!;
+        const base = c * plane;
+        for (let i = 0, j = c; i < plane; i++, j += 3) out[base + i] = px[j]! * kc + bc;
+      }
+      return new ort.Tensor('float32', out, [1, 3, height, width]);
+    }
+    for (let i = 0; i < plane * 3; i++) out[i] = px[i]! * k[i % 3]! + b[i % 3]!;
+    return new ort.Tensor('float32', out, [1, height, width, 3]);
+  }
+
+  async detect(frame: Frame, options: DetectOptions, allowed?: ReadonlySet<number>): Promise<Detection[]> {
+    const feeds = { [this.card.input.name]: this.toTensor(frame) };
+    const results = await this.session.run(feeds, [this.card.output]);
+    const out = results[this.card.output]!;
+    const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed });
+    return nmsPerClass(candidates, options.nmsIou, options.maxDetections).map((c) => ({
+      label: this.card.classes[c.classId] ?? `class${c.classId}`,
+      classId: c.classId,
+      score: c.score,
+      box: toSourcePixels(c.box, frame.geometry, frame.width, frame.height),
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+}

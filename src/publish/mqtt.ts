@@ -1,0 +1,161 @@
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { redactUrl } from '../source/kind.js';
+import { logger } from '../log.js';
+import type { Detection } from '../model/detector.js';
+
+export type Qos = 0 | 1 | 2;
+
+export interface PublisherOptions {
+  url: string;
+  /** Topic prefix, `beats` by default. */
+  prefix: string;
+  qos: Qos;
+  username?: string;
+  password?: string;
+  clientId?: string;
+  /**
+   * Publishes that may wait for the broker's acknowledgement at once. Past it, and while the broker
+   * is away, detections are dropped and counted: a live feed has no use for stale frames, and
+   * memory must not grow with an outage. (Events that must not be lost get a durable outbox.)
+   */
+  maxPending?: number;
+}
+
+export interface PublisherStats {
+  connected: boolean;
+  published: number;
+  dropped: number;
+  reconnects: number;
+}
+
+/** The payload of `<prefix>/<camera>/detections`. */
+export interface DetectionsMessage {
+  camera: string;
+  frame: number;
+  /** Epoch milliseconds of the frame. */
+  ts: number;
+  model: { name: string; version: string };
+  width: number;
+  height: number;
+  detections: Array<{ label: string; class_id: number; score: number; box: [number, number, number, number] }>;
+}
+
+export function detectionsMessage(
+  camera: string,
+  frame: { index: number; ts: number; width: number; height: number },
+  model: { name: string; version: string },
+  detections: readonly Detection[],
+): DetectionsMessage {
+  const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
+  return {
+    camera,
+    frame: frame.index,
+    ts: Math.round(frame.ts),
+    model,
+    width: frame.width,
+    height: frame.height,
+    detections: detections.map((d) => ({
+      label: d.label,
+      class_id: d.classId,
+      score: round(d.score, 3),
+      box: d.box.map((v) => round(v, 1)) as [number, number, number, number],
+    })),
+  };
+}
+
+/**
+ * The pipeline's MQTT side: announces availability (retained, and as the last will), publishes per
+ * camera, reconnects on its own (mqtt.js), and never queues without bound.
+ */
+export class MqttPublisher {
+  readonly stats: PublisherStats = { connected: false, published: 0, dropped: 0, reconnects: 0 };
+  private pending = 0;
+  private readonly client: MqttClient;
+  private readonly log = logger('mqtt');
+  private readonly maxPending: number;
+
+  constructor(private readonly options: PublisherOptions) {
+    this.maxPending = options.maxPending ?? 100;
+    const availability = this.topic('availability');
+    const clientOptions: IClientOptions = {
+      clientId: options.clientId ?? `beats-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      username: options.username,
+      password: options.password,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      // QoS 0 messages published while offline would be kept in memory until reconnect.
+      queueQoSZero: false,
+      will: { topic: availability, payload: Buffer.from('offline'), qos: 1, retain: true },
+    };
+    const shown = redactUrl(options.url);
+    this.client = mqtt.connect(options.url, clientOptions);
+    this.client.on('connect', () => {
+      this.stats.connected = true;
+      this.log.info(`connected to ${shown}`);
+      this.client.publish(availability, 'online', { qos: 1, retain: true });
+    });
+    this.client.on('reconnect', () => {
+      this.stats.reconnects++;
+    });
+    this.client.on('close', () => {
+      if (this.stats.connected) this.log.warn(`connection to ${shown} lost; reconnecting (detections are dropped meanwhile)`);
+      this.stats.connected = false;
+    });
+    this.client.on('error', (err) => this.log.warn(`${shown}: ${err.message}`));
+  }
+
+  topic(...parts: string[]): string {
+    return [this.options.prefix, ...parts].join('/');
+  }
+
+  /** Resolves on the first successful connection, or rejects after `timeoutMs`. */
+  waitConnected(timeoutMs: number): Promise<void> {
+    if (this.client.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.client.off('connect', onConnect);
+        reject(new Error(`no connection to ${redactUrl(this.options.url)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onConnect = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.client.once('connect', onConnect);
+    });
+  }
+
+  publishDetections(message: DetectionsMessage): boolean {
+    return this.publish(this.topic(message.camera, 'detections'), JSON.stringify(message), { qos: this.options.qos, retain: false });
+  }
+
+  /** Publishes now or drops (and counts) when offline or when too many publishes await their ack. */
+  publish(topic: string, payload: string | Buffer, opts: { qos: Qos; retain: boolean }): boolean {
+    if (!this.client.connected || this.pending >= this.maxPending) {
+      this.stats.dropped++;
+      return false;
+    }
+    this.pending++;
+    this.client.publish(topic, payload, opts, (err) => {
+      this.pending--;
+      if (err) this.stats.dropped++;
+      else this.stats.published++;
+    });
+    return true;
+  }
+
+  /** Says `offline` (retained) when it can, then disconnects; never waits more than `timeoutMs`. */
+  async close(timeoutMs = 2000): Promise<void> {
+    const bye = async () => {
+      if (this.client.connected) {
+        await new Promise<void>((resolve) => this.client.publish(this.topic('availability'), 'offline', { qos: 1, retain: true }, () => resolve()));
+      }
+      await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), timeoutMs)));
+    if ((await Promise.race([bye(), late])) === 'late') {
+      await new Promise<void>((resolve) => this.client.end(true, {}, () => resolve()));
+    }
+    clearTimeout(timer);
+  }
+}

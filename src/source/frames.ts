@@ -1,0 +1,371 @@
+import { access } from 'node:fs/promises';
+import type { PassThrough } from 'node:stream';
+import ffmpeg from 'fluent-ffmpeg';
+import { Observable } from 'rxjs';
+import { SourceError, errorMessage } from '../errors.js';
+import { logger, type Logger } from '../log.js';
+import { ffmpegBinary, parseStreamInfo, type StreamInfo } from './ffmpeg-binary.js';
+import { letterbox, type Letterbox, type PadAlign } from './geometry.js';
+import { isLive, redactUrl, sourceKind, type SourceKind } from './kind.js';
+
+/** One decoded frame, already letterboxed by ffmpeg to the model's input size. */
+export interface Frame {
+  camera: string;
+  /** Position of the frame in what the source delivered in this run, from 0 (dropped ones count). */
+  index: number;
+  /**
+   * Seconds since the start of the stream. Files and test patterns: index / frame rate, so results
+   * do not depend on how fast the machine reads. Live sources: time since the first frame arrived.
+   */
+  streamTime: number;
+  /** Epoch milliseconds: the run's start plus streamTime for files, arrival time for live sources. */
+  ts: number;
+  /** Source frame size, the space that published boxes are in. */
+  width: number;
+  height: number;
+  /** Model input pixels, interleaved, `geometry.width * geometry.height * 3` bytes. */
+  pixels: Buffer;
+  pixelFormat: PixelFormat;
+  geometry: Letterbox;
+}
+
+export type PixelFormat = 'rgb24' | 'bgr24';
+
+export interface FrameOutput {
+  width: number;
+  height: number;
+  pixelFormat: PixelFormat;
+  padValue: number;
+  align: PadAlign;
+}
+
+/** Counters a source keeps while it runs; read by the status line and the metrics. */
+export interface SourceStats {
+  framesIn: number;
+  dropped: number;
+  restarts: number;
+  state: 'starting' | 'running' | 'reconnecting' | 'ended';
+}
+
+export function newSourceStats(): SourceStats {
+  return { framesIn: 0, dropped: 0, restarts: 0, state: 'starting' };
+}
+
+export interface FrameSourceOptions {
+  camera: string;
+  url: string;
+  output: FrameOutput;
+  fps?: number;
+  loop?: boolean;
+  realtime?: boolean;
+  stallTimeoutS?: number;
+  reconnect?: { initialS: number; maxS: number };
+  /** ffmpeg binary; default: the system one, else the npm package's. */
+  ffmpegPath?: string;
+  stats?: SourceStats;
+  log?: Logger;
+}
+
+/**
+ * Decodes a video source with ffmpeg and emits frames **on demand**: one frame when subscribed, then
+ * one more each time `demand$` emits (the stage downstream says it is ready). Between ffmpeg and the
+ * consumer sits a bounded mailbox whose policy is where backpressure happens:
+ * - live sources (and files with `realtime: true`): one slot, the newest frame wins, the replaced one
+ *   is counted as dropped; ffmpeg keeps reading the camera at its own pace;
+ * - files: a small queue; when it is full, ffmpeg's stdout is paused, so ffmpeg blocks and nothing is
+ *   dropped: the file is read exactly as fast as the pipeline processes it.
+ * Either way memory stays bounded whatever the speeds. Live sources that end, fail or stall are
+ * restarted with exponential backoff; files complete at their end (or loop).
+ */
+export function readFrames(options: FrameSourceOptions, demand$: Observable<unknown>): Observable<Frame> {
+  return new Observable<Frame>((subscriber) => {
+    const kind = sourceKind(options.url);
+    const live = isLive(kind) && kind !== 'testsrc';
+    const realtime = options.realtime ?? (kind !== 'file');
+    const lossless = !realtime && !live;
+    const capacity = lossless ? 4 : 1;
+    const stats = options.stats ?? newSourceStats();
+    const log = options.log ?? logger(`source/${options.camera}`);
+    const shownUrl = redactUrl(options.url);
+    const stallMs = (options.stallTimeoutS ?? 10) * 1000;
+    const backoff = options.reconnect ?? { initialS: 1, maxS: 30 };
+
+    const mailbox: Frame[] = [];
+    let credit = 1;
+    let ended = false;
+    let closed = false;
+    let consecutiveFailures = 0;
+    let run: FfmpegRun | undefined;
+    let restartTimer: NodeJS.Timeout | undefined;
+    let stallTimer: NodeJS.Timeout | undefined;
+    let delivered = 0;
+    let startedAt = Date.now();
+    let firstArrival: number | undefined;
+
+    const finish = (err?: Error) => {
+      if (closed) return;
+      closed = true;
+      stats.state = 'ended';
+      teardown();
+      if (err) subscriber.error(err);
+      else subscriber.complete();
+    };
+
+    const emitIfDemanded = () => {
+      while (credit > 0 && mailbox.length > 0 && !closed) {
+        credit--;
+        subscriber.next(mailbox.shift()!);
+      }
+      if (lossless && run?.paused && mailbox.length < capacity) run.resume();
+      if (ended && mailbox.length === 0) finish();
+    };
+
+    const accept = (frame: Frame) => {
+      if (mailbox.length >= capacity) {
+        if (lossless) {
+          // Cannot happen while paused; guard anyway so the bound holds.
+          run?.pause();
+        } else {
+          mailbox.shift();
+          stats.dropped++;
+        }
+      }
+      mailbox.push(frame);
+      if (lossless && mailbox.length >= capacity) run?.pause();
+      emitIfDemanded();
+    };
+
+    const armStallTimer = () => {
+      if (!live) return;
+      clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => restart(`no frame for ${stallMs / 1000} s (stalled)`), stallMs);
+    };
+
+    const restart = (reason: string) => {
+      if (closed) return;
+      clearTimeout(stallTimer);
+      run?.kill();
+      run = undefined;
+      const delayS = Math.min(backoff.maxS, backoff.initialS * 2 ** consecutiveFailures);
+      consecutiveFailures++;
+      stats.restarts++;
+      stats.state = 'reconnecting';
+      log.warn(`${shownUrl}: ${reason}; restarting ffmpeg in ${delayS} s (attempt ${consecutiveFailures})`, { delay_s: delayS, attempt: consecutiveFailures });
+      clearTimeout(restartTimer);
+      restartTimer = setTimeout(start, delayS * 1000);
+    };
+
+    const start = () => {
+      if (closed) return;
+      armStallTimer();
+      run = spawnFfmpeg(kind, options, realtime, {
+        onInfo: (info) => log.info(`${shownUrl}: ${info.width}x${info.height}${info.fps ? ` @ ${info.fps} fps` : ''}`),
+        onFrame: (pixels, info, geometry, rate) => {
+          const now = Date.now();
+          const index = delivered++;
+          stats.framesIn++;
+          if (consecutiveFailures > 0) log.info(`${shownUrl}: frames are flowing again`);
+          consecutiveFailures = 0;
+          stats.state = 'running';
+          armStallTimer();
+          let streamTime: number;
+          let ts: number;
+          if (live) {
+            firstArrival ??= now;
+            streamTime = (now - firstArrival) / 1000;
+            ts = now;
+          } else {
+            streamTime = index / rate;
+            ts = startedAt + streamTime * 1000;
+          }
+          accept({ camera: options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: options.output.pixelFormat, geometry });
+        },
+        onExit: (error) => {
+          if (closed) return;
+          if (live) {
+            restart(error ? `ffmpeg failed: ${error}` : 'stream ended');
+          } else if (error) {
+            finish(new SourceError(shownUrl, `ffmpeg failed: ${error}`));
+          } else {
+            ended = true;
+            emitIfDemanded();
+          }
+        },
+      }, log);
+    };
+
+    const teardown = () => {
+      clearTimeout(stallTimer);
+      clearTimeout(restartTimer);
+      demandSubscription.unsubscribe();
+      run?.kill();
+      run = undefined;
+      mailbox.length = 0;
+    };
+
+    const demandSubscription = demand$.subscribe(() => {
+      credit++;
+      emitIfDemanded();
+    });
+
+    void preflight(kind, options).then(
+      () => {
+        startedAt = Date.now();
+        start();
+      },
+      (err: unknown) => finish(err instanceof SourceError ? err : new SourceError(shownUrl, errorMessage(err))),
+    );
+
+    return () => {
+      closed = true;
+      teardown();
+    };
+  });
+}
+
+/** Local sources are checked before ffmpeg starts, for an error that names the file. */
+async function preflight(kind: SourceKind, options: FrameSourceOptions): Promise<void> {
+  if (kind === 'file') {
+    try {
+      await access(options.url);
+    } catch {
+      throw new SourceError(options.url, 'file not found');
+    }
+  }
+  if (kind === 'testsrc') testsrcGraph(options.url);
+}
+
+/** `testsrc:` or `testsrc:size=320x240:rate=10` → the lavfi graph `testsrc=size=320x240:rate=10`. */
+export function testsrcGraph(url: string): string {
+  const params = url.slice('testsrc:'.length).replace(/^\?/, '').replace(/&/g, ':');
+  if (params && !/^[a-z_]+=[a-zA-Z0-9.]+(:[a-z_]+=[a-zA-Z0-9.]+)*$/.test(params)) {
+    throw new SourceError(url, 'testsrc options must look like size=320x240:rate=10');
+  }
+  return params ? `testsrc=${params}` : 'testsrc=size=640x480:rate=25';
+}
+
+interface FfmpegRun {
+  paused: boolean;
+  pause(): void;
+  resume(): void;
+  kill(): void;
+}
+
+interface RunCallbacks {
+  onInfo(info: StreamInfo): void;
+  onFrame(pixels: Buffer, info: StreamInfo, geometry: Letterbox, rate: number): void;
+  onExit(error?: string): void;
+}
+
+function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: boolean, callbacks: RunCallbacks, log: Logger): FfmpegRun {
+  const out = options.output;
+  const frameBytes = out.width * out.height * 3;
+  const padXY = out.align === 'center' ? '(ow-iw)/2:(oh-ih)/2' : '0:0';
+  const hex = Math.max(0, Math.min(255, Math.round(out.padValue))).toString(16).padStart(2, '0');
+  const filters = [
+    ...(options.fps ? [`fps=fps=${options.fps}`] : []),
+    `scale=${out.width}:${out.height}:force_original_aspect_ratio=decrease:flags=bilinear`,
+    `pad=${out.width}:${out.height}:${padXY}:color=0x${hex}${hex}${hex}`,
+  ];
+
+  const command = ffmpeg({ stdoutLines: 0 }).setFfmpegPath(options.ffmpegPath ?? ffmpegBinary().path);
+  const inputOptions = ['-hide_banner', '-nostdin'];
+  switch (kind) {
+    case 'file':
+      if (options.loop) inputOptions.push('-stream_loop', '-1');
+      if (realtime) inputOptions.push('-re');
+      command.input(options.url);
+      break;
+    case 'testsrc':
+      if (realtime) inputOptions.push('-re');
+      command.input(testsrcGraph(options.url)).inputFormat('lavfi');
+      break;
+    case 'rtsp':
+      inputOptions.push('-rtsp_transport', 'tcp', '-fflags', 'nobuffer', '-flags', 'low_delay');
+      command.input(options.url);
+      break;
+    case 'http':
+      command.input(options.url);
+      break;
+    case 'v4l2':
+      command.input(options.url).inputFormat('v4l2');
+      break;
+  }
+  command.inputOptions(inputOptions).outputOptions(['-an', '-sn', '-vf', filters.join(','), '-pix_fmt', out.pixelFormat]).format('rawvideo');
+
+  let info: StreamInfo | undefined;
+  let geometry: Letterbox | undefined;
+  let rate = options.fps ?? 25;
+  let lastStderr = '';
+  let killed = false;
+  let inputSection = true;
+  // Frames that arrive before the stream banner was parsed (pipes are read in no set order).
+  const early: Buffer[] = [];
+
+  command.on('start', (line: string) => log.debug(`ffmpeg: ${redactUrl(line)}`));
+  command.on('stderr', (line: string) => {
+    if (line.trim()) lastStderr = line.trim();
+    if (line.startsWith('Output #') || line.startsWith('Stream mapping')) inputSection = false;
+    if (!info && inputSection) {
+      const found = parseStreamInfo(line);
+      if (found) {
+        info = found;
+        geometry = letterbox(found.width, found.height, out.width, out.height, out.align);
+        rate = options.fps ?? found.fps ?? 25;
+        callbacks.onInfo(found);
+        for (const pixels of early.splice(0)) callbacks.onFrame(pixels, found, geometry, rate);
+      }
+    }
+  });
+  command.on('error', (err: Error) => {
+    if (killed) return;
+    killed = true;
+    callbacks.onExit(redactUrl(lastStderr || err.message));
+  });
+  command.on('end', () => {
+    if (killed) return;
+    killed = true;
+    callbacks.onExit();
+  });
+
+  const stream = command.pipe() as PassThrough;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  stream.on('data', (chunk: Buffer) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    while (pendingBytes >= frameBytes) {
+      const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      // A copy, so a frame never pins the (larger) chunk it was cut from.
+      const pixels = Buffer.from(joined.subarray(0, frameBytes));
+      const rest = joined.subarray(frameBytes);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+      if (info && geometry) callbacks.onFrame(pixels, info, geometry, rate);
+      else if (early.length < 8) early.push(pixels);
+    }
+  });
+  stream.on('error', () => undefined);
+
+  const handle: FfmpegRun = {
+    paused: false,
+    pause() {
+      if (!handle.paused) {
+        handle.paused = true;
+        stream.pause();
+      }
+    },
+    resume() {
+      if (handle.paused) {
+        handle.paused = false;
+        stream.resume();
+      }
+    },
+    kill() {
+      if (killed) return;
+      killed = true;
+      command.kill('SIGKILL');
+    },
+  };
+  return handle;
+}
