@@ -70,6 +70,7 @@ export function detectionsMessage(
 export class MqttPublisher {
   readonly stats: PublisherStats = { connected: false, published: 0, dropped: 0, reconnects: 0 };
   private pending = 0;
+  private closing = false;
   private readonly client: MqttClient;
   private readonly log = logger('mqtt');
   private readonly maxPending: number;
@@ -98,7 +99,7 @@ export class MqttPublisher {
       this.stats.reconnects++;
     });
     this.client.on('close', () => {
-      if (this.stats.connected) this.log.warn(`connection to ${shown} lost; reconnecting (detections are dropped meanwhile)`);
+      if (this.stats.connected && !this.closing) this.log.warn(`connection to ${shown} lost; reconnecting (detections are dropped meanwhile)`);
       this.stats.connected = false;
     });
     this.client.on('error', (err) => this.log.warn(`${shown}: ${err.message}`));
@@ -145,6 +146,7 @@ export class MqttPublisher {
 
   /** Says `offline` (retained) when it can, then disconnects; never waits more than `timeoutMs`. */
   async close(timeoutMs = 2000): Promise<void> {
+    this.closing = true;
     const bye = async () => {
       if (this.client.connected) {
         await new Promise<void>((resolve) => this.client.publish(this.topic('availability'), 'offline', { qos: 1, retain: true }, () => resolve()));

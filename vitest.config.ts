@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Tests run real ffmpeg, onnxruntime and brokers on a 2-core machine: one file at a time keeps
+    // the timing-sensitive ones (live restarts, backpressure) honest.
+    fileParallelism: false,
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ['default'],
+  },
+});
