@@ -44,11 +44,13 @@ export interface SourceStats {
   framesIn: number;
   dropped: number;
   restarts: number;
+  /** The most frames that ever waited in the mailbox at once (its bound: 1 live, 4 files). */
+  maxQueued: number;
   state: 'starting' | 'running' | 'reconnecting' | 'ended';
 }
 
 export function newSourceStats(): SourceStats {
-  return { framesIn: 0, dropped: 0, restarts: 0, state: 'starting' };
+  return { framesIn: 0, dropped: 0, restarts: 0, maxQueued: 0, state: 'starting' };
 }
 
 export interface FrameSourceOptions {
@@ -131,6 +133,7 @@ export function readFrames(options: FrameSourceOptions, demand$: Observable<unkn
         }
       }
       mailbox.push(frame);
+      stats.maxQueued = Math.max(stats.maxQueued, mailbox.length);
       if (lossless && mailbox.length >= capacity) run?.pause();
       emitIfDemanded();
     };
@@ -304,7 +307,7 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
 
   command.on('start', (line: string) => log.debug(`ffmpeg: ${redactUrl(line)}`));
   command.on('stderr', (line: string) => {
-    if (line.trim()) lastStderr = line.trim();
+    if (line.trim() && !/^(Conversion failed|Exiting normally)/.test(line.trim())) lastStderr = line.trim();
     if (line.startsWith('Output #') || line.startsWith('Stream mapping')) inputSection = false;
     if (!info && inputSection) {
       const found = parseStreamInfo(line);
@@ -317,24 +320,33 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
       }
     }
   });
+  // A clean end is reported only once ffmpeg exited AND every byte it wrote became a frame: ffmpeg
+  // can exit while its last frames still sit in the pipe (the consumer paused it).
+  let exit: { error?: string } | undefined;
+  let streamEnded = false;
+  let reported = false;
+  const maybeReportExit = () => {
+    if (reported || killed || !exit) return;
+    if (exit.error === undefined && !(streamEnded && pendingBytes < frameBytes)) return;
+    reported = true;
+    callbacks.onExit(exit.error);
+  };
   command.on('error', (err: Error) => {
-    if (killed) return;
-    killed = true;
-    callbacks.onExit(redactUrl(lastStderr || err.message));
+    exit = { error: redactUrl(lastStderr || err.message) };
+    maybeReportExit();
   });
   command.on('end', () => {
-    if (killed) return;
-    killed = true;
-    callbacks.onExit();
+    exit = {};
+    maybeReportExit();
   });
 
   const stream = command.pipe() as PassThrough;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  stream.on('data', (chunk: Buffer) => {
-    pending.push(chunk);
-    pendingBytes += chunk.length;
-    while (pendingBytes >= frameBytes) {
+  // Cuts whole frames out of what ffmpeg wrote; stops as soon as the consumer paused, so the bytes
+  // of later frames wait here (and then in the pipe, blocking ffmpeg), never in the mailbox.
+  const cutFrames = () => {
+    while (pendingBytes >= frameBytes && !handle.paused && !killed) {
       const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       // A copy, so a frame never pins the (larger) chunk it was cut from.
       const pixels = Buffer.from(joined.subarray(0, frameBytes));
@@ -344,6 +356,16 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
       if (info && geometry) callbacks.onFrame(pixels, info, geometry, rate);
       else if (early.length < 8) early.push(pixels);
     }
+    maybeReportExit();
+  };
+  stream.on('data', (chunk: Buffer) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    cutFrames();
+  });
+  stream.on('end', () => {
+    streamEnded = true;
+    maybeReportExit();
   });
   stream.on('error', () => undefined);
 
@@ -358,7 +380,8 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
     resume() {
       if (handle.paused) {
         handle.paused = false;
-        stream.resume();
+        cutFrames();
+        if (!handle.paused) stream.resume();
       }
     },
     kill() {
