@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,10 +19,11 @@ export interface LocateOptions {
   npmBinary?: () => string | undefined;
 }
 
+/** A regular file with an execute bit (access(X_OK) says yes to anything for root). */
 function executable(file: string): boolean {
   try {
-    accessSync(file, constants.X_OK);
-    return true;
+    const info = statSync(file);
+    return info.isFile() && (info.mode & 0o111) !== 0;
   } catch {
     return false;
   }
