@@ -58,6 +58,23 @@ export interface LoadedCard {
   onnxPath: string;
 }
 
+/**
+ * One line per problem, with the full key path: an unknown key is named where it is
+ * (`input.colour`, not `input`), a missing one says it is required (zod says "expected string,
+ * received undefined"). zod leaves `input` out of its issues unless asked (`reportInput`), so
+ * a missing key is told from a wrong type by asking.
+ */
+function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string }[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: 'unknown key' }));
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) return [{ path: formatPath(issue.path), message: 'is required' }];
+  if (issue.code === 'invalid_value' && issue.input === undefined) {
+    return [{ path: formatPath(issue.path), message: `is required (one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')})` }];
+  }
+  return [{ path: formatPath(issue.path), message: issue.message }];
+}
+
 export async function readModelCard(file: string): Promise<LoadedCard> {
   let text: string;
   try {
@@ -71,9 +88,9 @@ export async function readModelCard(file: string): Promise<LoadedCard> {
   } catch (err) {
     throw new ModelError(file, `model card is not JSON: ${(err as Error).message}`);
   }
-  const parsed = modelCardSchema.safeParse(json);
+  const parsed = modelCardSchema.safeParse(json, { reportInput: true });
   if (!parsed.success) {
-    throw new ModelError(file, 'invalid model card:\n' + parsed.error.issues.map((i) => `  ${formatPath(i.path) || '(root)'}: ${i.message}`).join('\n'));
+    throw new ModelError(file, 'invalid model card:\n' + parsed.error.issues.flatMap(describeIssue).map((i) => `  ${i.path || '(root)'}: ${i.message}`).join('\n'));
   }
   return { card: parsed.data, file, onnxPath: path.resolve(path.dirname(file), parsed.data.onnx) };
 }

@@ -1,3 +1,4 @@
+import { ModelError } from '../errors.js';
 import type { ModelCard } from './card.js';
 
 /** A candidate box in model-input pixels, before NMS. */
@@ -92,6 +93,13 @@ export function decodeYolov8(out: RawOutput, opts: DecodeOptions): Candidate[] {
 
 export function decodeOutput(card: ModelCard, out: RawOutput, inputWidth: number, inputHeight: number, opts: DecodeOptions): Candidate[] {
   const decoder = card.decoder;
+  // A card whose class list does not match the model would label every box wrongly, silently.
+  const classes = out.dims.length !== 3 ? undefined : decoder.kind === 'yolox' ? out.dims[2]! - 5 : out.dims[1]! - 4;
+  if (classes !== card.classes.length) {
+    const shape = `[${out.dims.join(', ')}]`;
+    const want = decoder.kind === 'yolox' ? `[1, cells, 5 + ${card.classes.length}]` : `[1, 4 + ${card.classes.length}, anchors]`;
+    throw new ModelError(card.name, classes === undefined ? `output ${card.output} is ${shape}, the ${decoder.kind} decoder expects ${want}` : `output ${card.output} is ${shape}: ${classes} classes, but its card lists ${card.classes.length}`);
+  }
   switch (decoder.kind) {
     case 'yolox':
       return decodeYolox(out, inputWidth, inputHeight, decoder.strides, decoder.sigmoid_applied, opts);

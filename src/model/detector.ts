@@ -64,8 +64,16 @@ export class Detector {
       }
     }
     const { session, provider } = await createSession(bytes, options.runtime, { modelName: ref });
-    if (!session.inputNames.includes(card.input.name)) throw new ModelError(ref, `the ONNX file has no input "${card.input.name}" (it has ${session.inputNames.join(', ')})`);
-    if (!session.outputNames.includes(card.output)) throw new ModelError(ref, `the ONNX file has no output "${card.output}" (it has ${session.outputNames.join(', ')})`);
+    const mismatch = !session.inputNames.includes(card.input.name)
+      ? `the ONNX file has no input "${card.input.name}" (it has ${session.inputNames.join(', ')})`
+      : !session.outputNames.includes(card.output)
+        ? `the ONNX file has no output "${card.output}" (it has ${session.outputNames.join(', ')})`
+        : undefined;
+    if (mismatch) {
+      // The session holds native memory (the whole model): do not leak it with the error.
+      await session.release().catch(() => undefined);
+      throw new ModelError(ref, mismatch);
+    }
     return new Detector(model, session, provider, size ?? card.input.width, size ?? card.input.height);
   }
 
@@ -108,11 +116,16 @@ export class Detector {
     return new ort.Tensor('float32', out, [1, height, width, 3]);
   }
 
+  /**
+   * Detections in source pixels, best first. The classes kept are `allowed` (ids, precomputed by the
+   * pipeline), else `options.labels` (names), else all.
+   */
   async detect(frame: Frame, options: DetectOptions, allowed?: ReadonlySet<number>): Promise<Detection[]> {
+    const keep = allowed ?? (options.labels ? this.classIds(options.labels) : undefined);
     const feeds = { [this.card.input.name]: this.toTensor(frame) };
     const results = await this.session.run(feeds, [this.card.output]);
     const out = results[this.card.output]!;
-    const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed });
+    const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed: keep });
     return nmsPerClass(candidates, options.nmsIou, options.maxDetections).map((c) => ({
       label: this.card.classes[c.classId] ?? `class${c.classId}`,
       classId: c.classId,
