@@ -1,7 +1,7 @@
 import { EMPTY, Subject, catchError, concatMap, finalize, from, interval, map, merge, take, takeUntil, tap, type Observable } from 'rxjs';
 import { ConfigError, errorMessage } from './errors.js';
 import type { LoadedPipeline } from './config/load.js';
-import type { CameraConfig, PipelineConfig } from './config/schema.js';
+import { mqttSchema, type CameraConfig, type PipelineConfig } from './config/schema.js';
 import { logger } from './log.js';
 import { Detector, type Detection } from './model/detector.js';
 import type { ProviderSettings } from './model/providers.js';
@@ -131,7 +131,7 @@ function statusLine(cameras: Record<string, CameraStats>, previous: Map<string, 
  */
 export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = {}): Promise<RunSummary> {
   const config = loaded.config;
-  const mqttConfig = config.mqtt ?? { prefix: 'beats', qos: 0 as const };
+  const mqttConfig = config.mqtt ?? mqttSchema.parse({});
   const url = options.brokerUrl ?? mqttConfig.url;
   let broker: EmbeddedBroker | undefined;
   let publisher: MqttPublisher | undefined;

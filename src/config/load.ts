@@ -92,6 +92,7 @@ export function isModelPath(ref: string): boolean {
 function resolvePaths(config: PipelineConfig, base: string): PipelineConfig {
   return {
     ...config,
+    state_dir: path.resolve(base, config.state_dir),
     runtime: {
       ...config.runtime,
       tensorrt: { ...config.runtime.tensorrt, engine_cache: path.resolve(base, config.runtime.tensorrt.engine_cache) },

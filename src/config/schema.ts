@@ -45,13 +45,70 @@ export const detectSchema = z.strictObject({
   max_detections: z.number().int().positive().default(100),
 });
 
-export const cameraSchema = z.strictObject({
-  name: cameraName,
-  source: sourceSchema,
-  /** A pulled model's name, or a path to a model card (.json) or an .onnx beside its card. */
-  model: z.string().min(1),
-  detect: detectSchema.default(detectSchema.parse({})),
+const point = z.tuple([z.number().min(0), z.number().min(0)]);
+
+/** Names that are topic levels of their own under `<prefix>/<camera>/`. */
+const reservedZoneNames = new Set(['detections', 'snapshot', 'events', 'feedback', 'model', 'adapt']);
+
+const polygon = z
+  .array(point)
+  .min(3, 'a zone needs at least 3 points')
+  .refine((pts) => Math.abs(signedArea(pts)) > 0, 'the points enclose no area');
+
+export const zoneSchema = z.union([
+  polygon,
+  z.strictObject({
+    /** [x, y] in source pixels, or all in 0..1 as fractions of the frame. */
+    points: polygon,
+    /** Only these labels count in this zone. */
+    labels: z.array(z.string().min(1)).min(1).optional(),
+    /** Frames an object must be inside before it counts as entered (and outside before it left). */
+    inertia: z.number().int().min(1).default(3),
+  }),
+]);
+
+export function signedArea(pts: ReadonlyArray<readonly [number, number]>): number {
+  let sum = 0;
+  for (let i = 0; i < pts.length; i++) {
+    const [x1, y1] = pts[i]!;
+    const [x2, y2] = pts[(i + 1) % pts.length]!;
+    sum += x1 * y2 - x2 * y1;
+  }
+  return sum / 2;
+}
+
+export const eventsSchema = z.strictObject({
+  /** A track becomes an event after this many frames with a score above detect.threshold. */
+  min_frames: z.number().int().min(1).default(3),
+  /** An object gone for this long (stream seconds) ends its event. */
+  end_after_s: z.number().positive().default(2),
+  /** At most one `update` per event in this many seconds. */
+  update_interval_s: z.number().min(0).default(1),
+  /** Score of the second-stage (low-score) association of the tracker. */
+  low_threshold: z.number().min(0).max(1).default(0.1),
+  snapshots: z.boolean().default(true),
 });
+
+export const cameraSchema = z
+  .strictObject({
+    name: cameraName,
+    source: sourceSchema,
+    /** A pulled model's name, or a path to a model card (.json) or an .onnx beside its card. */
+    model: z.string().min(1),
+    detect: detectSchema.default(detectSchema.parse({})),
+    zones: z
+      .record(
+        z.string().regex(/^[a-z0-9_-]+$/, 'zone names must match [a-z0-9_-]+ (they are used in MQTT topics)').refine((n) => !reservedZoneNames.has(n), 'this name is a topic of its own; choose another'),
+        zoneSchema,
+      )
+      .default({}),
+    events: eventsSchema.default(eventsSchema.parse({})),
+  })
+  .superRefine((camera, ctx) => {
+    if (camera.events.low_threshold > camera.detect.threshold) {
+      ctx.addIssue({ code: 'custom', path: ['events', 'low_threshold'], message: `must not exceed detect.threshold (${camera.detect.threshold})` });
+    }
+  });
 
 export const mqttSchema = z
   .strictObject({
@@ -63,6 +120,12 @@ export const mqttSchema = z
       .refine((p) => !p.startsWith('/') && !p.endsWith('/'), 'must not start or end with /')
       .default('beats'),
     qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(0),
+    /** QoS 1 events wait on disk while the broker is away; past this many, the oldest is dropped. */
+    outbox_max_messages: z.number().int().positive().default(10_000),
+    /** Home Assistant MQTT discovery: the counts appear as sensors. */
+    home_assistant: z
+      .strictObject({ enabled: z.boolean().default(false), discovery_prefix: z.string().regex(/^[^#+\s]+$/).default('homeassistant') })
+      .default({ enabled: false, discovery_prefix: 'homeassistant' }),
     username: z.string().optional(),
     password: z.string().optional(),
     client_id: z.string().min(1).optional(),
@@ -94,6 +157,15 @@ export const pipelineSchema = z
   .strictObject({
     mqtt: mqttSchema.optional(),
     runtime: runtimeSchema.default(runtimeSchema.parse({})),
+    /** Where the outbox and snapshots live (relative to the pipeline file). */
+    state_dir: z.string().default('.beats'),
+    snapshots: z
+      .strictObject({
+        /** Oldest snapshots are deleted past this total size. */
+        max_total_mb: z.number().positive().default(100),
+        quality: z.number().int().min(1).max(100).default(80),
+      })
+      .default({ max_total_mb: 100, quality: 80 }),
     /** Seconds between status lines on stderr; 0 turns them off. */
     status_interval_s: z.number().min(0).default(5),
     cameras: z.array(cameraSchema).min(1, 'at least one camera is needed'),
@@ -114,3 +186,5 @@ export type SourceConfig = z.infer<typeof sourceSchema>;
 export type DetectConfig = z.infer<typeof detectSchema>;
 export type MqttConfig = z.infer<typeof mqttSchema>;
 export type RuntimeConfig = z.infer<typeof runtimeSchema>;
+export type ZoneConfig = z.infer<typeof zoneSchema>;
+export type EventsConfig = z.infer<typeof eventsSchema>;
