@@ -53,6 +53,9 @@ function toIssue(issue: z.core.$ZodIssue): ConfigIssue {
   if (issue.code === 'unrecognized_keys') {
     return { path: formatPath(issue.path), message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` };
   }
+  if (issue.code === 'invalid_key') {
+    return { path: formatPath(issue.path), message: `bad name: ${issue.issues.map((i) => i.message).join('; ')}` };
+  }
   if (issue.code === 'invalid_type' && issue.input === undefined) {
     return { path: formatPath(issue.path), message: 'is required' };
   }
