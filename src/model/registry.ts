@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -110,7 +110,9 @@ export async function pullModel(name: string, options: PullOptions = {}): Promis
   const dir = pulledModelsDir(options.env);
   await mkdir(dir, { recursive: true });
   const target = path.join(dir, path.basename(card.onnx));
-  const partial = `${target}.partial-${process.pid}`;
+  // Unique per pull, not just per process: two pulls of one model at once must not write into (or
+  // delete) each other's partial file, which would publish bytes that were never checksummed.
+  const partial = `${target}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
   const from = options.from ?? card.download.url;
 
   const hash = createHash('sha256');
