@@ -28,6 +28,23 @@ export interface PublisherStats {
   reconnects: number;
 }
 
+/** What waits in memory on the way to the broker. */
+export interface PublisherBacklog {
+  /** Publishes this publisher handed to mqtt.js that have not completed (bounded by maxPending). */
+  pending: number;
+  /** mqtt.js's in-flight QoS 1/2 publishes (its outgoing store). */
+  outgoing: number;
+  /** mqtt.js's offline queue (stays empty: QoS 0 is not queued offline and nothing is published offline). */
+  queued: number;
+  /** Bytes written to the socket and not yet taken by the kernel. */
+  bufferedBytes: number;
+}
+
+interface InFlight {
+  qos: Qos;
+  settled: boolean;
+}
+
 /** The payload of `<prefix>/<camera>/detections`. */
 export interface DetectionsMessage {
   camera: string;
@@ -69,7 +86,11 @@ export function detectionsMessage(
  */
 export class MqttPublisher {
   readonly stats: PublisherStats = { connected: false, published: 0, dropped: 0, reconnects: 0 };
-  private pending = 0;
+  /**
+   * Publishes handed to mqtt.js whose callback has not come yet. QoS 0 ones wait for the socket to
+   * drain, QoS 1/2 ones for the broker's ack. Each is settled exactly once (see `settle`).
+   */
+  private readonly inflight = new Set<InFlight>();
   private closing = false;
   private readonly client: MqttClient;
   private readonly log = logger('mqtt');
@@ -101,8 +122,22 @@ export class MqttPublisher {
     this.client.on('close', () => {
       if (this.stats.connected && !this.closing) this.log.warn(`connection to ${shown} lost; reconnecting (detections are dropped meanwhile)`);
       this.stats.connected = false;
+      // mqtt.js calls a QoS 0 publish's callback when the socket drains; a socket that died full
+      // never drains, so those callbacks never come. Without this they would count as pending
+      // forever and, once maxPending of them piled up (a hung broker), every later detection would
+      // be dropped even after the reconnect. They are lost with the socket: count them dropped.
+      // QoS 1/2 publishes stay pending: mqtt.js keeps them and sends them again on reconnect.
+      for (const entry of this.inflight) if (entry.qos === 0) this.settle(entry, false);
     });
-    this.client.on('error', (err) => this.log.warn(`${shown}: ${err.message}`));
+    // mqtt.js retries every reconnectPeriod and reports each failed attempt: say it once per outage.
+    let lastError: string | undefined;
+    this.client.on('connect', () => (lastError = undefined));
+    this.client.on('error', (err) => {
+      const message = `${shown}: ${err.message}`;
+      if (message === lastError) this.log.debug(message);
+      else this.log.warn(lastError === undefined ? message : `${message} (still retrying)`);
+      lastError = message;
+    });
   }
 
   topic(...parts: string[]): string {
@@ -131,32 +166,62 @@ export class MqttPublisher {
 
   /** Publishes now or drops (and counts) when offline or when too many publishes await their ack. */
   publish(topic: string, payload: string | Buffer, opts: { qos: Qos; retain: boolean }): boolean {
-    if (!this.client.connected || this.pending >= this.maxPending) {
+    if (!this.client.connected || this.inflight.size >= this.maxPending) {
       this.stats.dropped++;
       return false;
     }
-    this.pending++;
-    this.client.publish(topic, payload, opts, (err) => {
-      this.pending--;
-      if (err) this.stats.dropped++;
-      else this.stats.published++;
-    });
+    const entry: InFlight = { qos: opts.qos, settled: false };
+    this.inflight.add(entry);
+    this.client.publish(topic, payload, opts, (err) => this.settle(entry, !err));
     return true;
+  }
+
+  /** Publishes awaiting their callback (never more than `maxPending`). */
+  get pending(): number {
+    return this.inflight.size;
+  }
+
+  /** What waits in memory on the way to the broker, for tests and the status line. */
+  backlog(): PublisherBacklog {
+    return {
+      pending: this.inflight.size,
+      outgoing: Object.keys(this.client.outgoing).length,
+      queued: this.client.queue.length,
+      bufferedBytes: this.client.stream?.writableLength ?? 0,
+    };
+  }
+
+  private settle(entry: InFlight, ok: boolean): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    this.inflight.delete(entry);
+    if (ok) this.stats.published++;
+    else this.stats.dropped++;
   }
 
   /** Says `offline` (retained) when it can, then disconnects; never waits more than `timeoutMs`. */
   async close(timeoutMs = 2000): Promise<void> {
     this.closing = true;
     const bye = async () => {
-      if (this.client.connected) {
-        await new Promise<void>((resolve) => this.client.publish(this.topic('availability'), 'offline', { qos: 1, retain: true }, () => resolve()));
+      if (!this.client.connected) {
+        // Nothing can be sent, and a graceful end would wait for acks of in-flight QoS 1/2 publishes
+        // that cannot come before the timeout.
+        await new Promise<void>((resolve) => this.client.end(true, {}, () => resolve()));
+        return;
       }
+      await new Promise<void>((resolve) => this.client.publish(this.topic('availability'), 'offline', { qos: 1, retain: true }, () => resolve()));
       await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
     };
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), timeoutMs)));
     if ((await Promise.race([bye(), late])) === 'late') {
-      await new Promise<void>((resolve) => this.client.end(true, {}, () => resolve()));
+      if (this.client.disconnecting) {
+        // end(false) is waiting for acks that do not come, and mqtt.js ignores a second end() while
+        // it waits: drop the connection ourselves (the broker then publishes the will, `offline`).
+        this.client.stream?.destroy();
+      } else {
+        await new Promise<void>((resolve) => this.client.end(true, {}, () => resolve()));
+      }
     }
     clearTimeout(timer);
   }
