@@ -470,6 +470,11 @@ describe.skipIf(needsAssets)('YOLOX-Nano on real video', () => {
     }
   });
 
+  it('refuses an input_size that is not a whole number of cells at the coarsest stride', async () => {
+    const err = await rejection(Detector.load('yolox-nano', { runtime: cpuRuntime, inputSize: 330 }));
+    expect(err.message).toBe('model yolox-nano: input_size 330 is not a multiple of 32');
+  });
+
   it('refuses input_size when a card of the same ONNX does not say resizable', async () => {
     const card = await builtinCard();
     const file = path.join(tmp, 'yolox-fixed.json');

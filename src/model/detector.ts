@@ -57,6 +57,9 @@ export class Detector {
     const size = options.inputSize;
     if (size !== undefined && (size !== card.input.width || size !== card.input.height)) {
       if (!card.input.resizable) throw new ModelError(ref, `its card does not allow input_size ${size} (fixed ${card.input.width}x${card.input.height})`);
+      // A grid decoder needs whole cells at the coarsest stride, or every frame would fail to decode.
+      const stride = card.decoder.kind === 'yolox' ? Math.max(...card.decoder.strides) : 32;
+      if (!Number.isInteger(size) || size <= 0 || size % stride !== 0) throw new ModelError(ref, `input_size ${size} is not a multiple of ${stride}`);
       try {
         bytes = withSymbolicInputSize(bytes, card.input.name);
       } catch (err) {
