@@ -84,6 +84,10 @@ cameras:
     expect(issues.some((i) => i.startsWith('cameras[0].detect.threshold:'))).toBe(true);
   });
 
+  it('tells a wrong type from a missing key', () => {
+    expect(issuesOf('cameras: [{ name: a, source: { url: x }, model: m, detect: { threshold: high } }]')[0]).toMatch(/^cameras\[0\]\.detect\.threshold: .*number/);
+  });
+
   it('requires cameras, a model and a source', () => {
     expect(issuesOf('mqtt: { prefix: beats }')).toEqual(['cameras: is required']);
     expect(issuesOf('cameras: [{ name: a }]')).toEqual(expect.arrayContaining(['cameras[0].source: is required', 'cameras[0].model: is required']));

@@ -39,7 +39,7 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
   const substituted = substituteEnv(raw, [], options.env ?? process.env, issues);
   if (issues.length > 0) throw new ConfigError(file, issues);
 
-  const parsed = pipelineSchema.safeParse(substituted ?? {});
+  const parsed = pipelineSchema.safeParse(substituted ?? {}, { reportInput: true });
   if (!parsed.success) throw new ConfigError(file, parsed.error.issues.map(toIssue));
   return resolvePaths(parsed.data, path.dirname(file));
 }
