@@ -16,7 +16,7 @@ function frameAt(index: number, fps = 10, width = 200, height = 100): Frame {
   return { camera: 'cam', index, streamTime: index / fps, ts: 1_700_000_000_000 + (index * 1000) / fps, width, height, pixels: Buffer.alloc(64 * 64 * 3, 90), pixelFormat: 'rgb24', geometry };
 }
 
-const track = (id: number, box: [number, number, number, number], score = 0.8, extra: Partial<TrackedObject> = {}): TrackedObject => ({ id, label: 'person', score, box, stationary: false, matched: true, ...extra });
+const track = (id: number, box: [number, number, number, number], score = 0.8, extra: Partial<TrackedObject> = {}): TrackedObject => ({ id, label: 'person', score, box, stationary: false, confirmed: true, detection: 0, ...extra });
 
 function builder(zones = {}, extra: Partial<ConstructorParameters<typeof EventBuilder>[0]> = {}) {
   return new EventBuilder({ camera: 'cam', model: { name: 'm', version: '1' }, threshold: 0.5, minFrames: 3, updateIntervalS: 1, zones, snapshots: true, ...extra });
@@ -95,8 +95,8 @@ describe('events', () => {
     expect(all[1]!.before.current_zones).toEqual([]);
     // Lost for a few frames, then the tracker ends it: end_time is the last frame it was seen.
     const lastSeen = frameAt(n - 1).ts / 1000;
-    b.update(frameAt(n++), [track(1, [150, 10, 170, 60], 0.8, { matched: false })], []);
-    const ended = b.update(frameAt(n++), [], [track(1, [150, 10, 170, 60], 0.8, { matched: false })]);
+    b.update(frameAt(n++), [track(1, [150, 10, 170, 60], 0.8, { detection: undefined })], []);
+    const ended = b.update(frameAt(n++), [], [track(1, [150, 10, 170, 60], 0.8, { detection: undefined })]);
     expect(ended.messages.map((m) => m.type)).toEqual(['end']);
     expect(ended.messages[0]!.after.end_time).toBe(lastSeen);
     expect(ended.messages[0]!.after.entered_zones).toEqual(['right']);

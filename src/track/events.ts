@@ -11,8 +11,10 @@ export interface TrackedObject {
   score: number;
   box: readonly [number, number, number, number];
   stationary: boolean;
-  /** Whether a detection matched the track in this frame. */
-  matched: boolean;
+  /** The tracker is sure of it (enough matched frames). */
+  confirmed: boolean;
+  /** Index of the detection that matched the track in this frame; undefined when none did. */
+  detection: number | undefined;
 }
 
 /** The `after` (and `before`) object of a `<prefix>/events` message. */
@@ -131,7 +133,7 @@ export class EventBuilder {
         state = { framesAbove: 0, presence: new ZonePresence(), firstTs: now, lastSeenTs: now, lastBox: [...track.box], lastScore: track.score, topScore: 0, bestChanged: false, publishedAt: -Infinity, messages: 0 };
         this.tracks.set(track.id, state);
       }
-      if (track.matched) {
+      if (track.detection !== undefined) {
         if (track.score >= this.opts.threshold) state.framesAbove++;
         state.presence.update(this.zones, track.box, track.label);
         state.lastSeenTs = now;
@@ -144,7 +146,7 @@ export class EventBuilder {
         }
       }
       if (!state.event) {
-        if (state.framesAbove < this.opts.minFrames) continue;
+        if (state.framesAbove < this.opts.minFrames || !track.confirmed) continue;
         state.event = this.stateOf(track, state, `${now.toFixed(6)}-${randomBytes(3).toString('hex')}`);
         this.publish(state, 'new', state.event, now, out);
         if (state.best && this.opts.snapshots) out.snapshots.push({ event: state.event, frame: state.best.frame, box: state.best.box });
