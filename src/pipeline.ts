@@ -1,4 +1,5 @@
-import { EMPTY, Subject, catchError, concatMap, finalize, from, interval, map, merge, take, takeUntil, tap, type Observable } from 'rxjs';
+import path from 'node:path';
+import { EMPTY, Subject, catchError, concatMap, concatWith, defer, finalize, from, ignoreElements, interval, map, merge, take, takeUntil, tap, type Observable } from 'rxjs';
 import { ConfigError, errorMessage } from './errors.js';
 import type { LoadedPipeline } from './config/load.js';
 import { mqttSchema, type CameraConfig, type PipelineConfig } from './config/schema.js';
@@ -6,7 +7,12 @@ import { logger } from './log.js';
 import { Detector, type Detection } from './model/detector.js';
 import type { ProviderSettings } from './model/providers.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/broker.js';
+import { EventPublisher } from './publish/events.js';
 import { MqttPublisher, detectionsMessage } from './publish/mqtt.js';
+import { Outbox } from './publish/outbox.js';
+import { SnapshotStore } from './publish/snapshots.js';
+import { EventBuilder, type EventMessage, type EventOutput } from './track/events.js';
+import { Tracker, type TrackView } from './track/tracker.js';
 import { newSourceStats, readFrames, type Frame, type SourceStats } from './source/frames.js';
 
 /** What one camera did in this run; read by the status line and returned at the end. */
@@ -21,7 +27,11 @@ export interface CameraStats {
 export interface FrameResult {
   camera: string;
   frame: Frame;
-  detections: Detection[];
+  /** Detections above detect.threshold, with the id of the confirmed track each belongs to. */
+  detections: Array<Detection & { trackId?: number }>;
+  /** Tracks alive after this frame (confirmed and tentative). */
+  tracks: readonly TrackView[];
+  events: EventOutput;
 }
 
 export interface RunOptions {
@@ -33,12 +43,14 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Every processed frame, for tests and tools. */
   onResult?: (result: FrameResult) => void;
+  /** Every event message, in the order it is published. */
+  onEvent?: (message: EventMessage) => void;
 }
 
 export interface RunSummary {
   brokerUrl: string;
   cameras: Record<string, CameraStats>;
-  mqtt: { published: number; dropped: number };
+  mqtt: { published: number; dropped: number; durableSent: number; outboxDepth: number };
 }
 
 const log = logger('pipeline');
@@ -64,17 +76,72 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
   return perCamera;
 }
 
+interface CameraParts {
+  camera: CameraConfig;
+  detector: Detector;
+  publisher: MqttPublisher;
+  events: EventPublisher;
+  stats: CameraStats;
+}
+
 /**
- * One camera's chain: frames on demand → detect → publish → ask for the next frame. The source emits
- * a frame only when `processed$` says the previous one is done, so at most one frame is in flight and
- * the source's bounded mailbox is the only place frames wait (see readFrames).
+ * One camera's chain: frames on demand → detect → track → events → publish → ask for the next
+ * frame. The source emits a frame only when `processed$` says the previous one went all the way
+ * through, so at most one frame is in flight and the source's bounded mailbox is the only place
+ * frames wait (see readFrames). At the end of a finite source, open events are ended.
  */
-function cameraChain(camera: CameraConfig, detector: Detector, publisher: MqttPublisher, stats: CameraStats, options: RunOptions): Observable<FrameResult> {
+function cameraChain({ camera, detector, publisher, events, stats }: CameraParts, stop$: Observable<void>, options: RunOptions): Observable<FrameResult> {
   const processed$ = new Subject<void>();
   const allowed = camera.detect.labels ? detector.classIds(camera.detect.labels) : undefined;
-  const detectOptions = { threshold: camera.detect.threshold, nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections };
+  // The detector runs at the tracker's low threshold: low-score boxes keep tracks alive through
+  // occlusion and blur (ByteTrack's second stage); only boxes above detect.threshold are published.
+  const detectOptions = { threshold: camera.events.low_threshold, nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections };
   const model = { name: detector.card.name, version: detector.card.version };
+  const tracker = new Tracker({ highThreshold: camera.detect.threshold, lowThreshold: camera.events.low_threshold, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s });
+  const builder = new EventBuilder({
+    camera: camera.name,
+    model,
+    threshold: camera.detect.threshold,
+    minFrames: camera.events.min_frames,
+    updateIntervalS: camera.events.update_interval_s,
+    zones: camera.zones,
+    snapshots: camera.events.snapshots,
+    knownLabels: camera.detect.labels,
+  });
   const source = camera.source;
+
+  const detect = (frame: Frame) => {
+    const started = performance.now();
+    return from(detector.detect(frame, detectOptions, allowed)).pipe(
+      tap(() => {
+        const ms = performance.now() - started;
+        stats.inferenceMs = stats.processed === 0 ? ms : stats.inferenceMs * 0.9 + ms * 0.1;
+      }),
+    );
+  };
+
+  const track = (frame: Frame) => (detections: Detection[]) => {
+    const update = tracker.update(detections, frame);
+    const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
+    const published = detections.flatMap((d, i) => (d.score >= camera.detect.threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
+    return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended) };
+  };
+
+  const publish = (result: FrameResult) => {
+    stats.processed++;
+    stats.detections += result.detections.length;
+    if (result.detections.length > 0) publisher.publishDetections(detectionsMessage(camera.name, result.frame, model, result.detections));
+    return from(events.publish(result.events)).pipe(map(() => result));
+  };
+
+  const endOpenEvents = defer(() => {
+    tracker.flush();
+    const output = builder.flush();
+    return from(events.publish(output)).pipe(
+      tap(() => output.messages.forEach((m) => options.onEvent?.(m))),
+      ignoreElements(),
+    );
+  });
 
   return readFrames(
     {
@@ -90,27 +157,23 @@ function cameraChain(camera: CameraConfig, detector: Detector, publisher: MqttPu
     },
     processed$,
   ).pipe(
+    // Stopping ends the frames, not the chain: open events still get their `end`.
+    takeUntil(stop$),
     options.maxFrames ? take(options.maxFrames) : tap(),
-    concatMap((frame) => {
-      const started = performance.now();
-      return from(detector.detect(frame, detectOptions, allowed)).pipe(
-        map((detections) => {
-          stats.inferenceMs = stats.processed === 0 ? performance.now() - started : stats.inferenceMs * 0.9 + (performance.now() - started) * 0.1;
-          return { camera: camera.name, frame, detections };
-        }),
-        // A frame that fails to process is logged and skipped; the camera goes on.
+    concatMap((frame) =>
+      detect(frame).pipe(
+        map(track(frame)),
+        concatMap(publish),
+        tap((result) => result.events.messages.forEach((m) => options.onEvent?.(m))),
+        // A frame that fails is logged and skipped; the camera goes on.
         catchError((err: unknown) => {
           log.error(`camera ${camera.name}: frame ${frame.index} failed: ${errorMessage(err)}`);
           return EMPTY;
         }),
         finalize(() => processed$.next()),
-      );
-    }),
-    tap((result) => {
-      stats.processed++;
-      stats.detections += result.detections.length;
-      if (result.detections.length > 0) publisher.publishDetections(detectionsMessage(camera.name, result.frame, model, result.detections));
-    }),
+      ),
+    ),
+    concatWith(endOpenEvents),
   );
 }
 
@@ -122,7 +185,7 @@ function statusLine(cameras: Record<string, CameraStats>, previous: Map<string, 
     const fpsOut = (s.processed - before.out) / seconds;
     return `${name}: in ${fpsIn.toFixed(1)} fps, out ${fpsOut.toFixed(1)} fps, dropped ${s.source.dropped}, inference ${s.inferenceMs.toFixed(1)} ms${s.source.state === 'reconnecting' ? ', reconnecting' : ''}`;
   });
-  return `${parts.join(' | ')} | mqtt ${publisher.stats.connected ? 'up' : 'down'}, sent ${publisher.stats.published}, dropped ${publisher.stats.dropped}`;
+  return `${parts.join(' | ')} | mqtt ${publisher.stats.connected ? 'up' : 'down'}, sent ${publisher.stats.published}, dropped ${publisher.stats.dropped}, outbox ${publisher.outboxDepth}`;
 }
 
 /**
@@ -143,7 +206,9 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
       log.info(`embedded MQTT broker listening on ${broker.url} (try: mosquitto_sub -h ${broker.host} -p ${broker.port} -t '${mqttConfig.prefix}/#' -v)`);
     }
     const brokerUrl = url ?? broker!.url;
+    const outbox = await Outbox.open({ dir: path.join(config.state_dir, 'outbox'), maxMessages: mqttConfig.outbox_max_messages });
     publisher = new MqttPublisher({
+      outbox,
       url: brokerUrl,
       prefix: mqttConfig.prefix,
       qos: mqttConfig.qos,
@@ -164,7 +229,20 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     const onAbort = () => stop$.next();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const activePublisher = publisher;
-    const all$ = merge(...config.cameras.map((camera) => cameraChain(camera, detectors.get(camera.name)!, activePublisher, cameras[camera.name]!, options))).pipe(takeUntil(stop$));
+    const snapshotStore = new SnapshotStore({ dir: path.join(config.state_dir, 'snapshots'), maxTotalBytes: config.snapshots.max_total_mb * 1024 * 1024 });
+    const chains = config.cameras.map((camera) => {
+      const detector = detectors.get(camera.name)!;
+      const events = new EventPublisher({
+        publisher: activePublisher,
+        prefix: mqttConfig.prefix,
+        camera: camera.name,
+        modelName: detector.card.name,
+        snapshots: camera.events.snapshots ? { store: snapshotStore, quality: config.snapshots.quality } : undefined,
+        homeAssistant: mqttConfig.home_assistant.enabled ? { discoveryPrefix: mqttConfig.home_assistant.discovery_prefix } : undefined,
+      });
+      return cameraChain({ camera, detector, publisher: activePublisher, events, stats: cameras[camera.name]! }, stop$, options);
+    });
+    const all$ = merge(...chains);
 
     const previous = new Map<string, { in: number; out: number }>();
     const statusSubscription =
@@ -181,7 +259,9 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
       statusSubscription?.unsubscribe();
       options.signal?.removeEventListener('abort', onAbort);
     }
-    return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped } };
+    // Give the events of the last frames a moment to reach the broker; what does not stays on disk.
+    await publisher.drainOutbox(3000);
+    return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped, durableSent: publisher.stats.durableSent, outboxDepth: publisher.outboxDepth } };
   } finally {
     await publisher?.close();
     await broker?.close();

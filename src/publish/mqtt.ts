@@ -2,6 +2,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { redactUrl } from '../source/kind.js';
 import { logger } from '../log.js';
 import type { Detection } from '../model/detector.js';
+import type { Outbox } from './outbox.js';
 
 export type Qos = 0 | 1 | 2;
 
@@ -19,6 +20,8 @@ export interface PublisherOptions {
    * memory must not grow with an outage. (Events that must not be lost get a durable outbox.)
    */
   maxPending?: number;
+  /** Durable queue for messages that must not be lost (events); see publishDurable. */
+  outbox?: Outbox;
 }
 
 export interface PublisherStats {
@@ -26,6 +29,8 @@ export interface PublisherStats {
   published: number;
   dropped: number;
   reconnects: number;
+  /** Durable messages the broker acknowledged. */
+  durableSent: number;
 }
 
 /** What waits in memory on the way to the broker. */
@@ -54,14 +59,14 @@ export interface DetectionsMessage {
   model: { name: string; version: string };
   width: number;
   height: number;
-  detections: Array<{ label: string; class_id: number; score: number; box: [number, number, number, number] }>;
+  detections: Array<{ label: string; class_id: number; score: number; box: [number, number, number, number]; track_id?: number }>;
 }
 
 export function detectionsMessage(
   camera: string,
   frame: { index: number; ts: number; width: number; height: number },
   model: { name: string; version: string },
-  detections: readonly Detection[],
+  detections: ReadonlyArray<Detection & { trackId?: number }>,
 ): DetectionsMessage {
   const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
   return {
@@ -76,6 +81,7 @@ export function detectionsMessage(
       class_id: d.classId,
       score: round(d.score, 3),
       box: d.box.map((v) => round(v, 1)) as [number, number, number, number],
+      ...(d.trackId !== undefined ? { track_id: d.trackId } : {}),
     })),
   };
 }
@@ -85,7 +91,10 @@ export function detectionsMessage(
  * camera, reconnects on its own (mqtt.js), and never queues without bound.
  */
 export class MqttPublisher {
-  readonly stats: PublisherStats = { connected: false, published: 0, dropped: 0, reconnects: 0 };
+  readonly stats: PublisherStats = { connected: false, published: 0, dropped: 0, reconnects: 0, durableSent: 0 };
+  /** Latest payload of each retained state topic (counts, snapshots): sent again on every connect. */
+  private readonly state = new Map<string, string | Buffer>();
+  private pumping: Promise<void> | undefined;
   /**
    * Publishes handed to mqtt.js whose callback has not come yet. QoS 0 ones wait for the socket to
    * drain, QoS 1/2 ones for the broker's ack. Each is settled exactly once (see `settle`).
@@ -115,6 +124,9 @@ export class MqttPublisher {
       this.stats.connected = true;
       this.log.info(`connected to ${shown}`);
       this.client.publish(availability, 'online', { qos: 1, retain: true });
+      // A broker that restarted without persistence lost our retained state; send it again.
+      for (const [topic, payload] of this.state) this.publish(topic, payload, { qos: 1, retain: true });
+      void this.pump();
     });
     this.client.on('reconnect', () => {
       this.stats.reconnects++;
@@ -174,6 +186,68 @@ export class MqttPublisher {
     this.inflight.add(entry);
     this.client.publish(topic, payload, opts, (err) => this.settle(entry, !err));
     return true;
+  }
+
+  /**
+   * Retained state (a count, a snapshot): published now when connected, and again after every
+   * reconnect, so a subscriber always finds the latest value.
+   */
+  publishState(topic: string, payload: string | Buffer): void {
+    this.state.set(topic, payload);
+    this.publish(topic, payload, { qos: 1, retain: true });
+  }
+
+  /**
+   * A message that must not be lost (events): written to the outbox on disk first, then sent in
+   * order, one at a time, each removed from disk only when the broker acknowledged it. While the
+   * broker is away messages wait on disk; after a reconnect (or a restart) they go out in order.
+   * A message whose ack was lost with a connection may be sent twice: subscribers drop duplicates
+   * by the message id.
+   */
+  async publishDurable(topic: string, payload: string, qos: 1 | 2 = 1): Promise<void> {
+    const outbox = this.options.outbox;
+    if (!outbox) throw new Error('publishDurable needs an outbox');
+    await outbox.push({ topic, payload, qos, retain: false });
+    void this.pump();
+  }
+
+  /** Durable messages still waiting on disk. */
+  get outboxDepth(): number {
+    return this.options.outbox?.depth ?? 0;
+  }
+
+  /** Waits until the outbox is empty, the broker is away, or `timeoutMs` passed. */
+  async drainOutbox(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.outboxDepth > 0 && this.client.connected && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      // A broker that never acks must not hold the shutdown: the messages stay on disk for next time.
+      await Promise.race([this.pump(), new Promise((resolve) => (timer = setTimeout(resolve, Math.max(20, deadline - Date.now()))))]);
+      clearTimeout(timer);
+      if (this.outboxDepth > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Sends the outbox, oldest first, while connected. One pump at a time keeps the order. */
+  private pump(): Promise<void> {
+    const outbox = this.options.outbox;
+    if (!outbox) return Promise.resolve();
+    this.pumping ??= (async () => {
+      try {
+        while (this.client.connected && !this.closing) {
+          const next = await outbox.oldest();
+          if (!next) break;
+          const { topic, payload, qos, retain } = next.message;
+          const acked = await new Promise<boolean>((resolve) => this.client.publish(topic, payload, { qos, retain }, (err) => resolve(!err)));
+          if (!acked) break;
+          await outbox.remove(next.seq);
+          this.stats.durableSent++;
+        }
+      } finally {
+        this.pumping = undefined;
+      }
+    })();
+    return this.pumping;
   }
 
   /** Publishes awaiting their callback (never more than `maxPending`). */
