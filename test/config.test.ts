@@ -66,8 +66,8 @@ cameras:
   });
 
   it('names the path of an unknown key, a typo included', () => {
-    expect(issuesOf('cameras: [{ name: a, source: { url: x.mp4 }, model: m, detect: { treshold: 0.5 } }]')).toEqual(['cameras[0].detect: unknown key "treshold"']);
-    expect(issuesOf('mqtt: { url: mqtt://h, colour: red }\ncameras: [{ name: a, source: { url: x.mp4 }, model: m }]')).toEqual(['mqtt: unknown key "colour"']);
+    expect(issuesOf('cameras: [{ name: a, source: { url: x.mp4 }, model: m, detect: { treshold: 0.5 } }]')).toEqual(['cameras[0].detect.treshold: unknown key']);
+    expect(issuesOf('mqtt: { url: mqtt://h, colour: red, size: 2 }\ncameras: [{ name: a, source: { url: x.mp4 }, model: m }]')).toEqual(['mqtt.colour: unknown key', 'mqtt.size: unknown key']);
   });
 
   it('names the path of bad values', () => {

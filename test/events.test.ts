@@ -147,9 +147,9 @@ describe('events', () => {
 });
 
 describe('snapshots', () => {
-  it('renders the picture without padding, with the box drawn, and a crop around the object', () => {
+  it('renders the picture without padding, with the box drawn, and a crop around the object', async () => {
     const frame = frameAt(0); // 200x100 source into 64x64: picture 64x32 at the top
-    const { full, crop } = renderSnapshot(frame, [50, 25, 100, 75], 90);
+    const { full, crop } = await renderSnapshot(frame, [50, 25, 100, 75], 90);
     const img = jpeg.decode(full);
     expect([img.width, img.height]).toEqual([64, 32]);
     const at = (x: number, y: number) => Array.from(img.data.subarray((y * 64 + x) * 4, (y * 64 + x) * 4 + 3));

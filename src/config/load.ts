@@ -40,7 +40,7 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
   if (issues.length > 0) throw new ConfigError(file, issues);
 
   const parsed = pipelineSchema.safeParse(substituted ?? {}, { reportInput: true });
-  if (!parsed.success) throw new ConfigError(file, parsed.error.issues.map(toIssue));
+  if (!parsed.success) throw new ConfigError(file, parsed.error.issues.flatMap(describeIssue));
   return resolvePaths(parsed.data, path.dirname(file));
 }
 
@@ -49,17 +49,24 @@ export function formatPath(p: readonly PropertyKey[]): string {
   return p.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
 }
 
-function toIssue(issue: z.core.$ZodIssue): ConfigIssue {
+/**
+ * One line per problem, with the full key path: an unknown key is named where it is
+ * (`cameras[0].detect.treshold`, not its parent), a missing one says it is required (zod says
+ * "expected string, received undefined"). zod leaves `input` out of its issues unless asked
+ * (`reportInput`), so a missing key is told from a wrong type by asking. Used for model cards too.
+ */
+export function describeIssue(issue: z.core.$ZodIssue): ConfigIssue[] {
   if (issue.code === 'unrecognized_keys') {
-    return { path: formatPath(issue.path), message: `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` };
+    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: 'unknown key' }));
   }
   if (issue.code === 'invalid_key') {
-    return { path: formatPath(issue.path), message: `bad name: ${issue.issues.map((i) => i.message).join('; ')}` };
+    return [{ path: formatPath(issue.path), message: `bad name: ${issue.issues.map((i) => i.message).join('; ')}` }];
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return { path: formatPath(issue.path), message: 'is required' };
+  if (issue.code === 'invalid_type' && issue.input === undefined) return [{ path: formatPath(issue.path), message: 'is required' }];
+  if (issue.code === 'invalid_value' && issue.input === undefined) {
+    return [{ path: formatPath(issue.path), message: `is required (one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')})` }];
   }
-  return { path: formatPath(issue.path), message: issue.message };
+  return [{ path: formatPath(issue.path), message: issue.message }];
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$/g;

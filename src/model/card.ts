@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { ModelError } from '../errors.js';
-import { formatPath } from '../config/load.js';
+import { describeIssue } from '../config/load.js';
 
 /**
  * A model card: the JSON beside an .onnx file that says how to feed the model and read its output.
@@ -56,23 +56,6 @@ export interface LoadedCard {
   file: string;
   /** Absolute path of the ONNX file as the card names it (it may not exist yet). */
   onnxPath: string;
-}
-
-/**
- * One line per problem, with the full key path: an unknown key is named where it is
- * (`input.colour`, not `input`), a missing one says it is required (zod says "expected string,
- * received undefined"). zod leaves `input` out of its issues unless asked (`reportInput`), so
- * a missing key is told from a wrong type by asking.
- */
-function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string }[] {
-  if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: 'unknown key' }));
-  }
-  if (issue.code === 'invalid_type' && issue.input === undefined) return [{ path: formatPath(issue.path), message: 'is required' }];
-  if (issue.code === 'invalid_value' && issue.input === undefined) {
-    return [{ path: formatPath(issue.path), message: `is required (one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')})` }];
-  }
-  return [{ path: formatPath(issue.path), message: issue.message }];
 }
 
 export async function readModelCard(file: string): Promise<LoadedCard> {

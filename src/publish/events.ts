@@ -26,7 +26,7 @@ export class EventPublisher {
     const snapshots = this.options.snapshots;
     if (snapshots) {
       for (const request of output.snapshots) {
-        const images = renderSnapshot(request.frame, request.box, snapshots.quality);
+        const images = await renderSnapshot(request.frame, request.box, snapshots.quality);
         await snapshots.store.save(camera, request.event.id, images);
         publisher.publishState(`${prefix}/${camera}/${request.event.label}/snapshot`, images.full);
       }

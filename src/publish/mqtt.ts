@@ -239,6 +239,7 @@ export class MqttPublisher {
           if (!next) break;
           const { topic, payload, qos, retain } = next.message;
           const acked = await new Promise<boolean>((resolve) => this.client.publish(topic, payload, { qos, retain }, (err) => resolve(!err)));
+          this.log.debug(`outbox ${next.seq}: ${acked ? 'acknowledged' : 'not acknowledged, kept'}`);
           if (!acked) break;
           await outbox.remove(next.seq);
           this.stats.durableSent++;
