@@ -1,0 +1,95 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { logger } from '../log.js';
+import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, trainStep, type Checkpoint, type TrainRecipe } from '../model/beats-train.js';
+import { loadTf } from '../model/tf.js';
+
+const log = logger('train');
+
+export interface TrainOptions {
+  out: string;
+  steps?: number;
+  batch?: number;
+  seed?: number;
+  lr?: number;
+  /** Write a checkpoint every this many steps. */
+  every?: number;
+  /** Start again from scratch even when a checkpoint exists. */
+  fresh?: boolean;
+}
+
+/**
+ * `beats train`: trains the Beats CNN on the synthetic camera, with a progress bar, a checkpoint
+ * every few steps (resumed automatically: Ctrl-C or a crash loses at most `every` steps), and the
+ * recipe recorded in the checkpoint. Export with `beats export`.
+ */
+export async function trainCommand(options: TrainOptions): Promise<void> {
+  const { tf, package: pkg, backend } = await loadTf();
+  await mkdir(options.out, { recursive: true });
+  const file = path.join(options.out, 'checkpoint.bin');
+  let checkpoint: Checkpoint | undefined;
+  if (existsSync(file) && !options.fresh) {
+    checkpoint = await loadCheckpoint(tf, file);
+    log.info(`resuming from ${file} at step ${checkpoint.step} of ${checkpoint.recipe.steps}`);
+  }
+  const recipe: TrainRecipe = checkpoint?.recipe ?? {
+    ...defaultRecipe,
+    steps: options.steps ?? defaultRecipe.steps,
+    batch: options.batch ?? defaultRecipe.batch,
+    seed: options.seed ?? defaultRecipe.seed,
+    lr: options.lr ?? defaultRecipe.lr,
+  };
+  if (options.steps && checkpoint) recipe.steps = options.steps;
+  const spec = recipe.spec;
+  const weights = asVariables(tf, checkpoint?.weights ?? initWeights(tf, spec, recipe.seed));
+  const optimizer = tf.train.adam(recipe.lr);
+  if (checkpoint?.optimizer?.length) await optimizer.setWeights(checkpoint.optimizer);
+  const history = checkpoint?.history ?? [];
+  const data = new SyntheticBatches(recipe);
+  // Resuming replays the data stream up to where it stopped, so a resumed run sees what a straight one would.
+  for (let s = 0; s < (checkpoint?.step ?? 0); s++) data.take(spec, recipe.batch);
+
+  log.info(`TensorFlow.js ${pkg} (${backend}); ${recipe.steps} steps of ${recipe.batch} synthetic frames (${recipe.data.scenes.join(', ')}, seeds ${recipe.data.seeds.join('..')})`);
+  const bar = new SingleBar({ format: 'train [{bar}] {value}/{total} loss {loss} (cls {cls}, box {box}) {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000, etaBuffer: 50 });
+  let step = checkpoint?.step ?? 0;
+  bar.start(recipe.steps, step, { loss: '-', cls: '-', box: '-' });
+  let stop = false;
+  const onSignal = () => {
+    stop = true;
+    log.info('stopping after this step; the checkpoint keeps the progress');
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const every = options.every ?? 50;
+  const save = async () => {
+    await saveCheckpoint(file, { format: 'beats-cnn-checkpoint/1', step, recipe, history, weights, optimizer: await optimizer.getWeights() });
+  };
+  let window: Array<{ loss: number; cls: number; box: number }> = [];
+  try {
+    while (step < recipe.steps && !stop) {
+      // Warm-up, then cosine decay to 5 % of the rate.
+      const progress = step / recipe.steps;
+      const rate = recipe.lr * Math.min(1, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * progress)));
+      (optimizer as unknown as { learningRate: number }).learningRate = rate;
+      const result = trainStep(tf, spec, weights, optimizer, data.take(spec, recipe.batch));
+      if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${step}: not saving this`);
+      step++;
+      window.push(result);
+      if (step % 10 === 0 || step === recipe.steps) {
+        const mean = (k: 'loss' | 'cls' | 'box') => window.reduce((s, r) => s + r[k], 0) / window.length;
+        history.push({ step, loss: mean('loss'), cls: mean('cls'), box: mean('box') });
+        bar.update(step, { loss: mean('loss').toFixed(3), cls: mean('cls').toFixed(3), box: mean('box').toFixed(3) });
+        window = [];
+      }
+      if (step % every === 0) await save();
+    }
+    await save();
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  log.info(`${stop ? 'stopped' : 'done'} at step ${step}; checkpoint ${file}`);
+}

@@ -1,0 +1,166 @@
+import type * as tfType from '@tensorflow/tfjs';
+
+/**
+ * The Beats CNN, defined once, in TensorFlow.js. A compact body for CPUs, then the Beats head of
+ * BEATS.md: per-cell class logits from a final 1x1 convolution, beside a 1x1 box regression,
+ * anchor-free on one grid (stride 8).
+ *
+ * Body: space-to-depth by 4 (pixels become channels: no expensive full-resolution convolution),
+ * 1x1 and 3x3 convolutions with batch norm and ReLU, space-to-depth by 2, three more. Every
+ * convolution has stride 1, so it maps to one ONNX Conv, and training can use fast gradients.
+ *
+ * Output, per cell in row-major order (the same in TF.js and in the exported ONNX):
+ *   [x1, y1, x2, y2, score_0 .. score_C-1], box in input pixels, scores after a sigmoid.
+ * The box is the cell centre minus/plus exp(l, t, r, b) · stride.
+ */
+export interface BeatsCnnSpec {
+  inputWidth: number;
+  inputHeight: number;
+  classes: readonly string[];
+  /** Channels of the body's convolutions. */
+  widths: { stem: number; mid: number; head: number };
+}
+
+export const STRIDE = 8;
+
+export const defaultSpec: BeatsCnnSpec = {
+  inputWidth: 160,
+  inputHeight: 120,
+  classes: ['person', 'car', 'bicycle'],
+  widths: { stem: 24, mid: 48, head: 48 },
+};
+
+export type Layer =
+  | { kind: 's2d'; name: string; block: number }
+  | { kind: 'conv'; name: string; size: 1 | 3; inChannels: number; outChannels: number };
+
+/** The body, in order. The last conv's output is the head's feature map (D = widths.head). */
+export function bodyLayers(spec: BeatsCnnSpec): Layer[] {
+  const { stem, mid, head } = spec.widths;
+  return [
+    { kind: 's2d', name: 's2d4', block: 4 },
+    { kind: 'conv', name: 'c1', size: 1, inChannels: 48, outChannels: stem },
+    { kind: 'conv', name: 'c2', size: 3, inChannels: stem, outChannels: stem },
+    { kind: 's2d', name: 's2d2', block: 2 },
+    { kind: 'conv', name: 'c3', size: 1, inChannels: stem * 4, outChannels: mid },
+    { kind: 'conv', name: 'c4', size: 3, inChannels: mid, outChannels: mid },
+    { kind: 'conv', name: 'c5', size: 3, inChannels: mid, outChannels: head },
+  ];
+}
+
+/** Named weights: `<conv>.weight` [k, k, in, out] (HWIO), `<conv>.bn.{gamma,beta,mean,variance}`, `head.{cls,box}.{weight,bias}`. */
+export type Weights = Map<string, tfType.Tensor>;
+
+export const BN_EPSILON = 1e-3;
+
+export function gridSize(spec: BeatsCnnSpec): { gw: number; gh: number } {
+  if (spec.inputHeight % STRIDE !== 0 || spec.inputWidth % STRIDE !== 0) throw new Error(`input ${spec.inputWidth}x${spec.inputHeight} is not a multiple of ${STRIDE}`);
+  return { gw: spec.inputWidth / STRIDE, gh: spec.inputHeight / STRIDE };
+}
+
+/** Fresh weights: He-normal convolutions, batch norm at identity, class bias at a 1 % prior. */
+export function initWeights(tf: typeof tfType, spec: BeatsCnnSpec, seed: number): Weights {
+  const weights: Weights = new Map();
+  let s = seed;
+  for (const layer of bodyLayers(spec)) {
+    if (layer.kind !== 'conv') continue;
+    const fanIn = layer.size * layer.size * layer.inChannels;
+    weights.set(`${layer.name}.weight`, tf.randomNormal([layer.size, layer.size, layer.inChannels, layer.outChannels], 0, Math.sqrt(2 / fanIn), 'float32', s++));
+    weights.set(`${layer.name}.bn.gamma`, tf.ones([layer.outChannels]));
+    weights.set(`${layer.name}.bn.beta`, tf.zeros([layer.outChannels]));
+    weights.set(`${layer.name}.bn.mean`, tf.zeros([layer.outChannels]));
+    weights.set(`${layer.name}.bn.variance`, tf.ones([layer.outChannels]));
+  }
+  const d = spec.widths.head;
+  const c = spec.classes.length;
+  weights.set('head.cls.weight', tf.randomNormal([1, 1, d, c], 0, 0.01, 'float32', s++));
+  weights.set('head.cls.bias', tf.fill([c], -Math.log((1 - 0.01) / 0.01)));
+  weights.set('head.box.weight', tf.randomNormal([1, 1, d, 4], 0, 0.01, 'float32', s++));
+  weights.set('head.box.bias', tf.fill([4], Math.log(1.5)));
+  return weights;
+}
+
+/** Weights that training changes (batch-norm statistics are updated separately). */
+export function isTrainable(name: string): boolean {
+  return !name.endsWith('.bn.mean') && !name.endsWith('.bn.variance');
+}
+
+export function spaceToDepth(tf: typeof tfType, x: tfType.Tensor4D, block: number): tfType.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  return x.reshape([n, h / block, block, w / block, block, c]).transpose([0, 1, 3, 2, 4, 5]).reshape([n, h / block, w / block, block * block * c]);
+}
+
+export interface ForwardResult {
+  /** The head's input: [N, gh, gw, D]. */
+  features: tfType.Tensor4D;
+  /** Class logits [N, gh, gw, C] and raw box regression [N, gh, gw, 4]. */
+  logits: tfType.Tensor4D;
+  boxRaw: tfType.Tensor4D;
+  /** Training only: the batch statistics of each batch norm, to update the moving ones. */
+  batchStats?: Map<string, { mean: tfType.Tensor1D; variance: tfType.Tensor1D }>;
+}
+
+/**
+ * Forward pass. `pixels` is [N, H, W, 3] RGB in 0..255. In training, batch norm uses the batch's
+ * statistics (returned); otherwise the moving ones.
+ */
+export function forward(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights, pixels: tfType.Tensor4D, training: boolean): ForwardResult {
+  const w = (name: string) => {
+    const t = weights.get(name);
+    if (!t) throw new Error(`Beats CNN: no weight ${name}`);
+    return t;
+  };
+  let x = pixels.div(255) as tfType.Tensor4D;
+  const batchStats = training ? new Map<string, { mean: tfType.Tensor1D; variance: tfType.Tensor1D }>() : undefined;
+  for (const layer of bodyLayers(spec)) {
+    if (layer.kind === 's2d') {
+      x = spaceToDepth(tf, x, layer.block);
+      continue;
+    }
+    const y = tf.conv2d(x, w(`${layer.name}.weight`) as tfType.Tensor4D, 1, 'same');
+    let mean: tfType.Tensor1D;
+    let variance: tfType.Tensor1D;
+    if (training) {
+      const moments = tf.moments(y, [0, 1, 2]);
+      mean = moments.mean as tfType.Tensor1D;
+      variance = moments.variance as tfType.Tensor1D;
+      batchStats!.set(layer.name, { mean, variance });
+    } else {
+      mean = w(`${layer.name}.bn.mean`) as tfType.Tensor1D;
+      variance = w(`${layer.name}.bn.variance`) as tfType.Tensor1D;
+    }
+    x = tf.batchNorm(y, mean, variance, w(`${layer.name}.bn.beta`) as tfType.Tensor1D, w(`${layer.name}.bn.gamma`) as tfType.Tensor1D, BN_EPSILON).relu() as tfType.Tensor4D;
+  }
+  const logits = tf.conv2d(x, w('head.cls.weight') as tfType.Tensor4D, 1, 'valid').add(w('head.cls.bias')) as tfType.Tensor4D;
+  const boxRaw = tf.conv2d(x, w('head.box.weight') as tfType.Tensor4D, 1, 'valid').add(w('head.box.bias')) as tfType.Tensor4D;
+  return { features: x, logits, boxRaw, batchStats };
+}
+
+/** Cell centres in input pixels, [gh * gw, 2], row-major. */
+export function cellCentres(spec: BeatsCnnSpec): Float32Array {
+  const { gw, gh } = gridSize(spec);
+  const out = new Float32Array(gw * gh * 2);
+  for (let gy = 0; gy < gh; gy++) {
+    for (let gx = 0; gx < gw; gx++) {
+      out[(gy * gw + gx) * 2] = (gx + 0.5) * STRIDE;
+      out[(gy * gw + gx) * 2 + 1] = (gy + 0.5) * STRIDE;
+    }
+  }
+  return out;
+}
+
+/** The model's output as the ONNX file gives it: [N, cells, 4 + C]. */
+export function predict(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights, pixels: tfType.Tensor4D): tfType.Tensor3D {
+  return tf.tidy(() => {
+    const { logits, boxRaw } = forward(tf, spec, weights, pixels, false);
+    const n = pixels.shape[0];
+    const cells = logits.shape[1] * logits.shape[2];
+    const centres = tf.tensor2d(cellCentres(spec), [cells, 2]);
+    const ltrb = boxRaw.reshape([n, cells, 4]).exp().mul(STRIDE);
+    const [l, t, r, b] = tf.split(ltrb, 4, 2) as [tfType.Tensor3D, tfType.Tensor3D, tfType.Tensor3D, tfType.Tensor3D];
+    const [cx, cy] = tf.split(centres.expandDims(0), 2, 2) as [tfType.Tensor3D, tfType.Tensor3D];
+    const boxes = tf.concat([cx.sub(l), cy.sub(t), cx.add(r), cy.add(b)], 2);
+    const scores = tf.sigmoid(logits.reshape([n, cells, spec.classes.length]));
+    return tf.concat([boxes, scores], 2) as tfType.Tensor3D;
+  });
+}

@@ -1,0 +1,348 @@
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../fs-atomic.js';
+import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/synthetic.js';
+import { STRIDE, defaultSpec, forward, gridSize, initWeights, isTrainable, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
+import type { Tf } from './tf.js';
+import type * as tfType from '@tensorflow/tfjs';
+
+/** Boxes below this visible fraction are neither positives nor negatives (the truth files' rule). */
+export const MIN_VISIBLE = 0.3;
+
+export interface TrainingSample {
+  /** [H, W, 3] RGB at the model's input size. */
+  pixels: Uint8Array;
+  /** Boxes in input pixels. */
+  boxes: Array<{ classId: number; box: [number, number, number, number]; ignore: boolean }>;
+}
+
+/** Area-average downscale by an integer factor (the synthetic camera renders at a multiple of the input). */
+export function downscale(rgb: Uint8Array, width: number, height: number, factor: number): Uint8Array {
+  const ow = Math.floor(width / factor);
+  const oh = Math.floor(height / factor);
+  const out = new Uint8Array(ow * oh * 3);
+  const n = factor * factor;
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let dy = 0; dy < factor; dy++) for (let dx = 0; dx < factor; dx++) sum += rgb[((y * factor + dy) * width + x * factor + dx) * 3 + c]!;
+        out[(y * ow + x) * 3 + c] = Math.round(sum / n);
+      }
+    }
+  }
+  return out;
+}
+
+export function sampleFromSynthetic(spec: BeatsCnnSpec, frame: { rgb: Uint8Array; width: number; height: number; boxes: readonly SyntheticBox[] }): TrainingSample {
+  const factor = frame.width / spec.inputWidth;
+  if (!Number.isInteger(factor) || frame.height / spec.inputHeight !== factor) throw new Error(`synthetic frames of ${frame.width}x${frame.height} are not an integer multiple of the input ${spec.inputWidth}x${spec.inputHeight}`);
+  const pixels = factor === 1 ? frame.rgb : downscale(frame.rgb, frame.width, frame.height, factor);
+  return {
+    pixels,
+    boxes: frame.boxes.map((b) => ({
+      classId: spec.classes.indexOf(b.label),
+      box: b.box.map((v) => v / factor) as [number, number, number, number],
+      ignore: b.visible < MIN_VISIBLE,
+    })),
+  };
+}
+
+export interface Targets {
+  /** [gh, gw, C] 0/1 */
+  cls: Float32Array;
+  /** [gh, gw, C] 0 where a cell must not count (inside an ignored box), else 1 */
+  clsWeight: Float32Array;
+  /** [gh, gw, 4] l, t, r, b distances from the cell centre, input pixels */
+  ltrb: Float32Array;
+  /** [gh, gw] 1 for positive cells */
+  positive: Float32Array;
+}
+
+/**
+ * Anchor-free assignment, FCOS-style with centre sampling: a cell is positive for a box when its
+ * centre lies inside the box and within 1.5 cells of the box's centre (the cell holding the centre
+ * always is). A cell claimed by two boxes goes to the smaller. Cells inside ignored boxes do not
+ * count for classification.
+ */
+export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes']): Targets {
+  const { gw, gh } = gridSize(spec);
+  const c = spec.classes.length;
+  const cls = new Float32Array(gh * gw * c);
+  const clsWeight = new Float32Array(gh * gw * c).fill(1);
+  const ltrb = new Float32Array(gh * gw * 4);
+  const positive = new Float32Array(gh * gw);
+  const owner = new Float32Array(gh * gw).fill(Infinity);
+  for (const { classId, box, ignore } of boxes) {
+    if (classId < 0) continue;
+    const [x1, y1, x2, y2] = box;
+    const bw = x2 - x1;
+    const bh = y2 - y1;
+    if (bw < 1 || bh < 1) continue;
+    const area = bw * bh;
+    const bcx = (x1 + x2) / 2;
+    const bcy = (y1 + y2) / 2;
+    const radius = 1.5 * STRIDE;
+    for (let gy = Math.max(0, Math.floor(y1 / STRIDE)); gy <= Math.min(gh - 1, Math.floor(y2 / STRIDE)); gy++) {
+      for (let gx = Math.max(0, Math.floor(x1 / STRIDE)); gx <= Math.min(gw - 1, Math.floor(x2 / STRIDE)); gx++) {
+        const cx = (gx + 0.5) * STRIDE;
+        const cy = (gy + 0.5) * STRIDE;
+        const cell = gy * gw + gx;
+        if (ignore) {
+          if (cx >= x1 && cx <= x2 && cy >= y1 && cy <= y2 && positive[cell] === 0) for (let k = 0; k < c; k++) clsWeight[cell * c + k] = 0;
+          continue;
+        }
+        const holdsCentre = gx === Math.min(gw - 1, Math.floor(bcx / STRIDE)) && gy === Math.min(gh - 1, Math.floor(bcy / STRIDE));
+        const inside = cx > x1 && cx < x2 && cy > y1 && cy < y2 && Math.abs(cx - bcx) <= radius && Math.abs(cy - bcy) <= radius;
+        if (!holdsCentre && !inside) continue;
+        if (area >= owner[cell]!) continue;
+        owner[cell] = area;
+        positive[cell] = 1;
+        for (let k = 0; k < c; k++) {
+          cls[cell * c + k] = k === classId ? 1 : 0;
+          clsWeight[cell * c + k] = 1;
+        }
+        // The centre cell of a box narrower than a cell may have its centre outside: keep distances positive.
+        ltrb[cell * 4] = Math.max(0.5, cx - x1);
+        ltrb[cell * 4 + 1] = Math.max(0.5, cy - y1);
+        ltrb[cell * 4 + 2] = Math.max(0.5, x2 - cx);
+        ltrb[cell * 4 + 3] = Math.max(0.5, y2 - cy);
+      }
+    }
+  }
+  return { cls, clsWeight, ltrb, positive };
+}
+
+/** Sigmoid focal loss (alpha 0.25, gamma 2) + GIoU box loss, both per positive cell. */
+export function detectionLoss(tf: Tf, logits: tfType.Tensor4D, boxRaw: tfType.Tensor4D, t: { cls: tfType.Tensor; clsWeight: tfType.Tensor; ltrb: tfType.Tensor; positive: tfType.Tensor }): { total: tfType.Scalar; cls: tfType.Scalar; box: tfType.Scalar } {
+  const numPos = tf.maximum(t.positive.sum(), 1);
+  const z = logits;
+  const y = t.cls;
+  const p = tf.sigmoid(z);
+  const ce = tf.relu(z).sub(z.mul(y)).add(tf.log1p(tf.exp(tf.abs(z).neg())));
+  const pt = p.mul(y).add(tf.scalar(1).sub(p).mul(tf.scalar(1).sub(y)));
+  const alpha = y.mul(0.25).add(tf.scalar(1).sub(y).mul(0.75));
+  const focal = alpha.mul(tf.pow(tf.scalar(1).sub(pt), 2)).mul(ce).mul(t.clsWeight);
+  const clsLoss = focal.sum().div(numPos) as tfType.Scalar;
+
+  const pred = tf.exp(boxRaw).mul(STRIDE);
+  const [pl, pt2, pr, pb] = tf.split(pred, 4, 3);
+  const [tl, tt, tr, tb] = tf.split(t.ltrb, 4, 3);
+  const interW = tf.minimum(pl!, tl!).add(tf.minimum(pr!, tr!));
+  const interH = tf.minimum(pt2!, tt!).add(tf.minimum(pb!, tb!));
+  const inter = interW.mul(interH);
+  const areaP = pl!.add(pr!).mul(pt2!.add(pb!));
+  const areaT = tl!.add(tr!).mul(tt!.add(tb!));
+  const union = areaP.add(areaT).sub(inter).add(1e-6);
+  const iou = inter.div(union);
+  const enclosing = tf.maximum(pl!, tl!).add(tf.maximum(pr!, tr!)).mul(tf.maximum(pt2!, tt!).add(tf.maximum(pb!, tb!))).add(1e-6);
+  const giou = iou.sub(enclosing.sub(union).div(enclosing));
+  const boxLoss = tf.scalar(1).sub(giou).squeeze([3]).mul(t.positive).sum().div(numPos) as tfType.Scalar;
+  return { total: clsLoss.add(boxLoss.mul(2)) as tfType.Scalar, cls: clsLoss, box: boxLoss };
+}
+
+export interface TrainRecipe {
+  seed: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  /** Training data: synthetic scenes with these seeds, frames taken every few frames. */
+  data: { scenes: string[]; seeds: [number, number]; domain: string[]; width: number; height: number; fps: number };
+  spec: BeatsCnnSpec;
+}
+
+export const defaultRecipe: TrainRecipe = {
+  seed: 7,
+  steps: 3000,
+  batch: 8,
+  lr: 0.003,
+  data: { scenes: ['street', 'yard'], seeds: [1000, 1999], domain: ['day'], width: 320, height: 240, fps: 10 },
+  spec: defaultSpec,
+};
+
+export interface Checkpoint {
+  format: 'beats-cnn-checkpoint/1';
+  step: number;
+  recipe: TrainRecipe;
+  /** Mean losses of recent steps, for the record. */
+  history: Array<{ step: number; loss: number; cls: number; box: number }>;
+  weights: Weights;
+  /** Adam's state, so a resumed run continues the same trajectory. */
+  optimizer?: Array<{ name: string; tensor: tfType.Tensor }>;
+}
+
+/** One file: 4-byte header length, JSON header, float32 data. Written atomically. */
+export async function saveCheckpoint(file: string, cp: Checkpoint): Promise<void> {
+  const entries: Array<{ name: string; shape: number[]; group: 'w' | 'o'; data: Float32Array }> = [];
+  for (const [name, t] of cp.weights) entries.push({ name, shape: t.shape, group: 'w', data: (await t.data()) as Float32Array });
+  for (const { name, tensor } of cp.optimizer ?? []) entries.push({ name, shape: tensor.shape, group: 'o', data: (await tensor.data()) as Float32Array });
+  let offset = 0;
+  const header = {
+    format: cp.format,
+    step: cp.step,
+    recipe: cp.recipe,
+    history: cp.history,
+    tensors: entries.map((e) => {
+      const item = { name: e.name, shape: e.shape, group: e.group, offset, length: e.data.length };
+      offset += e.data.length;
+      return item;
+    }),
+  };
+  const json = Buffer.from(JSON.stringify(header));
+  const body = Buffer.alloc(4 + json.length + offset * 4);
+  body.writeUInt32LE(json.length, 0);
+  json.copy(body, 4);
+  let at = 4 + json.length;
+  for (const e of entries) {
+    Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).copy(body, at);
+    at += e.data.byteLength;
+  }
+  await writeFileAtomic(file, body);
+}
+
+export async function loadCheckpoint(tf: Tf, file: string): Promise<Checkpoint> {
+  const buf = await readFile(file);
+  const length = buf.readUInt32LE(0);
+  const header = JSON.parse(buf.subarray(4, 4 + length).toString('utf8')) as Omit<Checkpoint, 'weights' | 'optimizer'> & { tensors: Array<{ name: string; shape: number[]; group: 'w' | 'o'; offset: number; length: number }> };
+  if (header.format !== 'beats-cnn-checkpoint/1') throw new Error(`${file}: not a Beats CNN checkpoint`);
+  const data = new Float32Array(buf.buffer.slice(buf.byteOffset + 4 + length, buf.byteOffset + buf.length));
+  const weights: Weights = new Map();
+  const optimizer: Array<{ name: string; tensor: tfType.Tensor }> = [];
+  for (const t of header.tensors) {
+    const tensor = tf.tensor(data.slice(t.offset, t.offset + t.length), t.shape, 'float32');
+    if (t.group === 'w') weights.set(t.name, tensor);
+    else optimizer.push({ name: t.name, tensor });
+  }
+  return { format: header.format, step: header.step, recipe: header.recipe, history: header.history, weights, optimizer };
+}
+
+/** Endless training batches from several synthetic scenes at once, advancing a few frames each time. */
+export class SyntheticBatches {
+  private readonly scenes: SyntheticScene[] = [];
+  private rng: number;
+  private next = 0;
+
+  constructor(private readonly recipe: TrainRecipe, count = 12) {
+    this.rng = recipe.seed >>> 0 || 1;
+    const [lo, hi] = recipe.data.seeds;
+    for (let i = 0; i < count; i++) {
+      const options: SceneOptions = {
+        scene: recipe.data.scenes[i % recipe.data.scenes.length]!,
+        seed: lo + Math.floor(this.random() * (hi - lo + 1)),
+        width: recipe.data.width,
+        height: recipe.data.height,
+        fps: recipe.data.fps,
+        domain: recipe.data.domain.filter((d) => d !== 'day') as SceneOptions['domain'],
+      };
+      const scene = new SyntheticScene(options);
+      // Start each scene somewhere in its first minute, so the batch is not all empty streets.
+      const skip = 20 + Math.floor(this.random() * 300);
+      for (let k = 0; k < skip; k++) scene.next();
+      this.scenes.push(scene);
+    }
+  }
+
+  private random(): number {
+    // xorshift32: deterministic for a recipe seed.
+    let x = this.rng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rng = x >>> 0;
+    return this.rng / 4294967296;
+  }
+
+  take(spec: BeatsCnnSpec, n: number): TrainingSample[] {
+    const out: TrainingSample[] = [];
+    for (let i = 0; i < n; i++) {
+      const scene = this.scenes[this.next++ % this.scenes.length]!;
+      const hop = 2 + Math.floor(this.random() * 6);
+      for (let k = 1; k < hop; k++) scene.next();
+      const sample = sampleFromSynthetic(spec, scene.next());
+      out.push(this.random() < 0.5 ? sample : mirror(spec, sample));
+    }
+    return out;
+  }
+}
+
+function mirror(spec: BeatsCnnSpec, s: TrainingSample): TrainingSample {
+  const w = spec.inputWidth;
+  const h = spec.inputHeight;
+  const pixels = new Uint8Array(s.pixels.length);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const src = (y * w + x) * 3;
+      const dst = (y * w + (w - 1 - x)) * 3;
+      pixels[dst] = s.pixels[src]!;
+      pixels[dst + 1] = s.pixels[src + 1]!;
+      pixels[dst + 2] = s.pixels[src + 2]!;
+    }
+  }
+  return { pixels, boxes: s.boxes.map((b) => ({ ...b, box: [w - b.box[2], b.box[1], w - b.box[0], b.box[3]] })) };
+}
+
+export interface StepResult {
+  loss: number;
+  cls: number;
+  box: number;
+}
+
+/** One optimizer step on a batch; batch-norm moving statistics follow the batch (momentum 0.99). */
+export function trainStep(tf: Tf, spec: BeatsCnnSpec, weights: Weights, optimizer: tfType.Optimizer, batch: TrainingSample[]): StepResult {
+  const { gw, gh } = gridSize(spec);
+  const c = spec.classes.length;
+  const n = batch.length;
+  const pix = new Float32Array(n * spec.inputHeight * spec.inputWidth * 3);
+  const cls = new Float32Array(n * gh * gw * c);
+  const clsWeight = new Float32Array(n * gh * gw * c);
+  const ltrb = new Float32Array(n * gh * gw * 4);
+  const positive = new Float32Array(n * gh * gw);
+  batch.forEach((s, i) => {
+    pix.set(s.pixels, i * s.pixels.length);
+    const t = buildTargets(spec, s.boxes);
+    cls.set(t.cls, i * t.cls.length);
+    clsWeight.set(t.clsWeight, i * t.clsWeight.length);
+    ltrb.set(t.ltrb, i * t.ltrb.length);
+    positive.set(t.positive, i * t.positive.length);
+  });
+  let parts: StepResult = { loss: 0, cls: 0, box: 0 };
+  tf.tidy(() => {
+    const x = tf.tensor4d(pix, [n, spec.inputHeight, spec.inputWidth, 3]);
+    const targets = {
+      cls: tf.tensor4d(cls, [n, gh, gw, c]),
+      clsWeight: tf.tensor4d(clsWeight, [n, gh, gw, c]),
+      ltrb: tf.tensor4d(ltrb, [n, gh, gw, 4]),
+      positive: tf.tensor3d(positive, [n, gh, gw]),
+    };
+    const trainable = [...weights].filter(([name]) => isTrainable(name)).map(([, t]) => t as tfType.Variable);
+    let stats: Map<string, { mean: tfType.Tensor1D; variance: tfType.Tensor1D }> | undefined;
+    const cost = optimizer.minimize(
+      () => {
+        const out = forward(tf, spec, weights, x, true);
+        // minimize() disposes what its function made; the batch statistics are needed after it.
+        stats = new Map([...(out.batchStats ?? [])].map(([k, v]) => [k, { mean: tf.keep(v.mean), variance: tf.keep(v.variance) }]));
+        const loss = detectionLoss(tf, out.logits, out.boxRaw, targets);
+        parts = { loss: 0, cls: loss.cls.dataSync()[0]!, box: loss.box.dataSync()[0]! };
+        return loss.total;
+      },
+      true,
+      trainable,
+    );
+    parts.loss = cost!.dataSync()[0]!;
+    for (const [name, s] of stats ?? []) {
+      const mean = weights.get(`${name}.bn.mean`) as tfType.Variable;
+      const variance = weights.get(`${name}.bn.variance`) as tfType.Variable;
+      mean.assign(mean.mul(0.99).add(s.mean.mul(0.01)));
+      variance.assign(variance.mul(0.99).add(s.variance.mul(0.01)));
+      s.mean.dispose();
+      s.variance.dispose();
+    }
+  });
+  return parts;
+}
+
+/** Weights as tf.Variables, so the optimizer can change them in place. */
+export function asVariables(tf: Tf, weights: Weights): Weights {
+  return new Map([...weights].map(([name, t]) => [name, tf.variable(t, isTrainable(name), name.replace(/[^a-zA-Z0-9_]/g, '_'))]));
+}
+
+export { initWeights };
