@@ -103,6 +103,7 @@ function resolvePaths(config: PipelineConfig, base: string): PipelineConfig {
   return {
     ...config,
     state_dir: path.resolve(base, config.state_dir),
+    ...(config.mqtt?.tls ? { mqtt: { ...config.mqtt, tls: resolveTlsPaths(config.mqtt.tls, base) } } : {}),
     runtime: {
       ...config.runtime,
       tensorrt: { ...config.runtime.tensorrt, engine_cache: path.resolve(base, config.runtime.tensorrt.engine_cache) },
@@ -113,4 +114,10 @@ function resolvePaths(config: PipelineConfig, base: string): PipelineConfig {
       model: isModelPath(camera.model) ? path.resolve(base, camera.model) : camera.model,
     })),
   };
+}
+
+/** TLS files (mqtt.tls.ca, cert, key) are relative to the pipeline file, like every other path. */
+function resolveTlsPaths<T extends { ca?: string; cert?: string; key?: string }>(tls: T, base: string): T {
+  const at = (file: string | undefined) => (file === undefined ? undefined : path.resolve(base, file));
+  return { ...tls, ca: at(tls.ca), cert: at(tls.cert), key: at(tls.key) };
 }
