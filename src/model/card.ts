@@ -44,8 +44,20 @@ export const modelCardSchema = z.strictObject({
       /** YOLOv8 / YOLO11: [1, 4 + classes, N], cx cy w h in input pixels, class scores in 0..1. */
       kind: z.literal('yolov8'),
     }),
+    z.strictObject({
+      /** Beats CNN: [1, cells, 4 + classes], x1 y1 x2 y2 in input pixels, class scores in 0..1. */
+      kind: z.literal('beats'),
+      stride: z.number().int().positive(),
+    }),
   ]),
   classes: z.array(z.string().min(1)).min(1),
+  /**
+   * The Beats head (BEATS.md), per output level: the feature tensor that feeds the final 1x1 class
+   * convolution, and that convolution's weight [C, D, 1, 1] and bias [C] initializers.
+   */
+  head: z.array(z.strictObject({ features: z.string().min(1), weight: z.string().min(1), bias: z.string().min(1), stride: z.number().int().positive() })).min(1).optional(),
+  /** How the model was made (the recipe) and what it measured, for models the project trains. */
+  training: z.record(z.string(), z.unknown()).optional(),
 });
 
 export type ModelCard = z.infer<typeof modelCardSchema>;

@@ -91,13 +91,36 @@ export function decodeYolov8(out: RawOutput, opts: DecodeOptions): Candidate[] {
   return found;
 }
 
+/** Beats CNN: [1, cells, 4 + classes], x1 y1 x2 y2 in input pixels, class scores in 0..1. */
+export function decodeBeats(out: RawOutput, opts: DecodeOptions): Candidate[] {
+  const [, cells, width] = out.dims as [number, number, number];
+  const classes = width - 4;
+  const d = out.data;
+  const found: Candidate[] = [];
+  for (let i = 0; i < cells; i++) {
+    const o = i * width;
+    let best = -1;
+    let bestScore = opts.threshold;
+    for (let c = 0; c < classes; c++) {
+      if (opts.allowed && !opts.allowed.has(c)) continue;
+      const s = d[o + 4 + c]!;
+      if (s >= bestScore) {
+        bestScore = s;
+        best = c;
+      }
+    }
+    if (best >= 0) found.push({ box: [d[o]!, d[o + 1]!, d[o + 2]!, d[o + 3]!], score: bestScore, classId: best });
+  }
+  return found;
+}
+
 export function decodeOutput(card: ModelCard, out: RawOutput, inputWidth: number, inputHeight: number, opts: DecodeOptions): Candidate[] {
   const decoder = card.decoder;
   // A card whose class list does not match the model would label every box wrongly, silently.
-  const classes = out.dims.length !== 3 ? undefined : decoder.kind === 'yolox' ? out.dims[2]! - 5 : out.dims[1]! - 4;
+  const classes = out.dims.length !== 3 ? undefined : decoder.kind === 'yolox' ? out.dims[2]! - 5 : decoder.kind === 'beats' ? out.dims[2]! - 4 : out.dims[1]! - 4;
   if (classes !== card.classes.length) {
     const shape = `[${out.dims.join(', ')}]`;
-    const want = decoder.kind === 'yolox' ? `[1, cells, 5 + ${card.classes.length}]` : `[1, 4 + ${card.classes.length}, anchors]`;
+    const want = decoder.kind === 'yolox' ? `[1, cells, 5 + ${card.classes.length}]` : decoder.kind === 'beats' ? `[1, cells, 4 + ${card.classes.length}]` : `[1, 4 + ${card.classes.length}, anchors]`;
     throw new ModelError(card.name, classes === undefined ? `output ${card.output} is ${shape}, the ${decoder.kind} decoder expects ${want}` : `output ${card.output} is ${shape}: ${classes} classes, but its card lists ${card.classes.length}`);
   }
   switch (decoder.kind) {
@@ -105,6 +128,8 @@ export function decodeOutput(card: ModelCard, out: RawOutput, inputWidth: number
       return decodeYolox(out, inputWidth, inputHeight, decoder.strides, decoder.sigmoid_applied, opts);
     case 'yolov8':
       return decodeYolov8(out, opts);
+    case 'beats':
+      return decodeBeats(out, opts);
   }
 }
 

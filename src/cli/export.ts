@@ -1,0 +1,59 @@
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../fs-atomic.js';
+import { logger } from '../log.js';
+import { STRIDE } from '../model/beats-cnn.js';
+import { HEAD_BIAS, HEAD_FEATURES, HEAD_WEIGHT, exportBeatsOnnx, type WeightArrays } from '../model/beats-export.js';
+import { loadCheckpoint } from '../model/beats-train.js';
+import type { ModelCard } from '../model/card.js';
+import { loadTf } from '../model/tf.js';
+
+const log = logger('export');
+
+export interface ExportOptions {
+  checkpoint: string;
+  out: string;
+  name: string;
+  /** Figures to record in the card (from `beats eval`), merged into `training.figures`. */
+  figures?: Record<string, unknown>;
+}
+
+/** `beats export`: a training checkpoint → `<name>.onnx` and its model card, both written atomically. */
+export async function exportCommand(options: ExportOptions): Promise<{ onnx: string; card: string }> {
+  const { tf } = await loadTf();
+  const cp = await loadCheckpoint(tf, options.checkpoint);
+  const weights: WeightArrays = new Map();
+  for (const [name, t] of cp.weights) weights.set(name, { shape: t.shape, data: (await t.data()) as Float32Array });
+  const spec = cp.recipe.spec;
+  const version = `${cp.step}-${new Date().toISOString().slice(0, 10)}`;
+  const bytes = exportBeatsOnnx(spec, weights, { version, docString: `Beats CNN ${options.name}, trained ${cp.step} steps on the synthetic camera` });
+  await mkdir(options.out, { recursive: true });
+  const onnxFile = path.join(options.out, `${options.name}.onnx`);
+  await writeFileAtomic(onnxFile, bytes);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const last = cp.history.slice(-5);
+  const card: ModelCard = {
+    name: options.name,
+    version,
+    description: `The Beats CNN (${options.name}): a compact anchor-free detector for ${spec.classes.join(', ')}, trained by \`beats train\` on the synthetic camera.`,
+    license: 'Apache-2.0',
+    onnx: `${options.name}.onnx`,
+    input: { name: 'images', width: spec.inputWidth, height: spec.inputHeight, layout: 'NCHW', channels: 'RGB', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1], letterbox: { pad: 114, align: 'center' }, resizable: false },
+    output: 'output',
+    decoder: { kind: 'beats', stride: STRIDE },
+    classes: [...spec.classes],
+    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: STRIDE }],
+    training: {
+      recipe: cp.recipe,
+      steps_done: cp.step,
+      final_loss: last.length ? last.reduce((s, h) => s + h.loss, 0) / last.length : null,
+      sha256,
+      ...(options.figures ? { figures: options.figures } : {}),
+    },
+  };
+  const cardFile = path.join(options.out, `${options.name}.json`);
+  await writeFileAtomic(cardFile, JSON.stringify(card, null, 2) + '\n');
+  log.info(`${onnxFile} (${bytes.length} bytes, sha256 ${sha256.slice(0, 12)}…) and ${cardFile}`);
+  return { onnx: onnxFile, card: cardFile };
+}
