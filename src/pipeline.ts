@@ -11,6 +11,9 @@ import { EventPublisher } from './publish/events.js';
 import { MqttPublisher, detectionsMessage } from './publish/mqtt.js';
 import { Outbox } from './publish/outbox.js';
 import { SnapshotStore } from './publish/snapshots.js';
+import type { FeedbackIntake } from './adapt/feedback.js';
+import { startMonitoring, type Monitoring } from './serve/index.js';
+import { readTlsFiles } from './publish/tls.js';
 import { EventBuilder, type EventMessage, type EventOutput } from './track/events.js';
 import { Tracker, type TrackView } from './track/tracker.js';
 import { newSourceStats, readFrames, type Frame, type SourceStats } from './source/frames.js';
@@ -22,6 +25,8 @@ export interface CameraStats {
   detections: number;
   /** Mean inference time (preprocess + onnxruntime + decode) of the last frames, ms. */
   inferenceMs: number;
+  /** Inference time of the latest frame, ms (the metrics' histogram). */
+  lastInferenceMs: number;
 }
 
 export interface FrameResult {
@@ -45,6 +50,16 @@ export interface RunOptions {
   onResult?: (result: FrameResult) => void;
   /** Every event message, in the order it is published. */
   onEvent?: (message: EventMessage) => void;
+  /** Once the broker, the publisher and the HTTP server are up, before the first frame. */
+  onStarted?: (run: StartedRun) => void;
+}
+
+export interface StartedRun {
+  brokerUrl: string;
+  /** The HTTP server's base URL, when `http` is configured. */
+  httpUrl?: string;
+  /** Operator verdicts (MQTT and HTTP); `accepted$` emits the accepted ones. */
+  feedback: FeedbackIntake;
 }
 
 export interface RunSummary {
@@ -116,6 +131,7 @@ function cameraChain({ camera, detector, publisher, events, stats }: CameraParts
       tap(() => {
         const ms = performance.now() - started;
         stats.inferenceMs = stats.processed === 0 ? ms : stats.inferenceMs * 0.9 + ms * 0.1;
+        stats.lastInferenceMs = ms;
       }),
     );
   };
@@ -198,32 +214,59 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
   const url = options.brokerUrl ?? mqttConfig.url;
   let broker: EmbeddedBroker | undefined;
   let publisher: MqttPublisher | undefined;
+  let monitoring: Monitoring | undefined;
   const detectors = await loadDetectors(loaded);
   try {
     if (!url) {
       const embedded = config.mqtt?.embedded ?? { host: '127.0.0.1', port: 1883 };
-      broker = await startEmbeddedBroker({ ...embedded, fallbackToFreePort: true });
+      const feedbackUsers = mqttConfig.feedback_users ? { prefix: mqttConfig.prefix, users: mqttConfig.feedback_users } : undefined;
+      broker = await startEmbeddedBroker({ ...embedded, fallbackToFreePort: true, feedbackUsers });
       log.info(`embedded MQTT broker listening on ${broker.url} (try: mosquitto_sub -h ${broker.host} -p ${broker.port} -t '${mqttConfig.prefix}/#' -v)`);
     }
     const brokerUrl = url ?? broker!.url;
+    // The embedded broker's own credentials when it has them; mqtt.username/password for an external one.
+    const credentials = broker ? config.mqtt?.embedded : config.mqtt;
+    const tls = url && config.mqtt?.tls ? await readTlsFiles(config.mqtt.tls, loaded.file) : undefined;
     const outbox = await Outbox.open({ dir: path.join(config.state_dir, 'outbox'), maxMessages: mqttConfig.outbox_max_messages });
     publisher = new MqttPublisher({
       outbox,
       url: brokerUrl,
       prefix: mqttConfig.prefix,
       qos: mqttConfig.qos,
-      username: config.mqtt?.username,
-      password: config.mqtt?.password,
+      username: credentials?.username,
+      password: credentials?.password,
       clientId: config.mqtt?.client_id,
+      tls,
     });
     await publisher.waitConnected(5000).catch((err: unknown) => log.warn(`${errorMessage(err)}; running anyway, detections are dropped until it connects`));
 
     const cameras: Record<string, CameraStats> = {};
     for (const camera of config.cameras) {
-      cameras[camera.name] = { source: newSourceStats(), processed: 0, detections: 0, inferenceMs: 0 };
+      cameras[camera.name] = { source: newSourceStats(), processed: 0, detections: 0, inferenceMs: 0, lastInferenceMs: 0 };
       const d = detectors.get(camera.name)!;
       log.info(`camera ${camera.name}: model ${d.card.name} ${d.card.version} (${d.inputWidth}x${d.inputHeight}) on ${d.provider}`);
     }
+
+    // Feedback intake (MQTT verdicts), and the HTTP server when configured: fed by the hooks below.
+    const watch = await startMonitoring({
+      config,
+      publisher,
+      prefix: mqttConfig.prefix,
+      cameras: config.cameras.map((camera) => ({ camera, model: detectors.get(camera.name)!.card, stats: cameras[camera.name]! })),
+    });
+    monitoring = watch;
+    const hooks: RunOptions = {
+      ...options,
+      onResult: (result) => {
+        watch.onResult(result);
+        options.onResult?.(result);
+      },
+      onEvent: (message) => {
+        watch.onEvent(message);
+        options.onEvent?.(message);
+      },
+    };
+    options.onStarted?.({ brokerUrl, httpUrl: watch.httpUrl, feedback: watch.intake });
 
     const stop$ = new Subject<void>();
     const onAbort = () => stop$.next();
@@ -240,7 +283,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
         snapshots: camera.events.snapshots ? { store: snapshotStore, quality: config.snapshots.quality } : undefined,
         homeAssistant: mqttConfig.home_assistant.enabled ? { discoveryPrefix: mqttConfig.home_assistant.discovery_prefix } : undefined,
       });
-      return cameraChain({ camera, detector, publisher: activePublisher, events, stats: cameras[camera.name]! }, stop$, options);
+      return cameraChain({ camera, detector, publisher: activePublisher, events, stats: cameras[camera.name]! }, stop$, hooks).pipe(finalize(() => watch.cameraEnded(camera.name)));
     });
     const all$ = merge(...chains);
 
@@ -253,7 +296,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     try {
       await new Promise<void>((resolve, reject) => {
         if (options.signal?.aborted) return resolve();
-        all$.subscribe({ next: (result) => options.onResult?.(result), error: reject, complete: resolve });
+        all$.subscribe({ next: (result) => hooks.onResult?.(result), error: reject, complete: resolve });
       });
     } finally {
       statusSubscription?.unsubscribe();
@@ -263,6 +306,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     await publisher.drainOutbox(3000);
     return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped, durableSent: publisher.stats.durableSent, outboxDepth: publisher.outboxDepth } };
   } finally {
+    await monitoring?.close();
     await publisher?.close();
     await broker?.close();
     await Promise.all([...new Set(detectors.values())].map((d) => d.close()));

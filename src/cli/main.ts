@@ -4,6 +4,7 @@ import { logger } from '../log.js';
 import { doctorCommand } from './doctor.js';
 import { modelsListCommand, modelsPullCommand } from './models.js';
 import { runCommand } from './run.js';
+import { synthCommand, type SynthCliOptions } from './synth.js';
 
 const log = logger('beats');
 
@@ -45,12 +46,69 @@ models
   });
 
 program
+  .command('synth')
+  .description('render a synthetic camera scene with exact ground truth: DIR/video.mp4, truth.jsonl, scene.json')
+  .requiredOption('-o, --output <dir>', 'output folder')
+  .requiredOption('--seconds <s>', 'stream seconds to render')
+  .option('--scene <name>', 'scene preset: street, yard (default street)')
+  .option('--seed <n>', 'random seed (default 1)')
+  .option('--size <WxH>', 'frame size (default 320x240)')
+  .option('--fps <n>', 'frames per second (default 10)')
+  .option('--domain <list>', 'domain shifts, comma-separated: night, rain, fog, palette, moved, background')
+  .option('--shift <list>', 'switch to these domain shifts at --shift-at')
+  .option('--shift-at <s>', 'stream second of the switch')
+  .action(async (opts: SynthCliOptions) => {
+    await synthCommand(opts);
+  });
+
+program
+  .command('train')
+  .description('train the Beats CNN on the synthetic camera (resumes from its checkpoint)')
+  .option('--out <dir>', 'where the checkpoint goes', '.beats/train/beats-s')
+  .option('--steps <n>', 'optimizer steps', positiveInt)
+  .option('--batch <n>', 'frames per step', positiveInt)
+  .option('--seed <n>', 'seed of the recipe', positiveInt)
+  .option('--every <n>', 'checkpoint every N steps', positiveInt)
+  .option('--fresh', 'ignore an existing checkpoint')
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; every?: number; fresh?: boolean }) => {
+    const { trainCommand } = await import('./train.js');
+    await trainCommand(opts);
+  });
+
+program
+  .command('eval')
+  .description('mAP@0.5, precision, recall and F1 of a model on a stream with ground truth')
+  .argument('<target>', 'pipeline YAML, video file, or synthetic: URL (which carries its own truth)')
+  .option('--truth <file>', 'ground truth, JSON lines as beats synth writes them')
+  .option('--model <name>', 'model name or card (default: the pipeline\'s, else beats-s)')
+  .option('--threshold <t>', 'operating threshold for precision/recall/F1', Number)
+  .option('--max-frames <n>', 'evaluate only the first N frames', positiveInt)
+  .option('--json', 'print the figures as one JSON object last')
+  .action(async (target: string, opts: { truth?: string; model?: string; threshold?: number; maxFrames?: number; json?: boolean }) => {
+    const { evalCommand } = await import('./eval.js');
+    await evalCommand(target, opts);
+  });
+
+program
+  .command('export')
+  .description('write a trained Beats CNN checkpoint as ONNX with its model card')
+  .option('--checkpoint <file>', 'training checkpoint', '.beats/train/beats-s/checkpoint.bin')
+  .option('--out <dir>', 'folder for NAME.onnx and NAME.json', 'models')
+  .option('--name <name>', 'model name', 'beats-s')
+  .action(async (opts: { checkpoint: string; out: string; name: string }) => {
+    const { exportCommand } = await import('./export.js');
+    await exportCommand(opts);
+  });
+
+program
   .command('doctor')
-  .description('check ffmpeg, onnxruntime providers, TensorFlow.js and the broker')
-  .argument('[file]', 'pipeline YAML whose broker to check')
-  .option('--broker <url>', 'MQTT broker URL to check')
-  .action(async (file: string | undefined, opts: { broker?: string }) => {
-    process.exitCode = await doctorCommand(file, opts);
+  .description('pre-flight check: ffmpeg and hardware decoders, onnxruntime providers, TensorFlow.js, disk, and with a pipeline file its broker, cameras and models')
+  .argument('[file]', 'pipeline YAML to check')
+  .option('--broker <url>', 'MQTT broker URL to check (overrides mqtt.url)')
+  .option('--json', 'print the checks as JSON')
+  .option('--timeout <s>', 'seconds to wait for the broker and for each live camera (default 8)', positiveInt)
+  .action(async (file: string | undefined, opts: { broker?: string; json?: boolean; timeout?: number }) => {
+    process.exitCode = await doctorCommand(file, { broker: opts.broker, json: opts.json, timeoutS: opts.timeout });
   });
 
 try {

@@ -129,15 +129,83 @@ export const mqttSchema = z
     username: z.string().optional(),
     password: z.string().optional(),
     client_id: z.string().min(1).optional(),
-    /** Where the embedded broker listens (only without url). */
+    /**
+     * Only these MQTT users may publish verdicts on `<prefix>/<camera>/feedback`: enforced by the
+     * embedded broker; an external broker needs the matching ACL (README, "Feedback").
+     */
+    feedback_users: z.array(z.string().min(1)).min(1).optional(),
+    /**
+     * Where the embedded broker listens (only without url). Loopback by default; any other host
+     * needs username and password, which every client (the pipeline's own too) must then give.
+     */
     embedded: z
       .strictObject({
-        host: z.string().default('127.0.0.1'),
+        host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(1883),
+        username: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+      })
+      .superRefine((e, ctx) => {
+        if (isLoopbackHost(e.host)) return;
+        for (const key of ['username', 'password'] as const) {
+          if (!e[key]) ctx.addIssue({ code: 'custom', path: [key], message: `is required when the embedded broker listens on ${e.host}, not loopback (anyone who reaches it could publish and subscribe)` });
+        }
+      })
+      .optional(),
+    /** TLS for an mqtts:// or wss:// broker: PEM files, relative to the pipeline file, read at connect. */
+    tls: z
+      .strictObject({
+        /** The CA that signed the broker's certificate; omitted: the system's CAs. */
+        ca: z.string().min(1).optional(),
+        /** Client certificate and key, for brokers that require them. */
+        cert: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+        /** Check the broker's certificate against ca (default true). */
+        reject_unauthorized: z.boolean().default(true),
+      })
+      .superRefine((t, ctx) => {
+        if (t.cert && !t.key) ctx.addIssue({ code: 'custom', path: ['key'], message: 'is required with cert' });
+        if (t.key && !t.cert) ctx.addIssue({ code: 'custom', path: ['cert'], message: 'is required with key' });
       })
       .optional(),
   })
-  .refine((m) => !(m.url && m.embedded), { message: 'give either url (external broker) or embedded, not both' });
+  .refine((m) => !(m.url && m.embedded), { message: 'give either url (external broker) or embedded, not both' })
+  .superRefine((m, ctx) => {
+    if (m.tls && !/^(mqtts|wss|ssl):/.test(m.url ?? '')) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: m.url ? `needs an mqtts:// or wss:// url (url is ${m.url.split('://')[0]}://)` : 'is for an external broker (mqtts:// or wss:// url); the embedded broker speaks plain MQTT' });
+    }
+  });
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine reaches a broker bound there. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** The HTTP server: live pages, /metrics, /healthz, verdict buttons. Off unless given. */
+export const httpSchema = z
+  .strictObject({
+    port: z.number().int().min(0).max(65535).default(8080),
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Bearer token for anything that changes state (verdicts). Required off loopback. */
+    token: z.string().min(16, 'must be at least 16 characters (it guards the verdicts)').optional(),
+    /** Most frames per second a live page gets (rendered only while someone watches). */
+    live_fps: z.number().positive().max(30).default(5),
+  })
+  .superRefine((h, ctx) => {
+    if (h.token === undefined && !isLoopbackHost(h.host)) {
+      ctx.addIssue({ code: 'custom', path: ['token'], message: `is required when http.host is ${h.host}, not loopback (anyone who reaches it could send verdicts)` });
+    }
+  });
+
+/** Operator verdicts (MQTT `<prefix>/<camera>/feedback` and the live page). */
+export const feedbackSchema = z.strictObject({
+  /** Frames per camera whose detections are kept so that a late verdict can still be resolved. */
+  ring_frames: z.number().int().min(1).max(100_000).default(300),
+  /** Token bucket per camera: verdicts per second, and how many at once; past it they are rejected. */
+  rate_per_s: z.number().positive().default(5),
+  burst: z.number().int().min(1).default(20),
+});
 
 export const runtimeSchema = z.strictObject({
   /** onnxruntime execution providers, tried in this order. */
@@ -168,6 +236,8 @@ export const pipelineSchema = z
       .default({ max_total_mb: 100, quality: 80 }),
     /** Seconds between status lines on stderr; 0 turns them off. */
     status_interval_s: z.number().min(0).default(5),
+    http: httpSchema.optional(),
+    feedback: feedbackSchema.default(feedbackSchema.parse({})),
     cameras: z.array(cameraSchema).min(1, 'at least one camera is needed'),
   })
   .superRefine((p, ctx) => {
@@ -188,3 +258,5 @@ export type MqttConfig = z.infer<typeof mqttSchema>;
 export type RuntimeConfig = z.infer<typeof runtimeSchema>;
 export type ZoneConfig = z.infer<typeof zoneSchema>;
 export type EventsConfig = z.infer<typeof eventsSchema>;
+export type HttpConfig = z.infer<typeof httpSchema>;
+export type FeedbackConfig = z.infer<typeof feedbackSchema>;

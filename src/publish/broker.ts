@@ -1,5 +1,8 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { Aedes } from 'aedes';
+import { Aedes, type AuthenticateError } from 'aedes';
+import { isLoopbackHost } from '../config/schema.js';
+import { restrictFeedbackPublishers, type FeedbackAcl } from '../adapt/feedback-acl.js';
 import { PublishError } from '../errors.js';
 import { logger } from '../log.js';
 
@@ -9,6 +12,14 @@ export interface EmbeddedBrokerOptions {
   port: number;
   /** When the port is taken, listen on a free one instead of failing (the URL says which). */
   fallbackToFreePort?: boolean;
+  /**
+   * Clients must log in with these. Required when `host` is not loopback: the broker refuses to
+   * start on the network without them.
+   */
+  username?: string;
+  password?: string;
+  /** Only these users may publish verdicts on `<prefix>/+/feedback` (mqtt.feedback_users). */
+  feedbackUsers?: FeedbackAcl;
 }
 
 export interface EmbeddedBroker {
@@ -20,11 +31,27 @@ export interface EmbeddedBroker {
 
 /**
  * An in-process MQTT broker (aedes) so that a pipeline runs with no system broker. It binds
- * loopback by default: anything else on the network needs a real broker with credentials.
+ * loopback by default; bound to anything else it requires a username and password of every client.
  */
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const log = logger('broker');
-  const aedes = await Aedes.createBroker();
+  const { username, password } = options;
+  if (!isLoopbackHost(options.host) && !(username && password)) {
+    throw new PublishError(`embedded broker ${options.host}:${options.port}`, 'a host other than loopback needs a username and password (mqtt.embedded.username, mqtt.embedded.password)');
+  }
+  const aedes = await Aedes.createBroker(
+    username !== undefined || password !== undefined
+      ? {
+          authenticate: (client, user, pass, done) => {
+            if (user !== undefined && sameSecret(user, username ?? '') && pass !== undefined && sameSecret(pass, password ?? '')) return done(null, true);
+            log.warn(`client ${client.id} refused: bad username or password`);
+            const error = Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError;
+            done(error, false);
+          },
+        }
+      : {},
+  );
+  if (options.feedbackUsers) restrictFeedbackPublishers(aedes, options.feedbackUsers);
   const server = createServer(aedes.handle);
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {
@@ -55,6 +82,12 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     port,
     close: () => closeServer(server, aedes),
   };
+}
+
+/** Constant-time comparison (hashes first, so lengths do not leak either). */
+function sameSecret(given: string | Buffer, expected: string): boolean {
+  const digest = (v: string | Buffer) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 function closeAedes(aedes: Aedes): Promise<void> {

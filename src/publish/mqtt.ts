@@ -3,6 +3,7 @@ import { redactUrl } from '../source/kind.js';
 import { logger } from '../log.js';
 import type { Detection } from '../model/detector.js';
 import type { Outbox } from './outbox.js';
+import type { TlsMaterial } from './tls.js';
 
 export type Qos = 0 | 1 | 2;
 
@@ -14,6 +15,8 @@ export interface PublisherOptions {
   username?: string;
   password?: string;
   clientId?: string;
+  /** CA, client certificate and key for mqtts:// and wss:// (see readTlsFiles). */
+  tls?: TlsMaterial;
   /**
    * Publishes that may wait for the broker's acknowledgement at once. Past it, and while the broker
    * is away, detections are dropped and counted: a live feed has no use for stale frames, and
@@ -104,6 +107,8 @@ export class MqttPublisher {
   private readonly client: MqttClient;
   private readonly log = logger('mqtt');
   private readonly maxPending: number;
+  /** Handlers of subscribe(), by exact topic. */
+  private readonly handlers = new Map<string, (payload: Buffer, topic: string) => void>();
 
   constructor(private readonly options: PublisherOptions) {
     this.maxPending = options.maxPending ?? 100;
@@ -117,6 +122,7 @@ export class MqttPublisher {
       // QoS 0 messages published while offline would be kept in memory until reconnect.
       queueQoSZero: false,
       will: { topic: availability, payload: Buffer.from('offline'), qos: 1, retain: true },
+      ...(options.tls ?? {}),
     };
     const shown = redactUrl(options.url);
     this.client = mqtt.connect(options.url, clientOptions);
@@ -128,6 +134,7 @@ export class MqttPublisher {
       for (const [topic, payload] of this.state) this.publish(topic, payload, { qos: 1, retain: true });
       void this.pump();
     });
+    this.client.on('message', (topic, payload) => this.handlers.get(topic)?.(payload, topic));
     this.client.on('reconnect', () => {
       this.stats.reconnects++;
     });
@@ -149,6 +156,17 @@ export class MqttPublisher {
       if (message === lastError) this.log.debug(message);
       else this.log.warn(lastError === undefined ? message : `${message} (still retrying)`);
       lastError = message;
+    });
+  }
+
+  /**
+   * Receives the messages of one topic (exact, no wildcards), QoS 1. Subscribed now or, while
+   * offline, on connect; mqtt.js subscribes again after every reconnect (its `resubscribe`).
+   */
+  subscribe(topic: string, handler: (payload: Buffer, topic: string) => void): void {
+    this.handlers.set(topic, handler);
+    this.client.subscribe(topic, { qos: 1 }, (err) => {
+      if (err && !this.closing) this.log.warn(`cannot subscribe to ${topic}: ${err.message}`);
     });
   }
 

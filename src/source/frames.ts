@@ -7,6 +7,7 @@ import { logger, type Logger } from '../log.js';
 import { ffmpegBinary, parseStreamInfo, type StreamInfo } from './ffmpeg-binary.js';
 import { letterbox, type Letterbox, type PadAlign } from './geometry.js';
 import { isLive, redactUrl, sourceKind, type SourceKind } from './kind.js';
+import { readSyntheticFrames } from './synthetic-source.js';
 
 /** One decoded frame, already letterboxed by ffmpeg to the model's input size. */
 export interface Frame {
@@ -80,6 +81,8 @@ export interface FrameSourceOptions {
  * restarted with exponential backoff; files complete at their end (or loop).
  */
 export function readFrames(options: FrameSourceOptions, demand$: Observable<unknown>): Observable<Frame> {
+  // The synthetic camera renders in process, with ground truth: no ffmpeg (see synthetic-source.ts).
+  if (sourceKind(options.url) === 'synthetic') return readSyntheticFrames(options, demand$);
   return new Observable<Frame>((subscriber) => {
     const kind = sourceKind(options.url);
     const live = isLive(kind) && kind !== 'testsrc';

@@ -1,0 +1,49 @@
+import type { Aedes, AuthenticateError, Client } from 'aedes';
+import { logger } from '../log.js';
+
+export interface FeedbackAcl {
+  /** Topic prefix: `<prefix>/<camera>/feedback` is the feedback topic of each camera. */
+  prefix: string;
+  /** MQTT usernames allowed to publish verdicts. */
+  users: readonly string[];
+}
+
+/**
+ * Only the named MQTT users may publish to `<prefix>/+/feedback` on the embedded broker: a verdict
+ * changes what the model learns, so it is not for every dashboard that can read the detections.
+ * Installed on a created broker: it wraps the broker's `authenticate` (whatever it checks) to note
+ * each client's username, which aedes does not keep, and replaces `authorizePublish`.
+ *
+ * The embedded broker checks a password only when it has one (mqtt.embedded.username/password), so
+ * on a broker without passwords this separates roles on a trusted host; it is not authentication.
+ */
+export function restrictFeedbackPublishers(aedes: Aedes, acl: FeedbackAcl): void {
+  const log = logger('broker');
+  const users = new Set(acl.users);
+  const usernames = new WeakMap<Client, string | undefined>();
+  const authenticate = aedes.authenticate.bind(aedes);
+  aedes.authenticate = (client, username, password, done) =>
+    authenticate(client, username, password, (error: AuthenticateError | null, success: boolean | null) => {
+      if (!error && success) usernames.set(client, username);
+      done(error, success);
+    });
+  const authorizePublish = aedes.authorizePublish.bind(aedes);
+  aedes.authorizePublish = (client, packet, callback) => {
+    if (client && isFeedbackTopic(packet.topic, acl.prefix)) {
+      const user = usernames.get(client);
+      if (user === undefined || !users.has(user)) {
+        log.warn(`refused feedback on ${packet.topic} from client ${client.id} (user ${user === undefined ? 'none' : `"${user}"`} is not in mqtt.feedback_users)`);
+        callback(new Error('not allowed to publish feedback'));
+        return;
+      }
+    }
+    authorizePublish(client, packet, callback);
+  };
+}
+
+/** `<prefix>/<one level>/feedback`, exactly (rejections on `.../feedback/rejected` are the pipeline's). */
+export function isFeedbackTopic(topic: string, prefix: string): boolean {
+  if (!topic.startsWith(`${prefix}/`)) return false;
+  const rest = topic.slice(prefix.length + 1).split('/');
+  return rest.length === 2 && rest[1] === 'feedback';
+}

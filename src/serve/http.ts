@@ -1,0 +1,311 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { FeedbackIntake } from '../adapt/feedback.js';
+import { isLoopbackHost } from '../config/schema.js';
+import { BeatsError, errorMessage } from '../errors.js';
+import { logger } from '../log.js';
+import type { LiveMonitor } from './live.js';
+import type { PipelineMetrics } from './metrics.js';
+import type { ModelHistorySource } from './model-history.js';
+
+/** The HTTP server cannot start (port taken, bad host). */
+export class HttpServeError extends BeatsError {
+  constructor(
+    readonly where: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${where}: ${message}`, options);
+  }
+}
+
+export interface HttpServerOptions {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** Bearer token for state changes; without one they are allowed from loopback only. */
+  token?: string;
+  liveFps: number;
+  monitor: LiveMonitor;
+  intake: FeedbackIntake;
+  metrics: PipelineMetrics;
+  modelHistory: ModelHistorySource;
+  /** `<state_dir>/snapshots`: `<camera>/<event id>.jpg` are served from it. */
+  snapshotsDir: string;
+  /** The body of /api/stats. */
+  stats: () => unknown;
+}
+
+export interface HttpServer {
+  url: string;
+  host: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Pages and scripts are read once at start; no build step, no framework. */
+const STATIC_FILES = {
+  '/': ['index.html', 'text/html; charset=utf-8'],
+  '/static/style.css': ['style.css', 'text/css; charset=utf-8'],
+  '/static/index.js': ['index.js', 'text/javascript; charset=utf-8'],
+  '/static/camera.js': ['camera.js', 'text/javascript; charset=utf-8'],
+} as const;
+const CAMERA_PAGE = 'camera.html';
+
+/** Request bodies larger than this are refused before they are read whole. */
+const MAX_BODY_BYTES = 64 * 1024;
+
+class HttpFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(reason);
+  }
+}
+
+const cameraRoute = /^\/api\/cameras\/([a-z0-9_-]+)(?:\/(live|events|model|feedback))?$/;
+const pageRoute = /^\/cameras\/([a-z0-9_-]+)\/?$/;
+const snapshotRoute = /^\/snapshots\/([a-z0-9_-]+)\/([A-Za-z0-9][A-Za-z0-9._-]*\.jpg)$/;
+
+/**
+ * Live monitoring over HTTP (node:http; a handful of routes do not pay for a framework):
+ * - `/`, `/cameras/<name>`: pages; `/api/...`: what they read; `/snapshots/<camera>/<event>.jpg`
+ * - `/metrics` (Prometheus), `/healthz`, `/api/stats`
+ * - `POST /api/cameras/<name>/feedback`: a verdict, through the same intake as MQTT feedback.
+ * Reading is open to whoever reaches the server (it binds loopback unless told otherwise); a state
+ * change needs the bearer token when one is configured, else a loopback peer.
+ */
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const log = logger('http');
+  const dir = new URL('./static/', import.meta.url);
+  const files = new Map<string, { body: Buffer; type: string }>();
+  for (const [route, [file, type]] of Object.entries(STATIC_FILES)) files.set(route, { body: await readFile(new URL(file, dir)), type });
+  const cameraPage = await readFile(new URL(CAMERA_PAGE, dir));
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://beats.invalid');
+    const route = url.pathname;
+    const method = req.method ?? 'GET';
+
+    if (method === 'POST') {
+      const m = cameraRoute.exec(route);
+      if (!m || m[2] !== 'feedback') throw new HttpFailure(404, 'not found');
+      const camera = knownCamera(m[1]!);
+      checkStateChange(req, options.token);
+      const body = await readBody(req);
+      const result = options.intake.submit(camera, body, { via: 'http' });
+      if (result.accepted) {
+        const f = result.feedback;
+        return sendJson(res, 200, {
+          accepted: true,
+          camera: f.camera,
+          verdict: f.verdict,
+          frame: f.frame.index,
+          track_id: f.trackId ?? null,
+          event: f.event?.id ?? null,
+          detection: f.detection ? { label: f.detection.label, score: f.detection.score, box: f.detection.box } : null,
+          label: f.label?.name ?? null,
+          track_frames: f.trackFrames.length,
+        });
+      }
+      const r = result.rejection;
+      const status = r.code === 'rate_limited' ? 429 : r.code === 'too_large' ? 413 : 422;
+      return sendJson(res, status, { accepted: false, reason: r.reason, code: r.code });
+    }
+    if (method !== 'GET' && method !== 'HEAD') throw new HttpFailure(405, `method ${method} not allowed`, { allow: 'GET, HEAD, POST' });
+
+    const file = files.get(route);
+    if (file) return send(res, 200, file.type, file.body, { 'cache-control': 'no-cache' });
+    if (pageRoute.test(route)) {
+      knownCamera(pageRoute.exec(route)![1]!);
+      return send(res, 200, 'text/html; charset=utf-8', cameraPage, { 'cache-control': 'no-cache' });
+    }
+    if (route === '/metrics') return send(res, 200, options.metrics.contentType, Buffer.from(await options.metrics.text()));
+    if (route === '/healthz') {
+      const cameras = Object.fromEntries(options.monitor.names.map((name) => [name, options.monitor.health(name)!]));
+      const ok = Object.values(cameras).every((c) => c.ok);
+      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unhealthy', cameras });
+    }
+    if (route === '/api/stats') return sendJson(res, 200, options.stats());
+    if (route === '/api/info') {
+      return sendJson(res, 200, { auth: options.token ? 'token' : 'loopback', live_fps: options.liveFps, cameras: options.monitor.names });
+    }
+    if (route === '/api/cameras') return sendJson(res, 200, options.monitor.names.map((name) => describeCamera(name)));
+    const api = cameraRoute.exec(route);
+    if (api) {
+      const camera = knownCamera(api[1]!);
+      switch (api[2]) {
+        case undefined:
+          return sendJson(res, 200, describeCamera(camera));
+        case 'live': {
+          const frame = await options.monitor.live(camera);
+          if (!frame) return send(res, 204, 'text/plain', Buffer.alloc(0));
+          return sendJson(res, 200, frame);
+        }
+        case 'events':
+          return sendJson(res, 200, options.monitor.events(camera)!.map((e) => ({ ...e, snapshot: e.has_snapshot ? `/snapshots/${camera}/${e.id}.jpg` : null })));
+        case 'model':
+          return sendJson(res, 200, (await options.modelHistory.history(camera)) ?? null);
+        default:
+          throw new HttpFailure(405, 'feedback is POST only', { allow: 'POST' });
+      }
+    }
+    const snapshot = snapshotRoute.exec(route);
+    if (snapshot) {
+      const camera = knownCamera(snapshot[1]!);
+      const file = path.join(options.snapshotsDir, camera, snapshot[2]!);
+      let body: Buffer;
+      try {
+        body = await readFile(file);
+      } catch {
+        // Deleted past snapshots.max_total_mb, or the event had none.
+        throw new HttpFailure(404, 'no such snapshot');
+      }
+      return send(res, 200, 'image/jpeg', body, { 'cache-control': 'no-cache' });
+    }
+    throw new HttpFailure(404, 'not found');
+  };
+
+  const knownCamera = (name: string): string => {
+    if (!options.monitor.info(name)) throw new HttpFailure(404, `unknown camera "${name}"`);
+    return name;
+  };
+
+  const describeCamera = (name: string) => {
+    const info = options.monitor.info(name)!;
+    const s = info.stats;
+    return {
+      name,
+      model: info.model,
+      classes: info.classes,
+      health: options.monitor.health(name),
+      stats: { frames_in: s.source.framesIn, processed: s.processed, dropped: s.source.dropped, detections: s.detections, restarts: s.source.restarts, inference_ms: Math.round(s.inferenceMs * 10) / 10 },
+    };
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (err instanceof HttpFailure) {
+        sendJson(res, err.status, { error: err.reason }, err.headers);
+        return;
+      }
+      log.error(`${req.method} ${req.url}: ${errorMessage(err)}`);
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  });
+  // A slow or stuck client must not hold a socket forever.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new HttpServeError(`http server ${options.host}:${options.port}`, `cannot listen: ${err.code ?? err.message} (see http.host and http.port)`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(options.port, options.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error(`http server: ${err.message}`));
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const url = `http://${shownHost}:${port}`;
+  return {
+    url,
+    host: options.host,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Live pages poll with keep-alive: close their sockets rather than wait for them to idle out.
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/**
+ * A state change: the bearer token when one is configured, else a loopback peer. Also refused when
+ * a browser says it comes from another site (Origin, Sec-Fetch-Site) or is not JSON: a page
+ * elsewhere cannot make the operator's browser send verdicts (a JSON POST needs a CORS preflight,
+ * which this server never grants).
+ */
+function checkStateChange(req: IncomingMessage, token: string | undefined): void {
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin !== 'null') {
+    let host: string | undefined;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      host = undefined;
+    }
+    if (host !== req.headers.host) throw new HttpFailure(403, `cross-origin request from ${origin} refused`);
+  }
+  if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpFailure(403, 'cross-site request refused');
+  if (token !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    const challenge = { 'www-authenticate': 'Bearer realm="beats"' };
+    if (!match) throw new HttpFailure(401, 'a bearer token is required (Authorization: Bearer <token>)', challenge);
+    if (!sameSecret(match[1]!, token)) throw new HttpFailure(401, 'wrong token', challenge);
+  } else {
+    if (!isLoopbackHost(req.socket.remoteAddress ?? '')) throw new HttpFailure(401, 'no http.token is configured: state changes are allowed from this machine only');
+    // A page elsewhere whose name was re-pointed at 127.0.0.1 (DNS rebinding) is same-origin with
+    // itself; its Host header still names it, not this machine.
+    const hostname = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (!isLoopbackHost(hostname)) throw new HttpFailure(403, `host ${hostname || '(none)'} refused: without http.token, state changes are for http://127.0.0.1 or http://localhost only`);
+  }
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') throw new HttpFailure(415, 'the body must be JSON (Content-Type: application/json)');
+}
+
+/** Constant-time comparison of secrets (hashed first, so the length does not leak either). */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES) {
+      reject(new HttpFailure(413, `body too large (at most ${MAX_BODY_BYTES} bytes)`));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpFailure(413, `body too large (at most ${MAX_BODY_BYTES} bytes)`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  // Pages load only their own scripts and styles; pictures are served here or inline (data:).
+  'content-security-policy': "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+};
+
+function send(res: ServerResponse, status: number, type: string, body: Buffer, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': String(body.length), ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  send(res, status, 'application/json; charset=utf-8', Buffer.from(JSON.stringify(value)), { 'cache-control': 'no-store', ...headers });
+}

@@ -1,0 +1,160 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { verdicts, type FeedbackIntake } from '../adapt/feedback.js';
+import type { LiveMonitor } from './live.js';
+
+/** What /metrics reads of the MQTT side. */
+export interface MqttMetricsSource {
+  connected: boolean;
+  published: number;
+  dropped: number;
+  reconnects: number;
+  outboxDepth: number;
+}
+
+export interface MetricsOptions {
+  monitor: LiveMonitor;
+  intake: FeedbackIntake;
+  mqtt: () => MqttMetricsSource;
+}
+
+export interface PipelineMetrics {
+  readonly registry: Registry;
+  /** One frame's inference time (the only metric observed on the frame path: a bucket increment). */
+  observeInference(camera: string, ms: number): void;
+  text(): Promise<string>;
+  readonly contentType: string;
+}
+
+const sourceStates = ['starting', 'running', 'reconnecting', 'ended'] as const;
+
+/**
+ * Prometheus metrics in a registry of their own (not prom-client's global one: two pipelines in one
+ * process, as in tests, must not collide). Counters are read from the counts the pipeline already
+ * keeps, when scraped, so nothing is added to the frame path but the latency histogram.
+ */
+export function createMetrics(options: MetricsOptions): PipelineMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const { monitor, intake } = options;
+  const cameras = () => monitor.names.map((name) => ({ name, info: monitor.info(name)! }));
+  const registers = [registry];
+
+  /** A counter whose value is read from elsewhere at scrape time. */
+  const mirrored = (name: string, help: string, read: (s: ReturnType<typeof cameras>[number]['info']['stats']) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['camera'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of cameras()) this.inc({ camera: c.name }, read(c.info.stats));
+      },
+    });
+  mirrored('beats_frames_in_total', 'Frames decoded from the source (dropped ones included).', (s) => s.source.framesIn);
+  mirrored('beats_frames_processed_total', 'Frames that went through detection, tracking and events.', (s) => s.processed);
+  mirrored('beats_frames_dropped_total', 'Frames replaced in the live mailbox before the detector took them.', (s) => s.source.dropped);
+  mirrored('beats_detections_total', 'Published detections (above detect.threshold).', (s) => s.detections);
+  mirrored('beats_decode_restarts_total', 'ffmpeg restarts of a live source (ended, failed or stalled).', (s) => s.source.restarts);
+
+  new Gauge({
+    name: 'beats_source_state',
+    help: 'The source state of each camera: 1 for the current one.',
+    labelNames: ['camera', 'state'],
+    registers,
+    collect() {
+      for (const c of cameras()) for (const state of sourceStates) this.set({ camera: c.name, state }, c.info.stats.source.state === state ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'beats_healthy',
+    help: 'Whether the camera is healthy as /healthz says (running, or a finite file that ended).',
+    labelNames: ['camera'],
+    registers,
+    collect() {
+      for (const c of cameras()) this.set({ camera: c.name }, monitor.health(c.name)?.ok ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'beats_model_info',
+    help: 'The model each camera runs (always 1; name and version are labels).',
+    labelNames: ['camera', 'name', 'version'],
+    registers,
+    collect() {
+      this.reset();
+      for (const c of cameras()) this.set({ camera: c.name, name: c.info.model.name, version: c.info.model.version }, 1);
+    },
+  });
+  const inference = new Histogram({
+    name: 'beats_inference_seconds',
+    help: 'Inference time per frame: preprocessing, onnxruntime and decoding.',
+    labelNames: ['camera'],
+    buckets: [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+
+  new Gauge({
+    name: 'beats_mqtt_connected',
+    help: 'Whether the pipeline is connected to its MQTT broker.',
+    registers,
+    collect() {
+      this.set(options.mqtt().connected ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'beats_outbox_depth',
+    help: 'Event messages waiting on disk for the broker.',
+    registers,
+    collect() {
+      this.set(options.mqtt().outboxDepth);
+    },
+  });
+  const mqttCounter = (name: string, help: string, read: (m: MqttMetricsSource) => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read(options.mqtt()));
+      },
+    });
+  mqttCounter('beats_mqtt_published_total', 'MQTT publishes completed.', (m) => m.published);
+  mqttCounter('beats_mqtt_dropped_total', 'MQTT publishes dropped (offline, too many waiting, lost with a connection).', (m) => m.dropped);
+  mqttCounter('beats_mqtt_reconnects_total', 'MQTT reconnection attempts.', (m) => m.reconnects);
+
+  new Counter({
+    name: 'beats_feedback_accepted_total',
+    help: 'Operator verdicts accepted, by verdict.',
+    labelNames: ['camera', 'verdict'],
+    registers,
+    collect() {
+      this.reset();
+      for (const c of cameras()) {
+        const counts = intake.counts(c.name);
+        for (const verdict of verdicts) this.inc({ camera: c.name, verdict }, counts?.accepted[verdict] ?? 0);
+      }
+    },
+  });
+  new Counter({
+    name: 'beats_feedback_rejected_total',
+    help: 'Operator verdicts rejected, by why (rate_limited, malformed, invalid, stale, ...).',
+    labelNames: ['camera', 'code'],
+    registers,
+    collect() {
+      this.reset();
+      for (const c of cameras()) {
+        // Present from the start at 0, so that rate() works from the first rejection.
+        this.inc({ camera: c.name, code: 'rate_limited' }, 0);
+        for (const [code, n] of Object.entries(intake.counts(c.name)?.rejected ?? {})) this.inc({ camera: c.name, code }, n);
+      }
+    },
+  });
+
+  return {
+    registry,
+    observeInference: (camera, ms) => inference.observe({ camera }, ms / 1000),
+    text: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
