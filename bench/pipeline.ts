@@ -5,7 +5,7 @@
  * pipeline / min(decode, inference). Each is measured in alternating rounds; the best round counts,
  * since on a shared machine noise only ever slows a round down.
  */
-import { Subject, concatMap, from, lastValueFrom, tap, toArray } from 'rxjs';
+import { Subject, lastValueFrom, take, tap, toArray } from 'rxjs';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parsePipeline } from '../src/config/load.js';
@@ -83,3 +83,33 @@ console.log(`inference only   ${best.inference.toFixed(1).padStart(7)} fps`);
 console.log(`whole pipeline   ${best.pipeline.toFixed(1).padStart(7)} fps`);
 console.log(`pipeline / min(decode, inference) = ${(best.pipeline / limit).toFixed(3)}  (target ≥ 0.9)`);
 await detector.close();
+
+// The project's own detector against YOLOX-Nano, inference only, on the same video, alternating rounds.
+async function framesFor(d: Detector, n: number): Promise<Frame[]> {
+  const demand$ = new Subject<void>();
+  return lastValueFrom(readFrames({ camera: 'bench', url: video, output: d.frameOutput() }, demand$).pipe(take(n), tap(() => demand$.next()), toArray()));
+}
+const beats = await Detector.load('beats-s', { runtime: { ...runtime, providers: ['cpu'] } }).catch((err: unknown) => {
+  console.log(`\nbeats-s: not available (${(err as Error).message}); train and export it first`);
+  return undefined;
+});
+if (beats) {
+  const yolox = await Detector.load('yolox-nano', { runtime: { ...runtime, providers: ['cpu'] } });
+  const sets = { beats: await framesFor(beats, 300), yolox: await framesFor(yolox, 300) };
+  const timeIt = async (d: Detector, f: Frame[]) => {
+    const started = performance.now();
+    for (const frame of f) await d.detect(frame, detectOptions);
+    return f.length / ((performance.now() - started) / 1000);
+  };
+  await timeIt(beats, sets.beats.slice(0, 30));
+  const fps = { beats: 0, yolox: 0 };
+  for (let r = 0; r < rounds; r++) {
+    fps.yolox = Math.max(fps.yolox, await timeIt(yolox, sets.yolox));
+    fps.beats = Math.max(fps.beats, await timeIt(beats, sets.beats));
+  }
+  console.log(`\ninference only, same video, best of ${rounds} rounds:`);
+  console.log(`yolox-nano ${yolox.inputWidth}x${yolox.inputHeight}   ${fps.yolox.toFixed(1).padStart(7)} fps`);
+  console.log(`beats-s    ${beats.inputWidth}x${beats.inputHeight}   ${fps.beats.toFixed(1).padStart(7)} fps`);
+  console.log(`beats-s / yolox-nano = ${(fps.beats / fps.yolox).toFixed(2)}x  (target ≥ 2)`);
+  await Promise.all([beats.close(), yolox.close()]);
+}

@@ -84,6 +84,8 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
         window = [];
       }
       if (step % every === 0) await save();
+      // A step is synchronous work: let signals (Ctrl-C) and timers through between steps.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     await save();
   } finally {
