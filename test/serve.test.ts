@@ -139,10 +139,10 @@ cameras:${highway()}
     const none = await post({});
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    expect(await none.json()).toEqual({ error: expect.stringMatching(/bearer token is required/) });
+    expect(await none.json()).toEqual({ error: 'unauthorized', reason: expect.stringMatching(/bearer token is required/) });
     const wrong = await post({ authorization: 'Bearer not-the-token-at-all' });
     expect(wrong.status).toBe(401);
-    expect(await wrong.json()).toEqual({ error: 'wrong token' });
+    expect(await wrong.json()).toEqual({ error: 'unauthorized', reason: 'wrong token' });
     const basic = await post({ authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` });
     expect(basic.status).toBe(401);
     expect(served.accepted.length).toBe(before);
@@ -161,7 +161,7 @@ cameras:${highway()}
     expect(form.status).toBe(415);
     const foreign = await fetch(url, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', origin: 'http://evil.example' }, body: '{}' });
     expect(foreign.status).toBe(403);
-    expect(await foreign.json()).toEqual({ error: expect.stringMatching(/cross-origin/) });
+    expect(await foreign.json()).toEqual({ error: 'forbidden', reason: expect.stringMatching(/cross-origin/) });
     const unknownCamera = await fetch(`${served.url}/api/cameras/nope/feedback`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });
     expect(unknownCamera.status).toBe(404);
     const huge = await fetch(url, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: 'x'.repeat(70_000) });

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { FeedbackIntake } from '../adapt/feedback.js';
@@ -191,11 +191,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpFailure) {
-        sendJson(res, err.status, { error: err.reason }, err.headers);
+        sendJson(res, err.status, { error: STATUS_CODES[err.status]?.toLowerCase() ?? 'error', reason: err.reason }, err.headers);
         return;
       }
       log.error(`${req.method} ${req.url}: ${errorMessage(err)}`);
-      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal server error', reason: 'see the pipeline log' });
       else res.destroy();
     });
   });

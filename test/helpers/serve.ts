@@ -118,7 +118,8 @@ export function parsePrometheus(text: string): { samples: Sample[]; types: Map<s
       continue;
     }
     if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    // Values as Prometheus's parser takes them (Go's ParseFloat: NaN and Inf in any case; prom-client writes `Nan`).
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|nan|[+-]?inf)$/i.exec(line);
     if (!m) throw new Error(`not a Prometheus sample line: ${line}`);
     const labels: Record<string, string> = {};
     for (const pair of (m[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? []) {
@@ -127,7 +128,9 @@ export function parsePrometheus(text: string): { samples: Sample[]; types: Map<s
     }
     const base = m[1]!.replace(/_(bucket|sum|count)$/, '');
     if (!types.has(m[1]!) && !types.has(base)) throw new Error(`sample ${m[1]} has no TYPE line`);
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+    const raw = m[3]!.toLowerCase();
+    const value = raw === 'nan' ? NaN : raw.endsWith('inf') ? (raw.startsWith('-') ? -Infinity : Infinity) : Number(raw);
+    samples.push({ name: m[1]!, labels, value });
   }
   return { samples, types };
 }
