@@ -97,6 +97,7 @@ cameras:
     expect(drawn.saturatedShare).toBeLessThan(0.15);
     const rows = await page.locator('#detections tr').count();
     expect(rows).toBe(drawn.boxes);
+    await page.click('#pause'); // live again
   });
 
   it('lists events with their snapshots', async () => {
@@ -109,6 +110,11 @@ cameras:
   });
 
   it('a click on a box and a verdict button reach the feedback intake', async () => {
+    // A fresh frame, held still while the box is clicked (a verdict on a frame gone from the
+    // buffer would be rejected as stale).
+    const shown = Number(await page.locator('#view').getAttribute('data-frame'));
+    await page.waitForFunction((f) => Number((document.getElementById('view') as HTMLCanvasElement).dataset.frame) > f, shown, { timeout: 30_000 });
+    await page.click('#pause');
     const box = await page.evaluate(() => (JSON.parse((document.getElementById('view') as HTMLCanvasElement).dataset.boxes!) as Array<[number, number, number, number]>)[0]!);
     const frame = Number(await page.locator('#view').getAttribute('data-frame'));
     const before = served.accepted.length;
@@ -120,10 +126,12 @@ cameras:
     expect(f).toMatchObject({ verdict: 'correct', origin: { via: 'http' } });
     expect(f.frame.index).toBeGreaterThanOrEqual(frame);
     await page.waitForFunction(() => document.getElementById('toast')!.textContent!.startsWith('Accepted'));
+    await page.click('#pause'); // live again
   });
 
   it('a row, a class from the picker and "Wrong class" send a wrong_class verdict', async () => {
     const before = served.accepted.length;
+    await page.click('#pause'); // the rows stay put while one is read and clicked
     const row = page.locator('#detections tr').first();
     const label = (await row.locator('td').nth(1).textContent())!;
     await row.click();
@@ -133,10 +141,10 @@ cameras:
     const f = await waitFor(() => served.accepted[before], 10_000, 'the wrong_class verdict');
     expect(f).toMatchObject({ verdict: 'wrong_class', label: { name: right } });
     expect(f.detection!.label).toBe(label);
+    await page.click('#pause'); // live again
   });
 
   it('an event card takes a verdict too; the page looks right', async () => {
-    await page.click('#pause'); // live again
     const open = page.locator('#events article.event', { has: page.locator('.pill.open') }).first();
     await open.waitFor({ timeout: 60_000 });
     const id = (await open.getAttribute('data-event'))!;
