@@ -193,31 +193,37 @@ function resampleTaps(src: number, dst: number): Taps {
     const hi = Math.min(src, Math.ceil(centre + support));
     let sum = 0;
     let n = 0;
-    for (let j = lo; j < hi && n < maxTaps; j++, n++) {
+    let first = -1;
+    for (let j = lo; j < hi && n < maxTaps; j++) {
       const w = Math.max(0, 1 - Math.abs((j + 0.5 - centre) / support));
+      if (w === 0 && n === 0) continue; // no zero taps in front
+      if (first < 0) first = j;
       weights[i * maxTaps + n] = w;
       sum += w;
+      n++;
     }
+    while (n > 0 && weights[i * maxTaps + n - 1] === 0) n--;
     if (sum === 0) {
-      // Upscaling at the very edge: the nearest pixel.
+      // Cannot happen with a tent at least one pixel wide; the nearest pixel, to be safe.
+      first = Math.min(src - 1, Math.max(0, Math.floor(centre)));
       weights[i * maxTaps] = 1;
       sum = 1;
-      n = Math.max(n, 1);
+      n = 1;
     }
     for (let k = 0; k < n; k++) weights[i * maxTaps + k]! /= sum;
-    start[i] = lo;
+    start[i] = first;
     count[i] = n;
   }
   return { start, count, weights, maxTaps };
 }
 
-const tapCache = new Map<string, { x: Taps; y: Taps }>();
+const tapCache = new Map<string, { x: Taps; y: Taps; tmp: Float32Array }>();
 
-function tapsFor(sw: number, sh: number, dw: number, dh: number): { x: Taps; y: Taps } {
+function tapsFor(sw: number, sh: number, dw: number, dh: number): { x: Taps; y: Taps; tmp: Float32Array } {
   const key = `${sw}x${sh}>${dw}x${dh}`;
   let t = tapCache.get(key);
   if (!t) {
-    t = { x: resampleTaps(sw, dw), y: resampleTaps(sh, dh) };
+    t = { x: resampleTaps(sw, dw), y: resampleTaps(sh, dh), tmp: new Float32Array(sh * dw * 3) };
     tapCache.set(key, t);
     if (tapCache.size > 16) tapCache.delete(tapCache.keys().next().value!);
   }
@@ -250,9 +256,8 @@ export function letterboxPixels(rgb: Buffer, width: number, height: number, outp
     }
     return { pixels, geometry };
   }
-  const { x: tx, y: ty } = tapsFor(width, height, dw, dh);
-  // Horizontal pass: every source row to the output width.
-  const tmp = new Float32Array(height * dw * 3);
+  const { x: tx, y: ty, tmp } = tapsFor(width, height, dw, dh);
+  // Horizontal pass: every source row to the output width (into a scratch buffer reused per size).
   for (let y = 0; y < height; y++) {
     const srow = y * width * 3;
     const trow = y * dw * 3;
@@ -275,30 +280,29 @@ export function letterboxPixels(rgb: Buffer, width: number, height: number, outp
       tmp[trow + i * 3 + 2] = b;
     }
   }
-  // Vertical pass into the padded output.
+  // Vertical pass, a row at a time (contiguous reads), into the padded output.
   const out = new Uint8ClampedArray(pixels.buffer, pixels.byteOffset, pixels.length);
-  const c0 = bgr ? 2 : 0;
-  const c2 = bgr ? 0 : 2;
+  const acc = new Float32Array(dw * 3);
+  const rowLen = dw * 3;
   for (let j = 0; j < dh; j++) {
     const s0 = ty.start[j]!;
     const n = ty.count[j]!;
     const wo = j * ty.maxTaps;
+    acc.fill(0);
+    for (let k = 0; k < n; k++) {
+      const w = ty.weights[wo + k]!;
+      const base = (s0 + k) * rowLen;
+      for (let m = 0; m < rowLen; m++) acc[m] += tmp[base + m]! * w;
+    }
     const orow = (padY + j) * rowBytes + padX * 3;
-    for (let i = 0; i < dw; i++) {
-      let r = 0;
-      let g = 0;
-      let b = 0;
-      for (let k = 0; k < n; k++) {
-        const w = ty.weights[wo + k]!;
-        const ti = ((s0 + k) * dw + i) * 3;
-        r += tmp[ti]! * w;
-        g += tmp[ti + 1]! * w;
-        b += tmp[ti + 2]! * w;
+    if (bgr) {
+      for (let m = 0; m < rowLen; m += 3) {
+        out[orow + m] = acc[m + 2]!;
+        out[orow + m + 1] = acc[m + 1]!;
+        out[orow + m + 2] = acc[m]!;
       }
-      const o = orow + i * 3;
-      out[o + c0] = r;
-      out[o + 1] = g;
-      out[o + c2] = b;
+    } else {
+      for (let m = 0; m < rowLen; m++) out[orow + m] = acc[m]!;
     }
   }
   return { pixels, geometry };

@@ -1227,7 +1227,7 @@ function drawPerson(sp: Sprite, fx: number, fy: number, px: number, look: Person
   fill(sp, circle(hx, headY, headR), skin);
   if (frontal && pose.hy < 0) fill(sp, circle(hx, headY - headR * 0.05, headR * 1.02), hair);
   else if (frontal) fill(sp, ellipse(hx, headY - headR * 0.45, headR * 1.02, headR * 0.62), hair);
-  else fill(sp, ellipse(hx - f * headR * 0.25, headY - headR * 0.35, headR * 0.95, headR * 0.72), hair);
+  else fill(sp, ellipse(hx - f * headR * 0.28, headY - headR * 0.3, headR * 0.98, headR * 0.8), hair);
 }
 
 // --- cars
