@@ -342,7 +342,8 @@ export function trainStep(tf: Tf, spec: BeatsCnnSpec, weights: Weights, optimize
 
 /** Weights as tf.Variables, so the optimizer can change them in place. */
 export function asVariables(tf: Tf, weights: Weights): Weights {
-  return new Map([...weights].map(([name, t]) => [name, tf.variable(t, isTrainable(name), name.replace(/[^a-zA-Z0-9_]/g, '_'))]));
+  // Unnamed: tf names variables uniquely, so two models can live in one process.
+  return new Map([...weights].map(([name, t]) => [name, tf.variable(t, isTrainable(name))]));
 }
 
 export { initWeights };

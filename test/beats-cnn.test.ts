@@ -1,0 +1,212 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cellCentres, defaultSpec, initWeights, predict, type Weights } from '../src/model/beats-cnn.js';
+import { exportBeatsOnnx, type WeightArrays } from '../src/model/beats-export.js';
+import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/model/beats-train.js';
+import { evaluate } from '../src/model/evaluate.js';
+import { loadTf, type Tf } from '../src/model/tf.js';
+
+let tf: Tf;
+beforeAll(async () => {
+  tf = (await loadTf()).tf;
+});
+
+/** Random weights with batch-norm statistics far from identity, so folding them is really tested. */
+function randomised(seed: number): Weights {
+  const weights = initWeights(tf, defaultSpec, seed);
+  let s = seed * 101;
+  for (const [name, t] of weights) {
+    if (name.endsWith('.bn.mean')) weights.set(name, tf.randomNormal(t.shape, 0, 0.5, 'float32', s++));
+    if (name.endsWith('.bn.variance')) weights.set(name, tf.randomUniform(t.shape, 0.2, 3, 'float32', s++));
+    if (name.endsWith('.bn.gamma')) weights.set(name, tf.randomUniform(t.shape, 0.5, 1.5, 'float32', s++));
+    if (name.endsWith('.bn.beta')) weights.set(name, tf.randomNormal(t.shape, 0, 0.3, 'float32', s++));
+    if (name === 'head.box.weight' || name === 'head.cls.weight') weights.set(name, tf.randomNormal(t.shape, 0, 0.05, 'float32', s++));
+  }
+  return weights;
+}
+
+async function arrays(weights: Weights): Promise<WeightArrays> {
+  const out: WeightArrays = new Map();
+  for (const [name, t] of weights) out.set(name, { shape: t.shape, data: (await t.data()) as Float32Array });
+  return out;
+}
+
+describe('Beats CNN export to ONNX', () => {
+  it('onnxruntime gives the same output as TensorFlow.js for the same input, within 1e-4', async () => {
+    const weights = randomised(3);
+    const bytes = exportBeatsOnnx(defaultSpec, await arrays(weights), { version: 'test' });
+    const { inputWidth: w, inputHeight: h } = defaultSpec;
+    const pixels = new Float32Array(h * w * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + Math.floor(i / 7)) % 256;
+    const expected = predict(tf, defaultSpec, weights, tf.tensor4d(pixels, [1, h, w, 3]));
+    const nchw = new Float32Array(pixels.length);
+    for (let i = 0; i < h * w; i++) for (let c = 0; c < 3; c++) nchw[c * h * w + i] = pixels[i * 3 + c]! / 255;
+    const session = await ort.InferenceSession.create(bytes);
+    const out = (await session.run({ images: new ort.Tensor('float32', nchw, [1, 3, h, w]) })).output!;
+    expect(out.dims).toEqual(expected.shape);
+    const a = expected.dataSync();
+    const b = out.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(a[i]!)));
+    expect(worst).toBeLessThan(1e-4);
+    // The boxes are around their cells: x1 < cell centre < x2 for every cell.
+    const centres = cellCentres(defaultSpec);
+    const cols = 4 + defaultSpec.classes.length;
+    for (let cell = 0; cell < b.length / cols; cell++) {
+      expect(b[cell * cols]!).toBeLessThan(centres[cell * 2]!);
+      expect(b[cell * cols + 2]!).toBeGreaterThan(centres[cell * 2]!);
+    }
+    await session.release();
+  });
+
+  it('loads in onnxruntime with no warning, and passes ONNX\'s own checker', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-onnx-'));
+    const file = path.join(dir, 'beats.onnx');
+    await writeFile(file, exportBeatsOnnx(defaultSpec, await arrays(randomised(5)), { version: 'test' }));
+    // onnxruntime logs natively, to the process's stderr: load it in a child at warning level (2).
+    const child = spawnSync(process.execPath, ['-e', `require('onnxruntime-node').InferenceSession.create(${JSON.stringify(file)}, { logSeverityLevel: 2 }).then(() => console.log('loaded'))`], { encoding: 'utf8' });
+    expect(child.stdout.trim()).toBe('loaded');
+    expect(child.stderr).not.toMatch(/\[(W|E|F):/);
+    const python = '/usr/bin/python3';
+    const haveChecker = existsSync(python) && spawnSync(python, ['-c', 'import onnx']).status === 0;
+    if (!haveChecker) {
+      if (process.env.CI) throw new Error('python3-onnx is not installed; CI must install it');
+      console.warn('python3-onnx not installed: ONNX checker skipped (apt-get install python3-onnx)');
+      return;
+    }
+    const said = execFileSync(python, ['-c', `import onnx; m = onnx.load(${JSON.stringify(file)}); onnx.checker.check_model(m, full_check=True); print('valid', m.opset_import[0].version)`], { encoding: 'utf8' });
+    expect(said.trim()).toBe('valid 13');
+  });
+
+  it('names the head in the graph: the feature tensor and the class convolution\'s initializers', async () => {
+    const onnxProto = (await import('onnx-proto')).default;
+    const model = onnxProto.onnx.ModelProto.decode(exportBeatsOnnx(defaultSpec, await arrays(randomised(1)), { version: 'test' }));
+    const cls = model.graph!.node!.find((n) => n.input?.[0] === 'head_features' && n.input?.[1] === 'head.cls.weight');
+    expect(cls?.opType).toBe('Conv');
+    const weight = model.graph!.initializer!.find((t) => t.name === 'head.cls.weight');
+    expect(weight?.dims?.map(Number)).toEqual([3, defaultSpec.widths.head, 1, 1]);
+    // Batch norm is folded: no BatchNormalization node is left.
+    expect(model.graph!.node!.some((n) => n.opType === 'BatchNormalization')).toBe(false);
+  });
+});
+
+describe('Beats CNN training', () => {
+  it('assigns each box to the cell holding its centre and its near neighbours, the smaller box winning', () => {
+    const t = buildTargets(defaultSpec, [
+      { classId: 1, box: [40, 40, 88, 64], ignore: false },
+      { classId: 0, box: [60, 44, 68, 60], ignore: false },
+      { classId: 2, box: [120, 80, 140, 100], ignore: true },
+    ]);
+    const gw = defaultSpec.inputWidth / 8;
+    const cell = (x: number, y: number) => Math.floor(y / 8) * gw + Math.floor(x / 8);
+    // The person (smaller) owns its centre cell, though it is inside the car.
+    expect(t.cls[cell(64, 52) * 3]).toBe(1);
+    expect(t.cls[cell(64, 52) * 3 + 1]).toBe(0);
+    // The car owns a cell near its centre that the person does not cover.
+    expect(t.cls[cell(52, 52) * 3 + 1]).toBe(1);
+    // Distances from that cell's centre (52, 52) to the car's edges.
+    expect(Array.from(t.ltrb.subarray(cell(52, 52) * 4, cell(52, 52) * 4 + 4))).toEqual([12, 12, 36, 12]);
+    // Inside the ignored bicycle nothing counts for classification; elsewhere everything does.
+    expect(t.clsWeight[cell(132, 92) * 3]).toBe(0);
+    expect(t.clsWeight[cell(4, 4) * 3]).toBe(1);
+    expect(t.positive.reduce((s, v) => s + v, 0)).toBeGreaterThan(2);
+  });
+
+  it('a few steps on one batch lower the loss (the gradients are right, the model can learn)', async () => {
+    const recipe = { ...defaultRecipe, seed: 11 };
+    const batch = new SyntheticBatches(recipe, 2).take(defaultSpec, 2);
+    const weights = new Map([...asVariables(tf, initWeights(tf, defaultSpec, 2))]);
+    const optimizer = tf.train.adam(0.01);
+    const first = trainStep(tf, defaultSpec, weights, optimizer, batch);
+    let last = first;
+    for (let i = 0; i < 10; i++) last = trainStep(tf, defaultSpec, weights, optimizer, batch);
+    expect(last.loss).toBeLessThan(first.loss * 0.7);
+    expect(Number.isFinite(last.box)).toBe(true);
+  }, 120_000);
+
+  it('checkpoints round-trip the weights and the optimizer state', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-ckpt-'));
+    const weights = asVariables(tf, randomised(9));
+    const optimizer = tf.train.adam(0.01);
+    trainStep(tf, defaultSpec, weights, optimizer, new SyntheticBatches(defaultRecipe, 1).take(defaultSpec, 1));
+    const file = path.join(dir, 'c.bin');
+    await saveCheckpoint(file, { format: 'beats-cnn-checkpoint/1', step: 1, recipe: defaultRecipe, history: [{ step: 1, loss: 1, cls: 0.5, box: 0.25 }], weights, optimizer: await optimizer.getWeights() });
+    const back = await loadCheckpoint(tf, file);
+    expect(back.step).toBe(1);
+    expect([...back.weights.keys()]).toEqual([...weights.keys()]);
+    for (const [name, t] of weights) expect(Array.from(back.weights.get(name)!.dataSync())).toEqual(Array.from(t.dataSync()));
+    expect(back.optimizer!.length).toBe((await optimizer.getWeights()).length);
+  });
+});
+
+describe('fast convolution gradients of the pure-JS backend', () => {
+  type T4 = import('@tensorflow/tfjs').Tensor4D;
+  it('agree with finite differences (same and valid padding, 1x1 and 3x3; stride 2 goes to the original kernel)', () => {
+    const cases: Array<{ x: number[]; w: number[]; pad: 'same' | 'valid'; stride: 1 | 2 }> = [
+      { x: [2, 5, 6, 3], w: [3, 3, 3, 4], pad: 'same', stride: 1 },
+      { x: [1, 4, 4, 5], w: [1, 1, 5, 2], pad: 'valid', stride: 1 },
+      { x: [2, 6, 5, 2], w: [3, 3, 2, 3], pad: 'valid', stride: 1 },
+      { x: [1, 6, 6, 2], w: [3, 3, 2, 2], pad: 'same', stride: 2 },
+    ];
+    for (const c of cases) {
+      const x = tf.randomNormal(c.x, 0, 1, 'float32', 1) as T4;
+      const w = tf.randomNormal(c.w, 0, 1, 'float32', 2) as T4;
+      const loss = (a: T4, b: T4) => tf.conv2d(a, b, c.stride, c.pad).square().sum();
+      const [dx, dw] = tf.grads((a: import('@tensorflow/tfjs').Tensor, b: import('@tensorflow/tfjs').Tensor) => loss(a as T4, b as T4))([x, w]);
+      const numeric = (t: T4, other: T4, which: 'x' | 'w', index: number) => {
+        const h = 1e-2;
+        const bump = (sign: number) => {
+          const values = t.dataSync().slice();
+          values[index]! += sign * h;
+          const moved = tf.tensor4d(values, t.shape);
+          return (which === 'x' ? loss(moved, other) : loss(other, moved)).dataSync()[0]!;
+        };
+        return (bump(1) - bump(-1)) / (2 * h);
+      };
+      for (const index of [0, 7, 13, x.size - 1]) {
+        const expected = numeric(x, w, 'x', index);
+        expect(Math.abs(dx!.dataSync()[index]! - expected), `dx ${JSON.stringify(c)} at ${index}`).toBeLessThan(2e-2 * Math.max(1, Math.abs(expected)));
+      }
+      for (const index of [0, 5, w.size - 1]) {
+        const expected = numeric(w, x, 'w', index);
+        expect(Math.abs(dw!.dataSync()[index]! - expected), `dw ${JSON.stringify(c)} at ${index}`).toBeLessThan(2e-2 * Math.max(1, Math.abs(expected)));
+      }
+    }
+  });
+});
+
+describe('evaluation', () => {
+  const truth = [
+    { frame: 0, boxes: [{ label: 'car', box: [0, 0, 10, 10] as const }, { label: 'person', box: [20, 20, 30, 40] as const }] },
+    { frame: 1, boxes: [{ label: 'car', box: [0, 0, 10, 10] as const }, { label: 'car', box: [50, 50, 60, 60] as const, ignore: true }] },
+  ];
+
+  it('perfect detections give mAP 1, precision, recall and F1 1', () => {
+    const result = evaluate(truth, [
+      { frame: 0, detections: [{ label: 'car', score: 0.9, box: [0, 0, 10, 10] }, { label: 'person', score: 0.8, box: [20, 21, 30, 40] }] },
+      { frame: 1, detections: [{ label: 'car', score: 0.7, box: [1, 0, 10, 10] }, { label: 'car', score: 0.9, box: [50, 50, 60, 60] }] },
+    ], 0.5);
+    expect(result.map50).toBe(1);
+    expect([result.precision, result.recall, result.f1]).toEqual([1, 1, 1]);
+    expect(result.perClass.car!.truths).toBe(2);
+  });
+
+  it('a confident false positive ranks above a true one and costs AP; a miss costs recall', () => {
+    const result = evaluate(truth, [
+      { frame: 0, detections: [{ label: 'car', score: 0.95, box: [70, 70, 80, 80] }, { label: 'car', score: 0.9, box: [0, 0, 10, 10] }] },
+      { frame: 1, detections: [{ label: 'car', score: 0.3, box: [0, 0, 10, 10] }] },
+    ], 0.5);
+    // car: FP (0.95), TP (0.9), TP (0.3): precision 0, 1/2, 2/3 at recall 0, 1/2, 1 → AP = 0.5·0.667 + 0.5·0.667
+    expect(result.perClass.car!.ap50).toBeCloseTo(2 / 3, 5);
+    expect(result.perClass.person!.ap50).toBe(0);
+    expect(result.map50).toBeCloseTo(1 / 3, 5);
+    // At 0.5: car TP 1, FP 1; person missed: precision 1/2, recall 1/3.
+    expect(result.precision).toBeCloseTo(0.5, 5);
+    expect(result.recall).toBeCloseTo(1 / 3, 5);
+  });
+});
