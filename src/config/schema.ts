@@ -89,6 +89,49 @@ export const eventsSchema = z.strictObject({
   snapshots: z.boolean().default(true),
 });
 
+/**
+ * On-device adaptation of the model's Beats head (BEATS.md; src/adapt/engine.ts says why each
+ * default is what it is). Off unless enabled.
+ */
+export const adaptSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** The frame is divided into grid x grid regions; a bucket is a (region, class) pair. */
+  grid: z.number().int().min(1).max(16).default(4),
+  /** A bucket fires when at least n_min supervised cells went into its gradient... */
+  n_min: z.number().int().min(1).default(8),
+  /** ...and its miss or false-alarm error energy (decayed sum of squared errors) reached theta. */
+  theta: z.number().positive().default(2),
+  /** Error energies are multiplied by this per supervised frame. */
+  decay: z.number().gt(0).max(1).default(0.99),
+  /** At most one update per this many stream seconds. */
+  min_interval_s: z.number().min(0).default(2),
+  /** Most of the recent (wall) time that training may take. */
+  max_train_share: z.number().gt(0).max(1).default(0.2),
+  /** Step size, in units of the features' mean squared norm (normalised SGD): 1 moves a cell's logit by about its error. */
+  lr: z.number().positive().default(1),
+  /** Momentum of SGD, carried from one update of a class row to the next. */
+  momentum: z.number().min(0).lt(1).default(0.5),
+  /** Pull toward the base head; each update takes back lr * l2_to_base of the drift. */
+  l2_to_base: z.number().min(0).default(0.01),
+  /** The replay loss (mean binary cross-entropy, nats) may rise by at most this for an update to be accepted. */
+  epsilon: z.number().min(0).default(0.01),
+  /** Recent supervised cells kept out of training to judge updates. */
+  holdout: z
+    .strictObject({
+      /** Share of supervised cells held out (chosen at random, per cell). */
+      share: z.number().gt(0).lt(1).default(0.2),
+      /** The most recent max_cells held-out cells are kept. */
+      max_cells: z.number().int().min(1).max(100_000).default(512),
+      /** An update of a class waits until the holdout has at least this many cells of it. */
+      min_cells: z.number().int().min(1).default(4),
+    })
+    .default({ share: 0.2, max_cells: 512, min_cells: 4 }),
+  /** Replay reservoir: cells (features and targets) sampled from the whole stream so far, half positives and half negatives; 0 turns the replay check off. */
+  replay: z.number().int().min(0).max(1_000_000).default(2000),
+  /** Head versions kept on disk per camera; older ones are deleted. */
+  keep_versions: z.number().int().min(1).default(100),
+});
+
 export const cameraSchema = z
   .strictObject({
     name: cameraName,
@@ -103,6 +146,7 @@ export const cameraSchema = z
       )
       .default({}),
     events: eventsSchema.default(eventsSchema.parse({})),
+    adapt: adaptSchema.default(adaptSchema.parse({})),
   })
   .superRefine((camera, ctx) => {
     if (camera.events.low_threshold > camera.detect.threshold) {
@@ -258,5 +302,6 @@ export type MqttConfig = z.infer<typeof mqttSchema>;
 export type RuntimeConfig = z.infer<typeof runtimeSchema>;
 export type ZoneConfig = z.infer<typeof zoneSchema>;
 export type EventsConfig = z.infer<typeof eventsSchema>;
+export type AdaptConfig = z.infer<typeof adaptSchema>;
 export type HttpConfig = z.infer<typeof httpSchema>;
 export type FeedbackConfig = z.infer<typeof feedbackSchema>;
