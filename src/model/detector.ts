@@ -8,6 +8,7 @@ import { decodeOutput, nmsPerClass } from './decode.js';
 import { withSymbolicInputSize } from './onnx-graph.js';
 import { createSession, type ProviderName, type ProviderSettings } from './providers.js';
 import { resolveModel, type ResolvedModel } from './registry.js';
+import { HeadSwappableSession, type FrameHeadFeatures, type HeadLevelWeights, type HeadStamp } from '../adapt/head.js';
 
 export interface Detection {
   label: string;
@@ -29,6 +30,12 @@ export interface DetectorOptions {
   runtime: ProviderSettings;
   /** Square input size overriding the card's (only for cards marked resizable). */
   inputSize?: number;
+  /**
+   * On-device adaptation (BEATS.md): rewrite the model at load so its class head is fed with every
+   * run (`setHead` swaps it between two frames) and its head features come out of every run
+   * (`headFeatures`). Needs the card's `head`. Default false: the plain session.
+   */
+  adaptable?: boolean;
 }
 
 /** A loaded detector: an onnxruntime session plus the card that says how to feed and decode it. */
@@ -39,7 +46,12 @@ export class Detector {
     readonly provider: ProviderName,
     readonly inputWidth: number,
     readonly inputHeight: number,
+    /** Present when loaded with `adaptable: true`; `session` is then its session. */
+    readonly heads?: HeadSwappableSession,
   ) {}
+
+  /** Features of the frame each `detect` result came from (adaptable detectors only); weak, so they go with the result. */
+  private readonly features = new WeakMap<Detection[], FrameHeadFeatures>();
 
   get card(): ModelCard {
     return this.model.card;
@@ -66,7 +78,8 @@ export class Detector {
         throw new ModelError(ref, `cannot resize its input: ${errorMessage(err)}`);
       }
     }
-    const { session, provider } = await createSession(bytes, options.runtime, { modelName: ref });
+    const heads = options.adaptable ? await HeadSwappableSession.create(bytes, card, options.runtime, { modelName: ref }) : undefined;
+    const { session, provider } = heads ?? (await createSession(bytes, options.runtime, { modelName: ref }));
     const mismatch = !session.inputNames.includes(card.input.name)
       ? `the ONNX file has no input "${card.input.name}" (it has ${session.inputNames.join(', ')})`
       : !session.outputNames.includes(card.output)
@@ -77,7 +90,7 @@ export class Detector {
       await session.release().catch(() => undefined);
       throw new ModelError(ref, mismatch);
     }
-    return new Detector(model, session, provider, size ?? card.input.width, size ?? card.input.height);
+    return new Detector(model, session, provider, size ?? card.input.width, size ?? card.input.height, heads);
   }
 
   /** What the source must deliver: ffmpeg letterboxes and converts to this. */
@@ -126,15 +139,36 @@ export class Detector {
   async detect(frame: Frame, options: DetectOptions, allowed?: ReadonlySet<number>): Promise<Detection[]> {
     const keep = allowed ?? (options.labels ? this.classIds(options.labels) : undefined);
     const feeds = { [this.card.input.name]: this.toTensor(frame) };
-    const results = await this.session.run(feeds, [this.card.output]);
-    const out = results[this.card.output]!;
+    const run = this.heads ? await this.heads.run(feeds, [this.card.output]) : undefined;
+    const out = run ? run.outputs[this.card.output]! : (await this.session.run(feeds, [this.card.output]))[this.card.output]!;
     const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed: keep });
-    return nmsPerClass(candidates, options.nmsIou, options.maxDetections).map((c) => ({
+    const detections = nmsPerClass(candidates, options.nmsIou, options.maxDetections).map((c) => ({
       label: this.card.classes[c.classId] ?? `class${c.classId}`,
       classId: c.classId,
       score: c.score,
       box: toSourcePixels(c.box, frame.geometry, frame.width, frame.height),
     }));
+    if (run) this.features.set(detections, { head: run.head, levels: run.levels });
+    return detections;
+  }
+
+  /**
+   * Adaptation: makes `weights` (per head level, [C, D] as `heads.head()` returns them) the class
+   * head of every frame detected from now on; a frame in flight finishes with the head it started
+   * with. Throws a HeadError (keeping the current head) on a wrong shape, a ModelError when the
+   * detector was not loaded with `adaptable: true`.
+   */
+  setHead(weights: readonly HeadLevelWeights[], label?: string): HeadStamp {
+    if (!this.heads) throw new ModelError(this.card.name, 'was not loaded with adaptable: true, so its head cannot be swapped');
+    return this.heads.setHead(weights, label);
+  }
+
+  /**
+   * The head features of the frame `detections` came from (the array `detect` returned), with the
+   * head that ran on them; undefined for other arrays and for detectors not loaded adaptable.
+   */
+  headFeatures(detections: Detection[]): FrameHeadFeatures | undefined {
+    return this.features.get(detections);
   }
 
   async close(): Promise<void> {
