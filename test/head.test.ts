@@ -1,4 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { take } from 'rxjs';
@@ -93,6 +95,26 @@ function withBiasShift(base: readonly HeadLevelWeights[], classId: number, delta
   });
 }
 
+/**
+ * A rewritten model loads in onnxruntime without a warning (in a child: onnxruntime logs natively to
+ * stderr) and passes ONNX's own checker with shape inference (the declared shapes are consistent).
+ */
+async function expectCleanModel(bytes: Uint8Array, name: string): Promise<void> {
+  const file = path.join(tmp, `${name}.onnx`);
+  await writeFile(file, bytes);
+  const child = spawnSync(process.execPath, ['-e', `require('onnxruntime-node').InferenceSession.create(${JSON.stringify(file)}, { logSeverityLevel: 2 }).then(() => console.log('loaded'))`], { encoding: 'utf8' });
+  expect(child.stdout.trim()).toBe('loaded');
+  expect(child.stderr).not.toMatch(/\[(W|E|F):/);
+  const python = '/usr/bin/python3';
+  if (!(existsSync(python) && spawnSync(python, ['-c', 'import onnx']).status === 0)) {
+    if (process.env.CI) throw new Error('python3-onnx is not installed; CI must install it');
+    console.warn('python3-onnx not installed: ONNX checker skipped (apt-get install python3-onnx)');
+    return;
+  }
+  const said = execFileSync(python, ['-c', `import onnx; m = onnx.load(${JSON.stringify(file)}); onnx.checker.check_model(m, full_check=True); print('valid')`], { encoding: 'utf8' });
+  expect(said.trim()).toBe('valid');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Discovery and surgery, on the graphs alone
 // ---------------------------------------------------------------------------------------------
@@ -122,7 +144,7 @@ describe('finding the head in the graph', () => {
     expect(headError(() => discoverHeads(beatsBytes, noHead)).message).toMatch(/model beats-s: its card names no head/);
   });
 
-  it('rewrites the Beats CNN: head weights become inputs, features an output with its shape, nothing else changes', () => {
+  it('rewrites the Beats CNN: head weights become inputs, features an output with its shape, nothing else changes', async () => {
     const before = onnx.ModelProto.decode(beatsBytes);
     const { bytes, heads, baseWeights } = headSurgery(beatsBytes, beatsCard);
     const after = onnx.ModelProto.decode(bytes);
@@ -150,6 +172,7 @@ describe('finding the head in the graph', () => {
     expect(baseWeights).toEqual([{ weight: init('head.cls.weight'), bias: init('head.cls.bias'), shape: [3, 48] }]);
     // Pure: the input bytes are untouched, and a second surgery gives the same bytes.
     expect(headSurgery(beatsBytes, beatsCard).bytes).toEqual(bytes);
+    await expectCleanModel(bytes, 'beats-s-surgered');
   });
 });
 
@@ -185,7 +208,7 @@ describe.skipIf(needsAssets)('YOLOX-Nano with a swappable head', () => {
   const rawPlain = async (frame: Frame) => (await original.run({ images: plain.toTensor(frame) }, ['output'])).output!.data as Float32Array;
   const runHead = (frame: Frame) => swappable.run({ images: plain.toTensor(frame) }, ['output']);
 
-  it('its card names the three cls_preds convolutions, which the graph confirms', () => {
+  it('its card names the three cls_preds convolutions, which the graph confirms; the surgered file is valid', async () => {
     expect(yoloxCard.head).toEqual([
       { features: '1044', weight: 'head.cls_preds.0.weight', bias: 'head.cls_preds.0.bias', stride: 8 },
       { features: '1086', weight: 'head.cls_preds.1.weight', bias: 'head.cls_preds.1.bias', stride: 16 },
@@ -198,6 +221,7 @@ describe.skipIf(needsAssets)('YOLOX-Nano with a swappable head', () => {
       ['Conv_347', 80, 64, 16],
       ['Conv_380', 80, 64, 32],
     ]);
+    await expectCleanModel(headSurgery(yoloxBytes, yoloxCard).bytes, 'yolox-nano-surgered');
     expect(headError(() => discoverHeads(yoloxBytes, { ...yoloxCard, head: [{ ...yoloxCard.head![0]!, bias: 'head.cls_preds.3.bias' }] })).message).toMatch(/model yolox-nano: head\[0\]: the ONNX file has no initializer "head.cls_preds.3.bias"/);
   });
 
