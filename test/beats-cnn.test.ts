@@ -147,7 +147,8 @@ describe('Beats CNN training', () => {
 describe('fast convolution gradients of the pure-JS backend', () => {
   type T4 = import('@tensorflow/tfjs').Tensor4D;
   it('agree with finite differences (same and valid padding, 1x1 and 3x3; stride 2 goes to the original kernel)', () => {
-    const cases: Array<{ x: number[]; w: number[]; pad: 'same' | 'valid'; stride: 1 | 2 }> = [
+    type Shape4 = [number, number, number, number];
+    const cases: Array<{ x: Shape4; w: Shape4; pad: 'same' | 'valid'; stride: 1 | 2 }> = [
       { x: [2, 5, 6, 3], w: [3, 3, 3, 4], pad: 'same', stride: 1 },
       { x: [1, 4, 4, 5], w: [1, 1, 5, 2], pad: 'valid', stride: 1 },
       { x: [2, 6, 5, 2], w: [3, 3, 2, 3], pad: 'valid', stride: 1 },

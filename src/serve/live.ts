@@ -1,6 +1,6 @@
 import type { CameraStats, FrameResult } from '../pipeline.js';
 import { detectionsMessage, type DetectionsMessage } from '../publish/mqtt.js';
-import type { EventMessage } from '../track/events.js';
+import type { EventMessage, EventState } from '../track/events.js';
 import { frameJpeg } from './frame-jpeg.js';
 
 /** What the monitor knows of a camera from the start. */
@@ -33,23 +33,12 @@ export interface LiveFrame {
   tracks: Array<{ id: number; label: string; score: number; box: number[]; confirmed: boolean; lost: boolean }>;
 }
 
-/** An event as the live page lists it: its latest message. */
-export interface RecentEvent {
-  id: string;
+/** An event as the live page lists it: its latest state, and which message brought it. */
+export type RecentEvent = Omit<EventState, 'camera' | 'model'> & {
   type: EventMessage['type'];
-  label: string;
-  score: number;
-  top_score: number;
-  box: [number, number, number, number];
-  start_time: number;
-  end_time: number | null;
-  current_zones: string[];
-  entered_zones: string[];
-  stationary: boolean;
-  has_snapshot: boolean;
   /** Epoch ms of the latest message. */
   updated: number;
-}
+};
 
 export type CameraHealthState = 'starting' | 'running' | 'stalled' | 'reconnecting' | 'ended';
 
