@@ -195,6 +195,9 @@ describe('evaluation', () => {
     expect(result.map50).toBe(1);
     expect([result.precision, result.recall, result.f1]).toEqual([1, 1, 1]);
     expect(result.perClass.car!.truths).toBe(2);
+    // Every detection is right and at least 0.7: the best F1 is 1, reached at a threshold up to 0.7.
+    expect(result.best.f1).toBe(1);
+    expect(result.best.threshold).toBeLessThanOrEqual(0.7);
   });
 
   it('a confident false positive ranks above a true one and costs AP; a miss costs recall', () => {

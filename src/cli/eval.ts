@@ -113,5 +113,6 @@ export async function evalCommand(target: string, options: EvalOptions): Promise
     process.stdout.write(`${label.padEnd(10)} ${pct(c.ap50)}  ${pct(c.precision)}  ${pct(c.recall)}  ${pct(c.f1)}  ${String(c.truths).padStart(6)}\n`);
   }
   process.stdout.write(`${'all'.padEnd(10)} ${pct(result.map50)}  ${pct(result.precision)}  ${pct(result.recall)}  ${pct(result.f1)}   (mAP@0.5; P/R/F1 at ${result.threshold}, ${result.frames} frames)\n`);
+  process.stdout.write(`best F1 ${pct(result.best.f1)} at threshold ${result.best.threshold} (precision ${pct(result.best.precision)}, recall ${pct(result.best.recall)})\n`);
   if (options.json) process.stdout.write(JSON.stringify(result) + '\n');
 }

@@ -29,6 +29,8 @@ export interface Evaluation {
   recall: number;
   f1: number;
   threshold: number;
+  /** The threshold (in steps of 0.05) with the best overall F1, and its figures: what to configure. */
+  best: { threshold: number; precision: number; recall: number; f1: number };
   perClass: Record<string, ClassFigures>;
 }
 
@@ -115,6 +117,16 @@ export function evaluate(truth: readonly TruthFrame[], predictions: readonly Pre
     fpAll += fpAt;
     truthAll += n;
   }
+  const all = [...scored.values()].flat();
+  let best = { threshold, precision: 0, recall: 0, f1: 0 };
+  for (let t = 0.05; t < 0.96; t += 0.05) {
+    const above = all.filter((s) => s.score >= t);
+    const tp = above.filter((s) => s.tp).length;
+    const p = above.length ? tp / above.length : 0;
+    const r = truthAll ? tp / truthAll : 0;
+    const f1 = p + r ? (2 * p * r) / (p + r) : 0;
+    if (f1 > best.f1) best = { threshold: Math.round(t * 100) / 100, precision: p, recall: r, f1 };
+  }
   const withTruth = Object.values(perClass).filter((c) => c.truths > 0);
   const precision = tpAll + fpAll ? tpAll / (tpAll + fpAll) : 0;
   const recall = truthAll ? tpAll / truthAll : 0;
@@ -125,6 +137,7 @@ export function evaluate(truth: readonly TruthFrame[], predictions: readonly Pre
     recall,
     f1: precision + recall ? (2 * precision * recall) / (precision + recall) : 0,
     threshold,
+    best,
     perClass,
   };
 }
