@@ -18,10 +18,11 @@
  * (With onnxruntime's default 2 threads on the same loaded machine every time was ~3x slower, the
  * ratios the same within noise, and a YOLOX rebuild blocked the event loop 55-76 ms.)
  * - Feeding the head costs nothing measurable: onnxruntime can no longer pre-pack the three 1x1
- *   convolutions' weights, but they are 0.3 % of YOLOX-Nano's work. Reading the features back costs
- *   4 % on YOLOX (0.9 MB a frame at 416: 64 x (52² + 26² + 13²) floats), nothing on beats-s (58 KB).
- * - A rebuild is 250-600x dearer than a feed, and onnxruntime-node builds the session on the JS
- *   thread: the event loop is blocked for the whole build, so every camera of the process stalls
+ *   convolutions' weights, and they are only 18 M of YOLOX-Nano's ~540 M multiply-adds at 416.
+ *   Reading the features back costs 4 % on YOLOX (0.9 MB a frame at 416: 64 x (52² + 26² + 13²)
+ *   floats), nothing measurable on beats-s (58 KB).
+ * - A rebuild is hundreds of times dearer than a feed (x190 to x750 over the runs), and
+ *   onnxruntime-node builds the session on the JS thread: the event loop is blocked for the whole build, so every camera of the process stalls
  *   (1.7-2.4 YOLOX frames on this CPU), even when the old session keeps serving meanwhile; it also
  *   needs two sessions' memory at once. Under TensorRT a rebuild is an engine build (seconds to
  *   minutes on a Jetson; the engine cache is keyed on the model, so every accepted head would be a
@@ -32,7 +33,7 @@
  * The rebuild path is kept only as `withHeadInitializers`, for the benchmark and as a cross-check
  * (test/head.test.ts: both give the same scores).
  *
- * Memory for adaptation to plan for: the features of one YOLOX frame at 416 are 0.9 MB (3.7 MB at
+ * Memory for adaptation to plan for: the features of one YOLOX frame at 416 are 0.9 MB (2.2 MB at
  * 640), beats-s 58 KB; a ring of recent frames must be sized with that (or keep only the cells it needs).
  *
  * API
