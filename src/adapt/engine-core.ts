@@ -254,6 +254,8 @@ export interface CoreOptions {
   clock?: () => number;
   /** Seed of the holdout split and the reservoirs (default 1). */
   seed?: number;
+  /** The compute share's window, wall ms (default COMPUTE_WINDOW_MS). */
+  computeWindowMs?: number;
 }
 
 interface RowPlan {
@@ -319,7 +321,7 @@ export class BeatsCore {
     const replay = options.config.replay;
     this.replayPositives = new Reservoir(Math.ceil(replay / 2), this.random);
     this.replayNegatives = new Reservoir(Math.floor(replay / 2), this.random);
-    this.budget = new ComputeBudget(options.config.max_train_share);
+    this.budget = new ComputeBudget(options.config.max_train_share, options.computeWindowMs ?? COMPUTE_WINDOW_MS);
   }
 
   /** The current head. Read only: copy it before changing anything. */
@@ -422,19 +424,13 @@ export class BeatsCore {
       return undefined;
     }
     // A class row is updated only when the holdout can judge it: enough held-out cells of its class.
-    const rows = new Map<string, RowPlan>();
-    for (const f of fired) {
-      const key = `${f.level}:${f.classId}`;
-      let row = rows.get(key);
-      if (!row) rows.set(key, (row = { level: f.level, classId: f.classId, buckets: [] }));
-      row.buckets.push(f.region * this.levels[f.level]!.C + f.classId);
-    }
+    const rows = this.rowsOf(fired);
     const held = new Map<string, number>();
     for (const c of this.holdout.toArray()) {
       const key = `${c.level}:${c.classId}`;
       held.set(key, (held.get(key) ?? 0) + 1);
     }
-    const ready = [...rows.entries()].filter(([key]) => (held.get(key) ?? 0) >= this.config.holdout.min_cells).map(([, row]) => row);
+    const ready = rows.filter((r) => (held.get(`${r.level}:${r.classId}`) ?? 0) >= this.config.holdout.min_cells);
     if (ready.length === 0) {
       this.deferred.holdout++;
       return undefined;
@@ -447,15 +443,33 @@ export class BeatsCore {
     );
   }
 
-  private update(rows: RowPlan[], fired: FiredBucket[], time: number): UpdateOutcome {
-    const start = this.clock();
-    this.lastAttempt = time;
-    this.counters.attempts++;
+  /**
+   * The step the fired buckets would make now, on a shadow copy: nothing is changed (no bucket
+   * reset, no momentum kept). For inspection; `tryUpdate` makes and judges the same step.
+   */
+  proposeStep(): Head | undefined {
+    const fired = this.firedBuckets();
+    if (fired.length === 0) return undefined;
+    return this.step(this.rowsOf(fired)).shadow;
+  }
+
+  private rowsOf(fired: readonly FiredBucket[]): RowPlan[] {
+    const rows = new Map<string, RowPlan>();
+    for (const f of fired) {
+      const key = `${f.level}:${f.classId}`;
+      let row = rows.get(key);
+      if (!row) rows.set(key, (row = { level: f.level, classId: f.classId, buckets: [] }));
+      row.buckets.push(f.region * this.levels[f.level]!.C + f.classId);
+    }
+    return [...rows.values()];
+  }
+
+  /** One optimizer step (TensorFlow.js) of the rows' class rows on a shadow copy of the current head. */
+  private step(rows: readonly RowPlan[]): { shadow: HeadLevelWeights[]; velocities: Map<RowPlan, Float32Array>; updated: UpdatedRow[] } {
     const { momentum, l2_to_base: lambda } = this.config;
     const shadow = copyHead(this.current);
-    const newVelocity = new Map<RowPlan, Float32Array>();
+    const velocities = new Map<RowPlan, Float32Array>();
     const updated: UpdatedRow[] = [];
-
     const byLevel = new Map<number, RowPlan[]>();
     for (const r of rows) byLevel.set(r.level, [...(byLevel.get(r.level) ?? []), r]);
     for (const [level, plans] of byLevel) {
@@ -510,9 +524,18 @@ export class BeatsCore {
         const c = p.classId;
         out.weight.set(wNext.subarray(i * D1, i * D1 + D), c * D);
         out.bias[c] = wNext[i * D1 + D]!;
-        newVelocity.set(p, vNext.slice(i * D1, (i + 1) * D1));
+        velocities.set(p, vNext.slice(i * D1, (i + 1) * D1));
       });
     }
+
+    return { shadow, velocities, updated };
+  }
+
+  private update(rows: RowPlan[], fired: FiredBucket[], time: number): UpdateOutcome {
+    const start = this.clock();
+    this.lastAttempt = time;
+    this.counters.attempts++;
+    const { shadow, velocities: newVelocity, updated } = this.step(rows);
 
     // The guard: the shadow head against the current one.
     const holdout = this.holdout.toArray();

@@ -518,7 +518,7 @@ export class BeatsEngine {
       this.setCurrent(v.head, v.version);
       this.counts.accepted++;
       this.counts.lastAcceptedAt = at;
-      this.log.info(`${this.camera}: head version ${v.version} accepted`, {
+      this.log.debug(`${this.camera}: head version ${v.version} accepted`, {
         holdoutLoss: [round(outcome.figures.holdout.lossBefore), round(outcome.figures.holdout.lossAfter)],
         holdoutF1: [round(outcome.figures.holdout.f1Before), round(outcome.figures.holdout.f1After)],
         buckets: outcome.figures.fired.length,
