@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,8 @@ import {
   sigmoid,
   type StoredCell,
 } from '../src/adapt/engine-core.js';
-import { BeatsEngine, VersionError, VersionStore, type EngineEvent, type Head, type SupervisedCell, type SupervisedFrame, type UpdateOutcome } from '../src/adapt/engine.js';
+import { versionFileName } from '../src/adapt/versions.js';
+import { BeatsEngine, cellFeatures, supervisedCell, VersionError, VersionStore, versionsDir, type EngineEvent, type Head, type SupervisedCell, type SupervisedFrame, type UpdateOutcome } from '../src/adapt/engine.js';
 import { adaptSchema, type AdaptConfig } from '../src/config/schema.js';
 import { setLogSink, type LogRecord } from '../src/log.js';
 import { loadTf, type Tf } from '../src/model/tf.js';
@@ -101,6 +102,43 @@ class ToyScene {
 const sameHead = (a: Head, b: Head) => a.length === b.length && a.every((l, i) => l.weight.every((v, j) => v === b[i]!.weight[j]) && l.bias.every((v, j) => v === b[i]!.bias[j]));
 
 // ---------------------------------------------------------------------------------------------
+
+describe('cameras[].adapt', () => {
+  it('is off by default, with BEATS.md\'s defaults, and strict', () => {
+    expect(adaptSchema.parse({})).toEqual({
+      enabled: false,
+      grid: 4,
+      n_min: 8,
+      theta: 2,
+      decay: 0.99,
+      min_interval_s: 2,
+      max_train_share: 0.2,
+      lr: 1,
+      momentum: 0.5,
+      l2_to_base: 0.01,
+      epsilon: 0.01,
+      holdout: { share: 0.2, max_cells: 512, min_cells: 4 },
+      replay: 2000,
+      keep_versions: 100,
+    });
+    expect(adaptSchema.safeParse({ thetha: 1 }).success).toBe(false);
+    expect(adaptSchema.safeParse({ holdout: { share: 0 } }).success).toBe(false);
+    expect(adaptSchema.safeParse({ decay: 1.5 }).success).toBe(false);
+  });
+});
+
+describe('cells from a feature map', () => {
+  it('reads the D channels of a cell from an NCHW map, and its centre as the position', () => {
+    // D = 3, H = 2, W = 4: value = 100 d + 10 y + x.
+    const data = new Float32Array(3 * 2 * 4);
+    for (let d = 0; d < 3; d++) for (let y = 0; y < 2; y++) for (let x = 0; x < 4; x++) data[(d * 2 + y) * 4 + x] = 100 * d + 10 * y + x;
+    const map = { level: 1, dims: [1, 3, 2, 4] as [number, number, number, number], data };
+    expect([...cellFeatures(map, 3, 1)]).toEqual([13, 113, 213]);
+    expect(supervisedCell(map, 1, 0, 2, 1)).toMatchObject({ level: 1, x: 1.5 / 4, y: 0.5 / 2, classId: 2, target: 1 });
+    expect(supervisedCell(map, 1, 0, 2, 0, { x: 0.9, y: 0.1 })).toMatchObject({ x: 0.9, y: 0.1 });
+    expect(() => cellFeatures(map, 4, 0)).toThrow(/outside the 4x2 feature map of level 1/);
+  });
+});
 
 describe('local error accumulation', () => {
   it('accumulates the hand-computed gradient and error energies per (region, class) bucket', () => {
@@ -253,6 +291,10 @@ describe('rate and compute limits', () => {
     expect(budget.busy(1200)).toBeCloseTo(50);
     expect(budget.allows(1200, 100)).toBe(true);
     expect(budget.busy(2600)).toBe(0);
+    // Work longer than the whole budget (200 ms) is not refused for ever: it runs when the window is quiet.
+    expect(budget.allows(2600, 5000)).toBe(true);
+    budget.record(2600, 2750);
+    expect(budget.allows(2750, 5000)).toBe(false);
   });
 
   it('keeps real training under max_train_share of the wall time, deferring updates when it would not be', async () => {
@@ -617,6 +659,38 @@ describe('the engine (worker thread, versions)', () => {
     } finally {
       setLogSink(previous);
     }
+  });
+
+  it('does not use a head it could not write: rejected as persist, the worker put back on the last written head', async () => {
+    const store = await openStore('engine-persist');
+    const stateDir = stores.at(-1)!;
+    // A folder where version 1's file goes: writing it fails.
+    const blocker = path.join(versionsDir(stateDir, 'cam'), versionFileName(1));
+    await mkdir(blocker);
+    const engine = await BeatsEngine.start({ camera: 'cam', config: config(), store });
+    const events: EngineEvent[] = [];
+    engine.updates$.subscribe((e) => events.push(e));
+    const scene = new ToyScene(42);
+    const feed = async (from: number, to: number) => {
+      for (let frame = from; frame < to; frame++) {
+        engine.submit(scene.frame(frame / 10));
+        if (frame % 10 === 9) await engine.idle();
+      }
+      await engine.idle();
+    };
+    await feed(0, 100);
+    expect(events.length).toBeGreaterThan(0);
+    expect(events.every((e) => e.kind === 'rejected' && e.reason === 'persist')).toBe(true);
+    expect(engine.version).toBe(0);
+    expect(sameHead(engine.head, toyBase())).toBe(true);
+    expect(engine.status()).toMatchObject({ accepted: 0, persistFailures: events.length, rejectedBy: { persist: events.length } });
+    // Once the disk takes it again, updates are accepted, starting from the base head.
+    await rm(blocker, { recursive: true });
+    await feed(100, 200);
+    const accepted = events.filter((e) => e.kind === 'accepted');
+    expect(accepted.length).toBeGreaterThan(0);
+    if (accepted[0]?.kind === 'accepted') expect(accepted[0]).toMatchObject({ version: 1, parent: 0 });
+    await engine.close();
   });
 
   it('never queues more than maxPendingFrames for the worker: the rest is dropped and counted', async () => {

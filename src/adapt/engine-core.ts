@@ -163,9 +163,14 @@ export class ComputeBudget {
     return this.busy(now) / this.windowMs;
   }
 
-  /** Whether work expected to take `estimateMs` may start now. */
+  /**
+   * Whether work expected to take `estimateMs` may start now. The estimate counts for at most half
+   * the budget, so that work longer than the whole budget (a very slow machine) still runs when the
+   * window is quiet, instead of never again.
+   */
   allows(now: number, estimateMs: number): boolean {
-    return (this.busy(now) + estimateMs) / this.windowMs <= this.share;
+    const budget = this.share * this.windowMs;
+    return this.busy(now) + Math.min(estimateMs, budget / 2) <= budget;
   }
 }
 

@@ -19,8 +19,10 @@
  * - Triggers: a bucket fires when n >= n_min and max(E+, E-) >= theta. An update then starts unless
  *   the last attempt was less than min_interval_s ago in stream time, or the training share of the
  *   last 10 s of wall time (accumulation and updates, measured) plus the expected duration of the
- *   update would exceed max_train_share, or the holdout has fewer than holdout.min_cells cells of the
- *   fired class (it could not judge it). A waiting bucket keeps accumulating.
+ *   update (the mean of the last ones, counted for at most half the budget so that a machine too
+ *   slow for the budget still trains when the window is quiet) would exceed max_train_share, or the
+ *   holdout has fewer than holdout.min_cells cells of the fired class (it could not judge it). A
+ *   waiting bucket keeps accumulating.
  * - Update: each fired class row [W_c, b_c] (its fired buckets pooled: g = sum G / sum n) takes one
  *   SGD-with-momentum step on g + lambda' (w - w0) in TensorFlow.js, on a shadow copy of the head.
  *   The step is normalised (NLMS): the learning rate is divided by m, the mean of |[f, 1]|^2 over the
@@ -92,6 +94,7 @@ import type { HeadVersion, RollbackTarget, VersionInfo, VersionStore } from './v
 export * from './engine-types.js';
 export type { HeadVersion, RollbackTarget, VersionInfo } from './versions.js';
 export { VersionError, VersionStore, versionsDir } from './versions.js';
+export { cellFeatures, supervisedCell, type FeatureMapView } from './engine-cells.js';
 
 /** What `updates$` emits. Every event that changes the head carries it: swap it into inference. */
 export type EngineEvent =
