@@ -189,6 +189,10 @@ describe('local error accumulation', () => {
       }
     }
     expect(core.memory().bucketFloats).toBe(4 * 4 * 2 * (3 + 1));
+    // A cell with a NaN feature is ignored (and counted), never accumulated.
+    core.accumulate({ time: 1, cells: [cell(0.1, 0.1, 1, 1, [NaN, 0, 0])] });
+    expect(core.bucket(0, 0, 1).n).toBe(3);
+    expect(core.stats().cellsSkipped).toBe(1);
   });
 
   it('decays the error energies by `decay` per supervised frame, not the gradient or the count', () => {

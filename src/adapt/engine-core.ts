@@ -294,7 +294,7 @@ export class BeatsCore {
   private lastAttempt: number | undefined;
   /** Expected duration of the next update (moving average of the last ones), ms. */
   private updateEstimateMs = 0;
-  private counters = { frames: 0, cellsTrained: 0, cellsHeldOut: 0, attempts: 0, lastUpdateMs: undefined as number | undefined };
+  private counters = { frames: 0, cellsTrained: 0, cellsHeldOut: 0, cellsSkipped: 0, attempts: 0, lastUpdateMs: undefined as number | undefined };
   private deferred: Record<DeferReason, number> = { rate: 0, compute: 0, holdout: 0 };
 
   constructor(options: CoreOptions) {
@@ -363,6 +363,14 @@ export class BeatsCore {
       if (!(Number.isInteger(cell.classId) && cell.classId >= 0 && cell.classId < C)) throw new RangeError(`cell class ${cell.classId}: level ${cell.level} has ${C} classes`);
       if (cell.features.length !== D) throw new RangeError(`cell features: ${cell.features.length} values, level ${cell.level} has ${D} channels`);
       if (cell.target !== 0 && cell.target !== 1) throw new RangeError(`cell target ${String(cell.target)}: must be 0 or 1`);
+      const f = cell.features;
+      let sq = 0;
+      for (let d = 0; d < D; d++) sq += f[d]! * f[d]!;
+      if (!Number.isFinite(sq)) {
+        // A NaN or infinite feature would poison its bucket's gradient for good.
+        this.counters.cellsSkipped++;
+        continue;
+      }
       const region = regionOf(cell.x, cell.y, this.grid);
       const stored = (): StoredCell => ({ level: cell.level, region, classId: cell.classId, target: cell.target, features: Float32Array.from(cell.features) });
       if (this.random() < share) {
@@ -373,16 +381,10 @@ export class BeatsCore {
         continue;
       }
       this.counters.cellsTrained++;
-      const f = cell.features;
       const e = sigmoid(logit(this.current[cell.level]!, cell.classId, f)) - cell.target;
       const b = region * C + cell.classId;
       const o = b * (D + 1);
-      let sq = 0;
-      for (let d = 0; d < D; d++) {
-        const v = f[d]!;
-        s.G[o + d]! += e * v;
-        sq += v * v;
-      }
+      for (let d = 0; d < D; d++) s.G[o + d]! += e * f[d]!;
       s.G[o + D]! += e;
       s.n[b]! += 1;
       s.sq[b]! += sq;
@@ -655,6 +657,7 @@ export class BeatsCore {
       frames: this.counters.frames,
       cellsTrained: this.counters.cellsTrained,
       cellsHeldOut: this.counters.cellsHeldOut,
+      cellsSkipped: this.counters.cellsSkipped,
       holdoutSize: this.holdout.size,
       replaySize: this.replayPositives.items.length + this.replayNegatives.items.length,
       attempts: this.counters.attempts,

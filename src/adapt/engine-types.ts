@@ -92,6 +92,8 @@ export interface CoreStats {
   frames: number;
   cellsTrained: number;
   cellsHeldOut: number;
+  /** Cells with a non-finite feature, ignored. */
+  cellsSkipped: number;
   holdoutSize: number;
   replaySize: number;
   attempts: number;

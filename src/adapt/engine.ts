@@ -125,6 +125,7 @@ export interface EngineStatus {
   framesPending: number;
   cellsTrained: number;
   cellsHeldOut: number;
+  cellsSkipped: number;
   holdoutSize: number;
   replaySize: number;
   worker: { up: boolean; faults: number; restarts: number; lastError: string | undefined };
@@ -156,6 +157,7 @@ const emptyStats = (grid: number): CoreStats => ({
   frames: 0,
   cellsTrained: 0,
   cellsHeldOut: 0,
+  cellsSkipped: 0,
   holdoutSize: 0,
   replaySize: 0,
   attempts: 0,
@@ -345,6 +347,7 @@ export class BeatsEngine {
       framesPending: this.pending,
       cellsTrained: c.cellsTrained + s.cellsTrained,
       cellsHeldOut: c.cellsHeldOut + s.cellsHeldOut,
+      cellsSkipped: c.cellsSkipped + s.cellsSkipped,
       holdoutSize: s.holdoutSize,
       replaySize: s.replaySize,
       worker: { up: this.worker !== undefined, faults: this.counts.faults, restarts: this.counts.restarts, lastError: this.counts.lastError },
@@ -478,6 +481,7 @@ export class BeatsEngine {
     const s = this.stats;
     c.cellsTrained += s.cellsTrained;
     c.cellsHeldOut += s.cellsHeldOut;
+    c.cellsSkipped += s.cellsSkipped;
     c.deferred.rate += s.deferred.rate;
     c.deferred.compute += s.deferred.compute;
     c.deferred.holdout += s.deferred.holdout;
