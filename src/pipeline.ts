@@ -12,6 +12,9 @@ import { MqttPublisher, detectionsMessage } from './publish/mqtt.js';
 import { Outbox } from './publish/outbox.js';
 import { SnapshotStore } from './publish/snapshots.js';
 import type { FeedbackIntake } from './adapt/feedback.js';
+import { CameraAdapter, adaptiveModelHistory } from './adapt/camera-adapter.js';
+import { HeadError } from './adapt/head.js';
+import { baseModelHistory } from './serve/model-history.js';
 import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
 import { EventBuilder, type EventMessage, type EventOutput } from './track/events.js';
@@ -80,8 +83,16 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
   const perCamera = new Map<string, Detector>();
   for (const [i, camera] of loaded.config.cameras.entries()) {
     const key = `${camera.model}@${camera.detect.input_size ?? ''}`;
-    if (!byKey.has(key)) byKey.set(key, Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size }));
-    const detector = await byKey.get(key)!;
+    // An adapting camera gets a detector of its own: heads are per camera.
+    const adaptable = camera.adapt.enabled
+      ? await Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size, adaptable: true }).catch((err: unknown) => {
+          if (!(err instanceof HeadError)) throw err;
+          log.warn(`camera ${camera.name}: adaptation off: ${errorMessage(err)}`);
+          return undefined;
+        })
+      : undefined;
+    if (!adaptable && !byKey.has(key)) byKey.set(key, Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size }));
+    const detector = adaptable ?? (await byKey.get(key)!);
     const unknown = (camera.detect.labels ?? []).filter((l) => !detector.card.classes.includes(l));
     if (unknown.length > 0) {
       throw new ConfigError(loaded.file, [{ path: `cameras[${i}].detect.labels`, message: `model ${detector.card.name} has no class ${unknown.map((u) => `"${u}"`).join(', ')}` }]);
@@ -97,6 +108,8 @@ interface CameraParts {
   publisher: MqttPublisher;
   events: EventPublisher;
   stats: CameraStats;
+  /** On-device adaptation, when the camera has it (src/adapt/camera-adapter.ts). */
+  adapter?: CameraAdapter;
 }
 
 /**
@@ -105,7 +118,7 @@ interface CameraParts {
  * through, so at most one frame is in flight and the source's bounded mailbox is the only place
  * frames wait (see readFrames). At the end of a finite source, open events are ended.
  */
-function cameraChain({ camera, detector, publisher, events, stats }: CameraParts, stop$: Observable<void>, options: RunOptions): Observable<FrameResult> {
+function cameraChain({ camera, detector, publisher, events, stats, adapter }: CameraParts, stop$: Observable<void>, options: RunOptions): Observable<FrameResult> {
   const processed$ = new Subject<void>();
   const allowed = camera.detect.labels ? detector.classIds(camera.detect.labels) : undefined;
   // The detector runs at the tracker's low threshold: low-score boxes keep tracks alive through
@@ -138,6 +151,7 @@ function cameraChain({ camera, detector, publisher, events, stats }: CameraParts
 
   const track = (frame: Frame) => (detections: Detection[]) => {
     const update = tracker.update(detections, frame);
+    adapter?.observe(frame, detections, update.active);
     const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
     const published = detections.flatMap((d, i) => (d.score >= camera.detect.threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
     return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended) };
@@ -216,7 +230,14 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
   let publisher: MqttPublisher | undefined;
   let monitoring: Monitoring | undefined;
   const detectors = await loadDetectors(loaded);
+  const adapters = new Map<string, CameraAdapter>();
   try {
+    for (const camera of config.cameras) {
+      const detector = detectors.get(camera.name)!;
+      if (camera.adapt.enabled && detector.heads) {
+        adapters.set(camera.name, await CameraAdapter.start({ camera, detector, stateDir: config.state_dir, ringFrames: config.feedback.ring_frames }));
+      }
+    }
     if (!url) {
       const embedded = config.mqtt?.embedded ?? { host: '127.0.0.1', port: 1883 };
       const feedbackUsers = mqttConfig.feedback_users ? { prefix: mqttConfig.prefix, users: mqttConfig.feedback_users } : undefined;
@@ -253,8 +274,10 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
       publisher,
       prefix: mqttConfig.prefix,
       cameras: config.cameras.map((camera) => ({ camera, model: detectors.get(camera.name)!.card, stats: cameras[camera.name]! })),
+      modelHistory: adaptiveModelHistory(adapters, baseModelHistory(new Map(config.cameras.map((c) => [c.name, { name: detectors.get(c.name)!.card.name, version: detectors.get(c.name)!.card.version }])))),
     });
     monitoring = watch;
+    for (const adapter of adapters.values()) adapter.connect({ publisher, prefix: mqttConfig.prefix, intake: watch.intake });
     const hooks: RunOptions = {
       ...options,
       onResult: (result) => {
@@ -283,7 +306,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
         snapshots: camera.events.snapshots ? { store: snapshotStore, quality: config.snapshots.quality } : undefined,
         homeAssistant: mqttConfig.home_assistant.enabled ? { discoveryPrefix: mqttConfig.home_assistant.discovery_prefix } : undefined,
       });
-      return cameraChain({ camera, detector, publisher: activePublisher, events, stats: cameras[camera.name]! }, stop$, hooks).pipe(finalize(() => watch.cameraEnded(camera.name)));
+      return cameraChain({ camera, detector, publisher: activePublisher, events, stats: cameras[camera.name]!, adapter: adapters.get(camera.name) }, stop$, hooks).pipe(finalize(() => watch.cameraEnded(camera.name)));
     });
     const all$ = merge(...chains);
 
@@ -306,6 +329,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     await publisher.drainOutbox(3000);
     return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped, durableSent: publisher.stats.durableSent, outboxDepth: publisher.outboxDepth } };
   } finally {
+    await Promise.all([...adapters.values()].map((a) => a.close()));
     await monitoring?.close();
     await publisher?.close();
     await broker?.close();

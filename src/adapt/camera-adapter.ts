@@ -1,0 +1,257 @@
+/**
+ * On-device adaptation of one camera inside the running pipeline (BEATS.md): its own adaptable
+ * detector (heads are per camera), its version store under `state_dir`, its BeatsEngine, the ring of
+ * supervision cells (supervision.ts), and its MQTT face:
+ *
+ * - `<prefix>/<camera>/model` (retained): the engine's status summarised, whenever it changes, at
+ *   most once a second.
+ * - `<prefix>/<camera>/model/rollback`: payload a version number or `base`; a bad one is answered on
+ *   `<prefix>/<camera>/model/rollback/rejected` with the reason.
+ * - `<prefix>/<camera>/adapt/set`: `on` | `off`. Off stops submitting supervision; inference goes on
+ *   with the current head.
+ *
+ * Accepted and rolled-back heads are swapped into the detector from the engine's `updates$` (between
+ * two frames: `setHead` only replaces a reference). Nothing here waits on the frame path: `observe`
+ * copies a few feature vectors and `engine.submit` returns at once.
+ */
+import type { Subscription } from 'rxjs';
+import type { CameraConfig } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
+import { logger } from '../log.js';
+import type { Detection, Detector } from '../model/detector.js';
+import type { MqttPublisher } from '../publish/mqtt.js';
+import type { ModelHistory, ModelHistorySource } from '../serve/model-history.js';
+import type { Frame } from '../source/frames.js';
+import type { TrackView } from '../track/tracker.js';
+import { BeatsEngine, VersionStore, type EngineStatus, type RollbackTarget } from './engine.js';
+import type { AcceptedFeedback, FeedbackIntake } from './feedback.js';
+import { SupervisionRing } from './supervision.js';
+
+/** The payload of `<prefix>/<camera>/model`. */
+export interface ModelStatusMessage {
+  camera: string;
+  base: { model: string; version: string };
+  adaptation: 'on' | 'off';
+  /** The head version inference runs (0: the base model's), and its label in the detector. */
+  version: number;
+  head: string;
+  accepted: number;
+  rejected: number;
+  rolled_back: number;
+  rejected_by: EngineStatus['rejectedBy'];
+  /** Epoch seconds. */
+  last_update: number | null;
+  last_accepted: number | null;
+  supervised_frames: number;
+  dropped_frames: number;
+  cells_trained: number;
+  verdicts_used: number;
+  grid: number;
+  /** E+ + E- per region, rows top first. */
+  error_energy: number[][];
+}
+
+export const modelTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/model`;
+export const rollbackTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/model/rollback`;
+export const rollbackRejectedTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/model/rollback/rejected`;
+export const adaptSetTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/adapt/set`;
+
+/** `base` or a positive integer; anything else is an Error saying so. */
+export function parseRollbackTarget(text: string): RollbackTarget {
+  const t = text.trim();
+  if (t === 'base') return 'base';
+  if (/^\d+$/.test(t) && Number(t) >= 1 && Number.isSafeInteger(Number(t))) return Number(t);
+  throw new Error(`"${t.slice(0, 100)}" is not a version: give a version number (1, 2, ...) or "base"`);
+}
+
+export class CameraAdapter {
+  private readonly log = logger('adapt');
+  private readonly ring: SupervisionRing;
+  private enabled = true;
+  private lastTime = 0;
+  private verdictsUsed = 0;
+  private subscriptions: Subscription[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private lastPublished: string | undefined;
+  private closed = false;
+  private tick: (() => void) | undefined;
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    readonly camera: CameraConfig,
+    readonly detector: Detector,
+    readonly engine: BeatsEngine,
+    ringFrames: number,
+  ) {
+    this.ring = new SupervisionRing({ classes: detector.card.classes.length, frames: ringFrames });
+    this.subscriptions.push(
+      engine.updates$.subscribe((event) => {
+        if (event.kind === 'rejected') return;
+        try {
+          detector.setHead(event.head, `v${event.version}`);
+          this.log.info(`${camera.name}: inference now runs head version ${event.version}${event.kind === 'rolled_back' ? ` (rollback to ${String(event.target)})` : ''}`);
+        } catch (err) {
+          this.log.error(`${camera.name}: head version ${event.version} could not be swapped in: ${errorMessage(err)}`);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Opens the camera's versions under `stateDir`, starts its engine, and puts the latest version's
+   * head into the detector (loaded with `adaptable: true`) before the first frame.
+   */
+  static async start(options: { camera: CameraConfig; detector: Detector; stateDir: string; ringFrames?: number }): Promise<CameraAdapter> {
+    const { camera, detector } = options;
+    if (!detector.heads) throw new Error(`camera ${camera.name}: the detector was not loaded adaptable`);
+    const store = await VersionStore.open({ stateDir: options.stateDir, camera: camera.name, base: detector.heads.baseHead(), keep: camera.adapt.keep_versions });
+    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store });
+    if (engine.version > 0) detector.setHead(engine.head, `v${engine.version}`);
+    return new CameraAdapter(camera, detector, engine, Math.min(options.ringFrames ?? 150, 150));
+  }
+
+  /** Whether supervision is submitted (`adapt/set`). */
+  get adapting(): boolean {
+    return this.enabled;
+  }
+
+  setEnabled(on: boolean): void {
+    if (on !== this.enabled) this.log.info(`${this.camera.name}: adaptation ${on ? 'on' : 'off'}`);
+    this.enabled = on;
+  }
+
+  /** A processed frame (on the frame path): keeps its cells; submits those of labelled tracks. */
+  observe(frame: Frame, detections: Detection[], tracks: readonly TrackView[]): void {
+    if (this.closed) return;
+    const features = this.detector.headFeatures(detections);
+    if (!features) return;
+    this.lastTime = Math.max(this.lastTime, frame.streamTime);
+    try {
+      const cells = this.ring.observe({ frame, detections, tracks, features });
+      if (cells.length > 0 && this.enabled) this.engine.submit({ time: this.lastTime, cells });
+    } catch (err) {
+      this.log.error(`${this.camera.name}: supervision of frame ${frame.index} failed: ${errorMessage(err)}`);
+    }
+  }
+
+  /** An accepted verdict of this camera: its cells (and its track's) go to the engine. */
+  onVerdict(feedback: AcceptedFeedback): void {
+    if (this.closed || !this.enabled || feedback.camera !== this.camera.name) return;
+    try {
+      const cells = this.ring.verdictCells(feedback);
+      if (cells.length === 0) {
+        this.log.debug(`${this.camera.name}: ${feedback.verdict} on frame ${feedback.frame.index}: its features are no longer buffered`);
+        return;
+      }
+      this.verdictsUsed++;
+      this.engine.submit({ time: this.lastTime, cells });
+    } catch (err) {
+      this.log.error(`${this.camera.name}: verdict not used: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Subscribes to verdicts and the MQTT control topics, and publishes the status. */
+  connect(options: { publisher: MqttPublisher; prefix: string; intake: FeedbackIntake; statusIntervalMs?: number }): void {
+    const { publisher, prefix } = options;
+    const name = this.camera.name;
+    this.subscriptions.push(options.intake.accepted$.subscribe((f) => this.onVerdict(f)));
+    publisher.subscribe(rollbackTopic(prefix, name), (payload) => {
+      const text = payload.toString('utf8');
+      const reject = (reason: string) => publisher.publish(rollbackRejectedTopic(prefix, name), JSON.stringify({ reason, received: text.slice(0, 200) }), { qos: 1, retain: false });
+      let target: RollbackTarget;
+      try {
+        target = parseRollbackTarget(text);
+      } catch (err) {
+        reject(errorMessage(err));
+        return;
+      }
+      this.engine.rollback(target).catch((err: unknown) => {
+        this.log.warn(`${name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
+        reject(errorMessage(err));
+      });
+    });
+    publisher.subscribe(adaptSetTopic(prefix, name), (payload) => {
+      const text = payload.toString('utf8').trim().toLowerCase();
+      if (text === 'on' || text === 'off') this.setEnabled(text === 'on');
+      else this.log.warn(`${name}: ${adaptSetTopic(prefix, name)}: "${text.slice(0, 50)}" is neither on nor off; ignored`);
+    });
+    const tick = () => {
+      const text = JSON.stringify(this.statusMessage());
+      if (text !== this.lastPublished) {
+        this.lastPublished = text;
+        publisher.publishState(modelTopic(prefix, name), text);
+      }
+    };
+    this.tick = tick;
+    tick();
+    this.timer = setInterval(tick, options.statusIntervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  statusMessage(): ModelStatusMessage {
+    const s = this.engine.status();
+    const round = (v: number) => Math.round(v * 1e4) / 1e4;
+    return {
+      camera: this.camera.name,
+      base: { model: this.detector.card.name, version: this.detector.card.version },
+      adaptation: this.enabled ? 'on' : 'off',
+      version: s.version,
+      head: this.detector.heads?.current.label ?? 'base',
+      accepted: s.accepted,
+      rejected: s.rejected,
+      rolled_back: s.rolledBack,
+      rejected_by: s.rejectedBy,
+      last_update: s.lastUpdateAt === undefined ? null : s.lastUpdateAt / 1000,
+      last_accepted: s.lastAcceptedAt === undefined ? null : s.lastAcceptedAt / 1000,
+      supervised_frames: s.framesSubmitted,
+      dropped_frames: s.framesDropped,
+      cells_trained: s.cellsTrained,
+      verdicts_used: this.verdictsUsed,
+      grid: s.grid,
+      error_energy: s.errorEnergy.map((row) => row.map(round)),
+    };
+  }
+
+  /** The live page's model panel. */
+  async history(): Promise<ModelHistory> {
+    const versions = await this.engine.versions();
+    const current = this.engine.version;
+    const card = this.detector.card;
+    return {
+      model: { name: card.name, version: card.version },
+      adaptation: this.enabled ? 'on' : 'paused',
+      versions: [
+        { version: 'base', created: Math.round(this.startedAt / 1000), current: current === 0, note: `base model ${card.version}` },
+        ...versions.map((v) => ({
+          version: `v${v.version}`,
+          ...(v.kind === 'update' ? { parent: v.parent === 0 ? 'base' : `v${v.parent}` } : {}),
+          created: Math.round(v.createdAt / 1000),
+          current: v.version === current,
+          ...(v.kind === 'rollback' ? { note: `rollback to ${v.rollbackOf === 'base' ? 'base' : `v${String(v.rollbackOf)}`}` } : {}),
+        })),
+      ],
+      curves: [],
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const s of this.subscriptions) s.unsubscribe();
+    this.subscriptions = [];
+    await this.engine.close();
+    // The last figures, retained for whoever looks after the run.
+    this.tick?.();
+  }
+}
+
+/** The model panel: adapting cameras from their engines, the others from `fallback`. */
+export function adaptiveModelHistory(adapters: ReadonlyMap<string, CameraAdapter>, fallback: ModelHistorySource): ModelHistorySource {
+  return {
+    history(camera) {
+      const adapter = adapters.get(camera);
+      return adapter ? adapter.history() : fallback.history(camera);
+    },
+  };
+}
