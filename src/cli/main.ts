@@ -45,6 +45,34 @@ models
     await modelsListCommand();
   });
 
+const model = program
+  .command('model')
+  .description("a camera's adapted head versions (on-device adaptation), on disk under state_dir")
+  .addHelpText(
+    'after',
+    '\nThese commands work on the files of a pipeline that is not running. For a running pipeline, publish the\nversion number (or base) on <prefix>/<camera>/model/rollback over MQTT; watch <prefix>/<camera>/model.',
+  );
+model
+  .command('versions')
+  .description("list a camera's head versions (* marks the one the pipeline starts from)")
+  .argument('<camera>', 'camera name')
+  .requiredOption('--pipeline <file>', 'pipeline YAML (its state_dir holds the versions)')
+  .option('--json', 'print them as JSON')
+  .action(async (camera: string, opts: { pipeline: string; json?: boolean }) => {
+    const { modelVersionsCommand } = await import('./model.js');
+    await modelVersionsCommand(camera, opts);
+  });
+model
+  .command('rollback')
+  .description("make a version's head (or the base model's: base) current again, as a new version; for a running pipeline use the MQTT topic <prefix>/<camera>/model/rollback instead")
+  .argument('<camera>', 'camera name')
+  .argument('<version>', 'version number, or base')
+  .requiredOption('--pipeline <file>', 'pipeline YAML (its state_dir holds the versions)')
+  .action(async (camera: string, version: string, opts: { pipeline: string }) => {
+    const { modelRollbackCommand } = await import('./model.js');
+    await modelRollbackCommand(camera, version, opts);
+  });
+
 program
   .command('synth')
   .description('render a synthetic camera scene with exact ground truth: DIR/video.mp4, truth.jsonl, scene.json')
