@@ -5,6 +5,7 @@ import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import type { ModelStatusMessage } from '../src/adapt/camera-adapter.js';
 import { parsePipeline } from '../src/config/load.js';
+import type { ModelHistory } from '../src/serve/model-history.js';
 import { iou } from '../src/model/decode.js';
 import { runPipeline, type RunSummary, type StartedRun } from '../src/pipeline.js';
 import type { DetectionsMessage } from '../src/publish/mqtt.js';
@@ -18,6 +19,7 @@ function pipelineYaml(stateDir: string, realtime: boolean): string {
 status_interval_s: 0
 state_dir: ${JSON.stringify(stateDir)}
 mqtt: { embedded: { host: 127.0.0.1, port: 0 } }
+http: { host: 127.0.0.1, port: 0 }
 feedback: { rate_per_s: 1000, burst: 1000 }
 cameras:
   - name: ${CAMERA}
@@ -164,6 +166,13 @@ describe('adaptation in the running pipeline (synthetic camera, beats-s)', () =>
     expect(rolled.head).toBe(`v${rolled.version}`);
     const file = JSON.parse(await readFile(path.join(stateDir, 'adapt', CAMERA, `v${String(rolled.version).padStart(6, '0')}.json`), 'utf8')) as { kind: string; rollbackOf: unknown };
     expect(file).toMatchObject({ kind: 'rollback', rollbackOf: 'base' });
+
+    // The live page's model panel comes from the engine: every version, the current one, paused.
+    const panel = (await (await fetch(`${(await run2.ready).httpUrl!}/api/cameras/${CAMERA}/model`)).json()) as ModelHistory;
+    expect(panel.adaptation).toBe('paused');
+    expect(panel.versions.map((v) => v.version)).toEqual(['base', ...Array.from({ length: rolled.version }, (_, i) => `v${i + 1}`)]);
+    expect(panel.versions.filter((v) => v.current).map((v) => v.version)).toEqual([`v${rolled.version}`]);
+    expect(panel.versions.at(-1)!.note).toBe('rollback to base');
     await run2.stop();
 
     // The CLI works on the stopped pipeline's versions on disk.
