@@ -29,11 +29,12 @@ export function restrictFeedbackPublishers(aedes: Aedes, acl: FeedbackAcl): void
     });
   const authorizePublish = aedes.authorizePublish.bind(aedes);
   aedes.authorizePublish = (client, packet, callback) => {
-    if (client && isFeedbackTopic(packet.topic, acl.prefix)) {
+    const control = isModelControlTopic(packet.topic, acl.prefix);
+    if (client && (control || isFeedbackTopic(packet.topic, acl.prefix))) {
       const user = usernames.get(client);
       if (user === undefined || !users.has(user)) {
-        log.warn(`refused feedback on ${packet.topic} from client ${client.id} (user ${user === undefined ? 'none' : `"${user}"`} is not in mqtt.feedback_users)`);
-        callback(new Error('not allowed to publish feedback'));
+        log.warn(`refused ${control ? 'model control' : 'feedback'} on ${packet.topic} from client ${client.id} (user ${user === undefined ? 'none' : `"${user}"`} is not in mqtt.feedback_users)`);
+        callback(new Error(control ? 'not allowed to control the model' : 'not allowed to publish feedback'));
         return;
       }
     }
@@ -46,4 +47,11 @@ export function isFeedbackTopic(topic: string, prefix: string): boolean {
   if (!topic.startsWith(`${prefix}/`)) return false;
   const rest = topic.slice(prefix.length + 1).split('/');
   return rest.length === 2 && rest[1] === 'feedback';
+}
+
+/** Adaptation control, operators only like verdicts: `<prefix>/<camera>/model/rollback` and `<prefix>/<camera>/adapt/set`. */
+export function isModelControlTopic(topic: string, prefix: string): boolean {
+  if (!topic.startsWith(`${prefix}/`)) return false;
+  const rest = topic.slice(prefix.length + 1).split('/');
+  return rest.length === 3 && ((rest[1] === 'model' && rest[2] === 'rollback') || (rest[1] === 'adapt' && rest[2] === 'set'));
 }
