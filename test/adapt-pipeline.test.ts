@@ -173,6 +173,7 @@ describe('adaptation in the running pipeline (synthetic camera, beats-s)', () =>
     expect(panel.versions.map((v) => v.version)).toEqual(['base', ...Array.from({ length: rolled.version }, (_, i) => `v${i + 1}`)]);
     expect(panel.versions.filter((v) => v.current).map((v) => v.version)).toEqual([`v${rolled.version}`]);
     expect(panel.versions.at(-1)!.note).toBe('rollback to base');
+    expect(panel.curves.find((c) => c.name.startsWith('holdout loss'))!.points).toHaveLength(rolled.version - 1);
     await run2.stop();
 
     // The CLI works on the stopped pipeline's versions on disk.

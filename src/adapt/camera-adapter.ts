@@ -230,7 +230,19 @@ export class CameraAdapter {
           ...(v.kind === 'rollback' ? { note: `rollback to ${v.rollbackOf === 'base' ? 'base' : `v${String(v.rollbackOf)}`}` } : {}),
         })),
       ],
-      curves: [],
+      // Per accepted update, as the guard measured it: the holdout loss before and after the update.
+      curves: [
+        {
+          name: 'holdout loss (accepted updates)',
+          unit: 'nats',
+          points: versions.flatMap((v) => (v.kind === 'update' && v.figures ? [[v.createdAt / 1000, v.figures.holdout.lossAfter] as [number, number]] : [])),
+        },
+        {
+          name: 'replay loss (accepted updates)',
+          unit: 'nats',
+          points: versions.flatMap((v) => (v.kind === 'update' && v.figures ? [[v.createdAt / 1000, v.figures.replay.lossAfter] as [number, number]] : [])),
+        },
+      ],
     };
   }
 
