@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
@@ -189,5 +189,6 @@ describe('adaptation in the running pipeline (synthetic camera, beats-s)', () =>
     const missing = spawnBeats(['model', 'rollback', CAMERA, '999', '--pipeline', file2]);
     expect((await missing.exit).code).toBe(1);
     expect(missing.stdout() + missing.stderr()).toMatch(/version 999 does not exist/);
+    await rm(stateDir, { recursive: true, force: true });
   });
 });
