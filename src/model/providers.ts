@@ -98,6 +98,9 @@ export async function createSession(
       const session = await (deps.factory ?? ortFactory).create(model, {
         executionProviders: candidates.map((name) => ({ name })),
         graphOptimizationLevel: 'all',
+        // onnxruntime's pool threads spin while they wait for work. On an edge board they share the
+        // cores with ffmpeg and the event loop, and spinning takes CPU from both.
+        extra: { session: { intra_op: { allow_spinning: process.env.BEATS_ORT_SPIN ?? '0' } } },
         ...(settings.threads > 0 ? { intraOpNumThreads: settings.threads } : {}),
       });
       return { session, provider: first };
