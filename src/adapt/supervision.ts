@@ -27,6 +27,7 @@
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
 import { cellFeatures, type FeatureMapView } from './engine-cells.js';
+import { rng } from './engine-core.js';
 import type { SupervisedCell } from './engine-types.js';
 import type { Letterbox } from '../source/geometry.js';
 
@@ -89,7 +90,7 @@ export class SupervisionRing {
   private readonly fullMapBytes: number;
   private readonly maxTrackLabels: number;
   private mapBytes = 0;
-  private rng: number;
+  private readonly random: () => number;
   /** Tracks labelled by a verdict: their targets for frames still to come. */
   private readonly trackLabels = new Map<number, Target[]>();
 
@@ -98,7 +99,7 @@ export class SupervisionRing {
     this.backgroundCells = options.backgroundCells ?? 4;
     this.fullMapBytes = options.fullMapBytes ?? 4 * 1024 * 1024;
     this.maxTrackLabels = options.maxTrackLabels ?? 256;
-    this.rng = (options.seed ?? 1) >>> 0 || 1;
+    this.random = rng(options.seed ?? 1);
   }
 
   get size(): number {
@@ -277,15 +278,6 @@ export class SupervisionRing {
     this.dropMaps(rf);
   }
 
-  private random(): number {
-    // xorshift32
-    let x = this.rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rng = x >>> 0;
-    return this.rng / 4294967296;
-  }
 }
 
 /** The targets a verdict sets on its box's cells (see the header). */
