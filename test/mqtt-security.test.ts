@@ -12,7 +12,7 @@ import { startEmbeddedBroker } from '../src/publish/broker.js';
 import { MqttPublisher } from '../src/publish/mqtt.js';
 import { readTlsFiles } from '../src/publish/tls.js';
 import { assets, needsAssets } from './helpers/assets.js';
-import { mosquittoPath, spawnBeats, waitFor, type Subscriber } from './helpers/brokers.js';
+import { mosquittoPath, spawnBeats, subscriber, waitFor, type Subscriber } from './helpers/brokers.js';
 import { startSecureMosquitto, type SecureMosquitto } from './helpers/secure-mosquitto.js';
 
 /** The issues of a config error, or fails the test when there is none. */
@@ -168,7 +168,7 @@ describe.skipIf(!mosquittoPath)('MQTT over TLS to Mosquitto (deploy/mosquitto co
   it.skipIf(needsAssets)('the pipeline publishes its detections over mqtts:// with the CA and its password', async () => {
     const tls = await readTlsFiles({ ca: broker.certs.ca, reject_unauthorized: true }, '/p.yaml');
     // The subscriber is a dashboard account: read only.
-    const sub: Subscriber = await subscriberTls(broker.url, { username: 'viewer', password: broker.passwords.viewer, ...tls });
+    const sub: Subscriber = await subscriber(broker.url, 'beats/#', { username: 'viewer', password: broker.passwords.viewer, ...tls });
     try {
       const file = path.join(dir, 'tls.yaml');
       await writeFile(
@@ -227,18 +227,3 @@ describe.skipIf(!mosquittoPath)('mutual TLS (require_certificate true)', () => {
   });
 });
 
-/** A subscriber to beats/# over TLS with credentials, keeping every message. */
-async function subscriberTls(url: string, options: mqtt.IClientOptions): Promise<Subscriber> {
-  const client = await mqtt.connectAsync(url, { reconnectPeriod: 250, connectTimeout: 5000, ...options });
-  client.on('error', () => undefined);
-  const messages: Subscriber['messages'] = [];
-  client.on('message', (topic, payload, packet) => messages.push({ topic, payload: payload.toString(), retain: packet.retain, at: Date.now() }));
-  await client.subscribeAsync('beats/#', { qos: 1 });
-  return {
-    client,
-    messages,
-    on: (topic) => messages.filter((m) => m.topic === topic),
-    waitForMessage: (match, timeoutMs, what = 'a matching message') => waitFor(() => messages.find(match), timeoutMs, what),
-    close: () => new Promise<void>((resolve) => client.end(true, {}, () => resolve())),
-  };
-}

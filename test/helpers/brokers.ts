@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 import path from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/publish/broker.js';
 import { repoRoot } from './assets.js';
 
@@ -190,12 +190,16 @@ export interface Subscriber {
   close(): Promise<void>;
 }
 
-/** An mqtt.js client that subscribed to `topics` (resolves once the broker granted them) and keeps every message. */
-export async function subscriber(url: string, topics: string | string[]): Promise<Subscriber> {
+/**
+ * An mqtt.js client that subscribed to `topics` (resolves once the broker granted them) and keeps
+ * every message. `options` adds credentials or TLS.
+ */
+export async function subscriber(url: string, topics: string | string[], options: IClientOptions = {}): Promise<Subscriber> {
   const client = mqtt.connect(url, {
     clientId: `test-sub-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
     reconnectPeriod: 250,
     connectTimeout: 5000,
+    ...options,
   });
   client.on('error', () => undefined);
   const messages: ReceivedMessage[] = [];
