@@ -236,7 +236,7 @@ export class SyntheticBatches {
       const scene = new SyntheticScene(options);
       // Start each scene somewhere in its first minute, so the batch is not all empty streets.
       const skip = 20 + Math.floor(this.random() * 300);
-      for (let k = 0; k < skip; k++) scene.next();
+      scene.skip(skip);
       this.scenes.push(scene);
     }
   }
@@ -256,7 +256,8 @@ export class SyntheticBatches {
     for (let i = 0; i < n; i++) {
       const scene = this.scenes[this.next++ % this.scenes.length]!;
       const hop = 2 + Math.floor(this.random() * 6);
-      for (let k = 1; k < hop; k++) scene.next();
+      // Frames depend only on their index: skipping renders nothing and yields the same samples.
+      scene.skip(hop - 1);
       const sample = sampleFromSynthetic(spec, scene.next());
       out.push(this.random() < 0.5 ? sample : mirror(spec, sample));
     }
