@@ -98,10 +98,13 @@ program
   .option('--seed <n>', 'seed of the recipe', positiveInt)
   .option('--every <n>', 'checkpoint every N steps', positiveInt)
   .option('--fresh', 'ignore an existing checkpoint')
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; every?: number; fresh?: boolean }) => {
+  .option('--scenes <list>', 'scenes, one per slot, comma separated (yard,yard,street: twice as many yards); a new mix on a resumed run starts a stage', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; every?: number; fresh?: boolean; scenes?: string[] }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });
+
+type EvalCliOptions = import('./eval.js').EvalOptions;
 
 program
   .command('eval')
@@ -112,7 +115,18 @@ program
   .option('--threshold <t>', 'operating threshold for precision/recall/F1', Number)
   .option('--max-frames <n>', 'evaluate only the first N frames', positiveInt)
   .option('--json', 'print the figures as one JSON object last')
-  .action(async (target: string, opts: { truth?: string; model?: string; threshold?: number; maxFrames?: number; json?: boolean }) => {
+  .option('--adapt', 'Beats: replay the stream through the frozen model and through the model adapting, side by side')
+  .option('--verdicts <n>', '--adapt: simulated operator verdicts drawn from the truth, at most N', positiveInt)
+  .option('--verdict-every <s>', '--adapt: at most one verdict per S stream seconds (default 1)', Number)
+  .option('--verdicts-from <s>', '--adapt: the operator starts at S stream seconds (default: the shift)', Number)
+  .option('--teacher <model>', '--adapt: teacher on keyframes: a model, or "truth" (the ground truth as a perfect teacher)')
+  .option('--teacher-size <n>', '--adapt: the teacher\'s input size (resizable models)', positiveInt)
+  .option('--keyframes <n|adaptive>', '--adapt: a teacher keyframe every N frames (default 10), or adaptive')
+  .option('--shift-at <s>', '--adapt: stream seconds of the domain shift (synthetic URLs carry it)', Number)
+  .option('--window <s>', '--adapt: windowed F1 window, seconds (default 10)', Number)
+  .option('--speed <x>', '--adapt: replay at X times real time (default 1; 0: unpaced)', Number)
+  .option('--plot <file>', '--adapt: the windowed F1 plot (PNG)')
+  .action(async (target: string, opts: EvalCliOptions) => {
     const { evalCommand } = await import('./eval.js');
     await evalCommand(target, opts);
   });

@@ -3,7 +3,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { logger } from '../log.js';
-import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, trainStep, type Checkpoint, type TrainRecipe } from '../model/beats-train.js';
+import { BeatsError } from '../errors.js';
+import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../model/beats-train.js';
+import { SYNTHETIC_SCENES } from '../source/synthetic.js';
 import { loadTf } from '../model/tf.js';
 
 const log = logger('train');
@@ -18,6 +20,11 @@ export interface TrainOptions {
   every?: number;
   /** Start again from scratch even when a checkpoint exists. */
   fresh?: boolean;
+  /**
+   * The scenes to draw frames from, one per slot (`yard,yard,street` draws twice as many yards).
+   * On a resumed run a new mix starts a stage, recorded in the recipe.
+   */
+  scenes?: string[];
 }
 
 /**
@@ -42,14 +49,23 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     lr: options.lr ?? defaultRecipe.lr,
   };
   if (options.steps && checkpoint) recipe.steps = options.steps;
+  if (options.scenes) {
+    const unknown = options.scenes.filter((s) => !(SYNTHETIC_SCENES as readonly string[]).includes(s));
+    if (unknown.length || options.scenes.length === 0) throw new BeatsError(`--scenes: unknown scene ${unknown.join(', ') || '(none given)'}; known: ${SYNTHETIC_SCENES.join(', ')}`);
+    if (checkpoint && options.scenes.join(',') !== recipe.data.scenes.join(',')) {
+      recipe.stages = [...(recipe.stages ?? [{ from: 0, scenes: recipe.data.scenes }]), { from: checkpoint.step, scenes: options.scenes }];
+      log.info(`data mix ${recipe.data.scenes.join(',')} -> ${options.scenes.join(',')} from step ${checkpoint.step}`);
+    }
+    recipe.data = { ...recipe.data, scenes: options.scenes };
+  }
   const spec = recipe.spec;
   const weights = asVariables(tf, checkpoint?.weights ?? initWeights(tf, spec, recipe.seed));
   const optimizer = tf.train.adam(recipe.lr);
   if (checkpoint?.optimizer?.length) await optimizer.setWeights(checkpoint.optimizer);
   const history = checkpoint?.history ?? [];
   const data = new SyntheticBatches(recipe);
-  // Resuming replays the data stream up to where it stopped, so a resumed run sees what a straight one would.
-  for (let s = 0; s < (checkpoint?.step ?? 0); s++) data.take(spec, recipe.batch);
+  // Resuming replays the data stream (of this stage) up to where it stopped, so a resumed run sees what a straight one would.
+  for (let s = stageStart(recipe); s < (checkpoint?.step ?? 0); s++) data.take(spec, recipe.batch);
 
   log.info(`TensorFlow.js ${pkg} (${backend}); ${recipe.steps} steps of ${recipe.batch} synthetic frames (${recipe.data.scenes.join(', ')}, seeds ${recipe.data.seeds.join('..')})`);
   const bar = new SingleBar({ format: 'train [{bar}] {value}/{total} loss {loss} (cls {cls}, box {box}) {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000, etaBuffer: 50 });

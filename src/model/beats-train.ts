@@ -147,6 +147,11 @@ export interface TrainRecipe {
   lr: number;
   /** Training data: synthetic scenes with these seeds, frames taken every few frames. */
   data: { scenes: string[]; seeds: [number, number]; domain: string[]; width: number; height: number; fps: number };
+  /**
+   * Where a resumed run changed the data mix (`beats train --scenes`): the scenes from each step on.
+   * The current mix is `data.scenes`; the record keeps the shipped model reproducible.
+   */
+  stages?: Array<{ from: number; scenes: string[] }>;
   spec: BeatsCnnSpec;
 }
 
@@ -215,30 +220,44 @@ export async function loadCheckpoint(tf: Tf, file: string): Promise<Checkpoint> 
   return { format: header.format, step: header.step, recipe: header.recipe, history: header.history, weights, optimizer };
 }
 
-/** Endless training batches from several synthetic scenes at once, advancing a few frames each time. */
+/** The step from which the current data mix applies (0 unless a resumed run changed it). */
+export function stageStart(recipe: TrainRecipe): number {
+  return recipe.stages?.at(-1)?.from ?? 0;
+}
+
+/**
+ * Endless training batches from several synthetic scenes at once, advancing a few frames each time.
+ * In a later stage (see `TrainRecipe.stages`) each scene is replaced by a fresh seed after about a
+ * minute of stream, so a few hundred steps still see many streets and yards rather than a dozen.
+ */
 export class SyntheticBatches {
-  private readonly scenes: SyntheticScene[] = [];
+  private readonly scenes: Array<{ scene: SyntheticScene; frames: number; slot: number }> = [];
   private rng: number;
   private next = 0;
+  private readonly refreshAfter: number;
 
   constructor(private readonly recipe: TrainRecipe, count = 12) {
-    this.rng = recipe.seed >>> 0 || 1;
-    const [lo, hi] = recipe.data.seeds;
-    for (let i = 0; i < count; i++) {
-      const options: SceneOptions = {
-        scene: recipe.data.scenes[i % recipe.data.scenes.length]!,
-        seed: lo + Math.floor(this.random() * (hi - lo + 1)),
-        width: recipe.data.width,
-        height: recipe.data.height,
-        fps: recipe.data.fps,
-        domain: recipe.data.domain.filter((d) => d !== 'day') as SceneOptions['domain'],
-      };
-      const scene = new SyntheticScene(options);
-      // Start each scene somewhere in its first minute, so the batch is not all empty streets.
-      const skip = 20 + Math.floor(this.random() * 300);
-      scene.skip(skip);
-      this.scenes.push(scene);
-    }
+    const from = stageStart(recipe);
+    this.rng = (recipe.seed + from) >>> 0 || 1;
+    this.refreshAfter = from > 0 ? 600 : Infinity;
+    for (let i = 0; i < count; i++) this.scenes.push(this.open(i));
+  }
+
+  private open(slot: number): { scene: SyntheticScene; frames: number; slot: number } {
+    const { data } = this.recipe;
+    const [lo, hi] = data.seeds;
+    const options: SceneOptions = {
+      scene: data.scenes[slot % data.scenes.length]!,
+      seed: lo + Math.floor(this.random() * (hi - lo + 1)),
+      width: data.width,
+      height: data.height,
+      fps: data.fps,
+      domain: data.domain.filter((d) => d !== 'day') as SceneOptions['domain'],
+    };
+    const scene = new SyntheticScene(options);
+    // Start each scene somewhere in its first minute, so the batch is not all empty streets.
+    scene.skip(20 + Math.floor(this.random() * 300));
+    return { scene, frames: 0, slot };
   }
 
   private random(): number {
@@ -254,11 +273,14 @@ export class SyntheticBatches {
   take(spec: BeatsCnnSpec, n: number): TrainingSample[] {
     const out: TrainingSample[] = [];
     for (let i = 0; i < n; i++) {
-      const scene = this.scenes[this.next++ % this.scenes.length]!;
+      const at = this.next++ % this.scenes.length;
+      if (this.scenes[at]!.frames > this.refreshAfter) this.scenes[at] = this.open(at);
+      const entry = this.scenes[at]!;
       const hop = 2 + Math.floor(this.random() * 6);
+      entry.frames += hop;
       // Frames depend only on their index: skipping renders nothing and yields the same samples.
-      scene.skip(hop - 1);
-      const sample = sampleFromSynthetic(spec, scene.next());
+      entry.scene.skip(hop - 1);
+      const sample = sampleFromSynthetic(spec, entry.scene.next());
       out.push(this.random() < 0.5 ? sample : mirror(spec, sample));
     }
     return out;
