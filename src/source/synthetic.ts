@@ -46,7 +46,7 @@ export const SYNTHETIC_CLASSES = ['person', 'car', 'bicycle'] as const;
 export type SyntheticLabel = (typeof SYNTHETIC_CLASSES)[number];
 
 /** `day` is no shift. The others change appearance only (except `moved`, which moves the camera). */
-export const DOMAIN_SHIFTS = ['day', 'night', 'rain', 'fog', 'palette', 'moved', 'background'] as const;
+export const DOMAIN_SHIFTS = ['day', 'night', 'rain', 'fog', 'palette', 'moved', 'background', 'decoys'] as const;
 export type DomainShift = (typeof DOMAIN_SHIFTS)[number];
 
 export const SYNTHETIC_SCENES = ['street', 'yard'] as const;
@@ -267,6 +267,8 @@ interface PersonLook {
   longHair: boolean;
   /** 0 none, 1 backpack, 2 shoulder bag. */
   bag: 0 | 1 | 2;
+  /** A mannequin: skin and hair of this plastic colour (`decoys`). */
+  plastic?: RGB;
 }
 
 interface CarLook {
@@ -468,6 +470,8 @@ interface SceneDef {
   streams(world: World): Stream[];
   background(style: number, wc: number): (cx: number, cy: number, flags: BgFlags, out: BgSample) => void;
   props(wc: number): PropDef[];
+  /** `decoys`: person-shaped props (shop mannequins) that are not people, so not in the ground truth. */
+  decoys(wc: number): PropDef[];
   lamps(style: number, wc: number): Lamp[];
 }
 
@@ -599,6 +603,10 @@ const street: SceneDef = {
       { x: 0.9 * wc, y: 231, halfW: 9, height: 28, draw: drawBin },
     ];
   },
+  decoys(wc) {
+    // Mannequins outside a shop on the far pavement, and one on the near pavement.
+    return [mannequin(0.5 * wc, 116, 0), mannequin(0.56 * wc, 118, 1), mannequin(0.66 * wc, 214, 2)];
+  },
   lamps(style, wc) {
     const lamps: Lamp[] = [{ x: 0.28 * wc + 35 * depthScale(195), y: 195 - 224 * depthScale(195), footY: 195, strength: 1.3 }];
     for (let x = style === 0 ? 0.08 : 0.18; x < 1.1; x += style === 0 ? 0.42 : 0.36) lamps.push({ x: x * wc, y: 70, footY: 107, strength: 0.8 });
@@ -644,6 +652,9 @@ const yard: SceneDef = {
       { x: 0.82 * wc, y: 170, halfW: 75, height: 340, draw: drawTrunk },
       { x: 0.13 * wc, y: 153, halfW: 26, height: 30, draw: drawBush },
     ];
+  },
+  decoys(wc) {
+    return [mannequin(0.42 * wc, 112, 0), mannequin(0.36 * wc, 176, 1), mannequin(0.6 * wc, 204, 2)];
   },
   lamps(style, wc) {
     return [
@@ -1154,8 +1165,8 @@ function drawPerson(sp: Sprite, fx: number, fy: number, px: number, look: Person
   const shirt = pal.shirt[look.shirt]!;
   const trousers = pal.trousers[look.trousers]!;
   const shoe = pal.shoes[look.shoes]!;
-  const skin = SKIN[look.skin]!;
-  const hair = HAIR[look.hair]!;
+  const skin = look.plastic ?? SKIN[look.skin]!;
+  const hair = look.plastic ? scale(look.plastic, 0.92) : HAIR[look.hair]!;
   const frontal = Math.abs(pose.hy) > Math.abs(pose.hx) * 0.9;
   const f = pose.hx >= 0 ? 1 : -1;
   const phase = ((2 * Math.PI) / (0.85 * look.height)) * pose.d;
@@ -1383,6 +1394,21 @@ function drawTrunk(sp: Sprite, fx: number, fy: number, px: number, style: number
   }
 }
 
+const MANNEQUIN_PLASTIC: readonly RGB[] = [[236, 234, 228], [200, 198, 194], [226, 222, 212]];
+const MANNEQUIN_PALETTE: Palette = { ...NORMAL_PALETTE, shirt: MANNEQUIN_PLASTIC, trousers: MANNEQUIN_PLASTIC, shoes: MANNEQUIN_PLASTIC };
+
+/** A shop mannequin standing facing the camera: white or grey plastic, person-shaped, not a person. */
+function mannequin(x: number, y: number, variant: number): PropDef {
+  const look: PersonLook = { kind: 'person', height: 82 + 4 * variant, build: 0.95, shirt: variant % 3, trousers: (variant + 1) % 3, shoes: variant % 3, skin: 0, hair: 0, coat: false, longHair: variant === 1, bag: 0, plastic: MANNEQUIN_PLASTIC[variant % 3]! };
+  return {
+    x,
+    y,
+    halfW: 16,
+    height: look.height + 2,
+    draw: (sp, fx, fy, px) => drawPerson(sp, fx, fy, px, look, { x, y, d: 0, moving: false, hx: 0, hy: 1 }, MANNEQUIN_PALETTE),
+  };
+}
+
 function drawBush(sp: Sprite, fx: number, fy: number, px: number, style: number): void {
   const leaf: RGB = style === 0 ? [46, 92, 38] : [66, 84, 40];
   const ox = sp.x0;
@@ -1402,12 +1428,13 @@ interface DomainFlags {
   fog: boolean;
   palette: boolean;
   moved: boolean;
+  decoys: boolean;
   style: number;
 }
 
 function domainFlags(domain: readonly DomainShift[]): DomainFlags {
   const has = (d: DomainShift) => domain.includes(d);
-  return { night: has('night'), rain: has('rain'), fog: has('fog'), palette: has('palette'), moved: has('moved'), style: has('background') ? 1 : 0 };
+  return { night: has('night'), rain: has('rain'), fog: has('fog'), palette: has('palette'), moved: has('moved'), decoys: has('decoys'), style: has('background') ? 1 : 0 };
 }
 
 function domainKey(domain: readonly DomainShift[]): string {
@@ -1538,7 +1565,7 @@ function renderContext(def: SceneDef, width: number, height: number, domain: rea
       background[i + 2] = b / 4;
     }
   }
-  const props: PropSprite[] = def.props(view.wc).map((p) => {
+  const props: PropSprite[] = [...def.props(view.wc), ...(flags.decoys ? def.decoys(view.wc) : [])].map((p) => {
     const px = depthScale(p.y) * view.zoom * view.q;
     const fx = toScreenX(view, p.x);
     const fy = toScreenY(view, p.y);
