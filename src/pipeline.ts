@@ -14,6 +14,7 @@ import { SnapshotStore } from './publish/snapshots.js';
 import type { FeedbackIntake } from './adapt/feedback.js';
 import { CameraAdapter, adaptiveModelHistory } from './adapt/camera-adapter.js';
 import { HeadError } from './adapt/head.js';
+import { ModelTeacher } from './adapt/teacher.js';
 import { baseModelHistory } from './serve/model-history.js';
 import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
@@ -102,6 +103,23 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
   return perCamera;
 }
 
+/** The teacher of an adapting camera (cameras[].adapt.teacher), mapped to the student's classes. */
+async function loadTeacher(loaded: LoadedPipeline, camera: CameraConfig, student: Detector): Promise<ModelTeacher | undefined> {
+  const config = camera.adapt.teacher;
+  if (!config) return undefined;
+  const i = loaded.config.cameras.indexOf(camera);
+  const detector = await Detector.load(config.model, { runtime: providerSettings(loaded.config), inputSize: config.input_size }).catch((err: unknown) => {
+    throw new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.teacher.model`, message: errorMessage(err) }]);
+  });
+  const teacher = new ModelTeacher(detector, student.card.classes, { threshold: config.threshold, nmsIou: camera.detect.nms_iou });
+  if (teacher.sharedClasses === 0) {
+    await detector.close();
+    throw new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.teacher.model`, message: `${detector.card.name} knows none of the classes of ${student.card.name} (${student.card.classes.join(', ')})` }]);
+  }
+  log.info(`camera ${camera.name}: teacher ${teacher.name} on keyframes (${teacher.sharedClasses} shared classes)`);
+  return teacher;
+}
+
 interface CameraParts {
   camera: CameraConfig;
   detector: Detector;
@@ -149,9 +167,9 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
     );
   };
 
-  const track = (frame: Frame) => (detections: Detection[]) => {
+  const track = (frame: Frame, sourceFrame: Frame) => (detections: Detection[]) => {
     const update = tracker.update(detections, frame);
-    adapter?.observe(frame, detections, update.active);
+    adapter?.observe(frame, detections, update.active, sourceFrame);
     const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
     const published = detections.flatMap((d, i) => (d.score >= camera.detect.threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
     return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended) };
@@ -177,7 +195,8 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
     {
       camera: camera.name,
       url: source.url,
-      output: detector.frameOutput(),
+      // With a teacher, the larger of the two inputs; the student's frame is made from it.
+      output: adapter?.sourceOutput() ?? detector.frameOutput(),
       fps: source.fps,
       loop: source.loop,
       realtime: source.realtime,
@@ -190,9 +209,10 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
     // Stopping ends the frames, not the chain: open events still get their `end`.
     takeUntil(stop$),
     options.maxFrames ? take(options.maxFrames) : tap(),
-    concatMap((frame) =>
-      detect(frame).pipe(
-        map(track(frame)),
+    concatMap((sourceFrame) => {
+      const frame = adapter ? adapter.studentFrame(sourceFrame) : sourceFrame;
+      return detect(frame).pipe(
+        map(track(frame, sourceFrame)),
         concatMap(publish),
         tap((result) => result.events.messages.forEach((m) => options.onEvent?.(m))),
         // A frame that fails is logged and skipped; the camera goes on.
@@ -201,8 +221,8 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
           return EMPTY;
         }),
         finalize(() => processed$.next()),
-      ),
-    ),
+      );
+    }),
     concatWith(endOpenEvents),
   );
 }
@@ -235,7 +255,8 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     for (const camera of config.cameras) {
       const detector = detectors.get(camera.name)!;
       if (camera.adapt.enabled && detector.heads) {
-        adapters.set(camera.name, await CameraAdapter.start({ camera, detector, stateDir: config.state_dir, ringFrames: config.feedback.ring_frames }));
+        const teacher = await loadTeacher(loaded, camera, detector);
+        adapters.set(camera.name, await CameraAdapter.start({ camera, detector, stateDir: config.state_dir, ringFrames: config.feedback.ring_frames, teacher }));
       }
     }
     if (!url) {

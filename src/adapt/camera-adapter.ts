@@ -21,11 +21,14 @@ import { logger } from '../log.js';
 import type { Detection, Detector } from '../model/detector.js';
 import type { MqttPublisher } from '../publish/mqtt.js';
 import type { ModelHistory, ModelHistorySource } from '../serve/model-history.js';
-import type { Frame } from '../source/frames.js';
+import type { Frame, FrameOutput } from '../source/frames.js';
+import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import type { TrackView } from '../track/tracker.js';
 import { BeatsEngine, VersionStore, type EngineStatus, type RollbackTarget } from './engine.js';
 import type { AcceptedFeedback, FeedbackIntake } from './feedback.js';
 import { SupervisionRing } from './supervision.js';
+import type { FrameHeadFeatures } from './head.js';
+import { KeyframeSchedule, agreement, keyframePolicy, type KeyframeLabeller } from './teacher.js';
 
 /** The payload of `<prefix>/<camera>/model`. */
 export interface ModelStatusMessage {
@@ -46,6 +49,10 @@ export interface ModelStatusMessage {
   dropped_frames: number;
   cells_trained: number;
   verdicts_used: number;
+  /** Keyframes the teacher labelled (and those whose features were gone when it answered), and its stride now. */
+  teacher: { model: string; keyframes: number; late: number; stride: number } | null;
+  /** Frames on which a confirmed track labelled its own low-score detection. */
+  track_miss_frames: number;
   grid: number;
   /** E+ + E- per region, rows top first. */
   error_energy: number[][];
@@ -76,14 +83,26 @@ export class CameraAdapter {
   private closed = false;
   private tick: (() => void) | undefined;
   private readonly startedAt = Date.now();
+  private readonly schedule: KeyframeSchedule | undefined;
+  /** One teacher run at a time: keyframes that fall due while it runs wait for the next one. */
+  private teacherBusy: Promise<void> | undefined;
+  private teacherStats = { keyframes: 0, late: 0, failed: 0 };
+  private attemptsAtKeyframe = 0;
 
   private constructor(
     readonly camera: CameraConfig,
     readonly detector: Detector,
     readonly engine: BeatsEngine,
     ringFrames: number,
+    readonly teacher: KeyframeLabeller | undefined,
   ) {
-    this.ring = new SupervisionRing({ classes: detector.card.classes.length, frames: ringFrames });
+    const misses = camera.adapt.track_misses;
+    this.ring = new SupervisionRing({
+      classes: detector.card.classes.length,
+      frames: ringFrames,
+      trackMisses: misses.enabled ? { threshold: camera.detect.threshold, minHits: misses.min_hits } : undefined,
+    });
+    if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
     this.subscriptions.push(
       engine.updates$.subscribe((event) => {
         if (event.kind === 'rejected') return;
@@ -101,13 +120,38 @@ export class CameraAdapter {
    * Opens the camera's versions under `stateDir`, starts its engine, and puts the latest version's
    * head into the detector (loaded with `adaptable: true`) before the first frame.
    */
-  static async start(options: { camera: CameraConfig; detector: Detector; stateDir: string; ringFrames?: number }): Promise<CameraAdapter> {
+  static async start(options: { camera: CameraConfig; detector: Detector; stateDir: string; ringFrames?: number; teacher?: KeyframeLabeller; seed?: number }): Promise<CameraAdapter> {
     const { camera, detector } = options;
     if (!detector.heads) throw new Error(`camera ${camera.name}: the detector was not loaded adaptable`);
     const store = await VersionStore.open({ stateDir: options.stateDir, camera: camera.name, base: detector.heads.baseHead(), keep: camera.adapt.keep_versions });
-    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store });
+    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store, seed: options.seed });
     if (engine.version > 0) detector.setHead(engine.head, `v${engine.version}`);
-    return new CameraAdapter(camera, detector, engine, Math.min(options.ringFrames ?? 150, 150));
+    return new CameraAdapter(camera, detector, engine, Math.min(options.ringFrames ?? 150, 150), options.teacher);
+  }
+
+  /**
+   * What the camera's source should deliver: the larger of the student's and the teacher's inputs
+   * (the student's frame is then made by `studentFrame`).
+   */
+  sourceOutput(): FrameOutput {
+    const student = this.detector.frameOutput();
+    const teacher = this.teacher?.frameOutput?.();
+    return teacher ? largerOutput(student, teacher) : student;
+  }
+
+  /** The source's frame at the student's input (the frame itself when the sizes agree). */
+  studentFrame(frame: Frame): Frame {
+    return relayoutFrame(frame, this.detector.frameOutput());
+  }
+
+  /** Teacher keyframes: counts, and the stride now (undefined without a teacher). */
+  get teacherStatus(): { keyframes: number; late: number; failed: number; stride: number } | undefined {
+    return this.schedule ? { ...this.teacherStats, stride: this.schedule.stride } : undefined;
+  }
+
+  /** Resolves when no teacher run is in flight (evaluation replays wait on it to stay deterministic). */
+  async teacherIdle(): Promise<void> {
+    await this.teacherBusy;
   }
 
   /** Whether supervision is submitted (`adapt/set`). */
@@ -120,10 +164,14 @@ export class CameraAdapter {
     this.enabled = on;
   }
 
-  /** A processed frame (on the frame path): keeps its cells; submits those of labelled tracks. */
-  observe(frame: Frame, detections: Detection[], tracks: readonly TrackView[]): void {
+  /**
+   * A processed frame (on the frame path): keeps its cells; submits those of labelled tracks and of
+   * confirmed tracks' misses; on a keyframe, starts the teacher (not awaited). `frame` is the
+   * student's; `source` the source's frame when it is larger (the teacher's input is made from it);
+   * `features` those of the detect call the detections come from, when `detections` is a filtered copy.
+   */
+  observe(frame: Frame, detections: Detection[], tracks: readonly TrackView[], source: Frame = frame, features: FrameHeadFeatures | undefined = this.detector.headFeatures(detections)): void {
     if (this.closed) return;
-    const features = this.detector.headFeatures(detections);
     if (!features) return;
     this.lastTime = Math.max(this.lastTime, frame.streamTime);
     try {
@@ -132,6 +180,36 @@ export class CameraAdapter {
     } catch (err) {
       this.log.error(`${this.camera.name}: supervision of frame ${frame.index} failed: ${errorMessage(err)}`);
     }
+    if (this.schedule && this.teacher && this.enabled && !this.teacherBusy && this.schedule.due(frame.index)) {
+      this.schedule.taken(frame.index);
+      const student = detections.filter((d) => d.score >= this.camera.detect.threshold).map((d) => ({ classId: d.classId, box: d.box }));
+      this.teacherBusy = this.runTeacher(this.teacher, frame.index, source, student).finally(() => {
+        this.teacherBusy = undefined;
+      });
+    }
+  }
+
+  private async runTeacher(teacher: KeyframeLabeller, index: number, source: Frame, student: Array<{ classId: number; box: readonly number[] }>): Promise<void> {
+    let boxes;
+    try {
+      boxes = await teacher.label(source);
+    } catch (err) {
+      this.teacherStats.failed++;
+      this.log.error(`${this.camera.name}: teacher ${teacher.name} failed on frame ${index}: ${errorMessage(err)}`);
+      return;
+    }
+    if (this.closed) return;
+    const cells = this.ring.teacherCells(index, boxes, student);
+    if (!cells) {
+      this.teacherStats.late++;
+      return;
+    }
+    this.teacherStats.keyframes++;
+    const status = this.engine.status();
+    const attempts = status.accepted + status.rejected + status.deferred.rate + status.deferred.compute;
+    this.schedule?.observe(agreement(student, boxes), attempts > this.attemptsAtKeyframe);
+    this.attemptsAtKeyframe = attempts;
+    if (cells.length > 0 && this.enabled) this.engine.submit({ time: this.lastTime, cells });
   }
 
   /** An accepted verdict of this camera: its cells (and its track's) go to the engine. */
@@ -207,6 +285,8 @@ export class CameraAdapter {
       dropped_frames: s.framesDropped,
       cells_trained: s.cellsTrained,
       verdicts_used: this.verdictsUsed,
+      teacher: this.schedule && this.teacher ? { model: this.teacher.name, keyframes: this.teacherStats.keyframes, late: this.teacherStats.late, stride: this.schedule.stride } : null,
+      track_miss_frames: this.ring.trackMissFrames,
       grid: s.grid,
       error_energy: s.errorEnergy.map((row) => row.map(round)),
     };
@@ -252,6 +332,8 @@ export class CameraAdapter {
     clearInterval(this.timer);
     for (const s of this.subscriptions) s.unsubscribe();
     this.subscriptions = [];
+    await this.teacherBusy;
+    await this.teacher?.close?.();
     await this.engine.close();
     // The last figures, retained for whoever looks after the run.
     this.tick?.();

@@ -90,7 +90,7 @@ export interface BufferedFrame {
 }
 
 export interface FeedbackOrigin {
-  via: 'mqtt' | 'http';
+  via: 'mqtt' | 'http' | 'simulated';
   /** Who sent it, when known. */
   user?: string;
 }

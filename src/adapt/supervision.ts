@@ -23,6 +23,18 @@
  * every buffered frame of that track the same way (its box in each frame), and the label is
  * remembered for the frames still to come while the track lives (at most `maxTrackLabels` tracks,
  * the oldest forgotten first).
+ *
+ * Confirmed tracks label their own misses (`trackMisses`): a track that has been matched at least
+ * `minHits` times, with a best score at or above `threshold`, and that is matched in this frame by a
+ * detection under `threshold` (ByteTrack's second stage kept it alive), gives y = 1 for its class on
+ * that detection's cells. A track an operator labelled is left to the operator's label.
+ *
+ * A teacher (`teacherCells`) speaks for the whole frame: every cell of every level is a target, y = 1
+ * for a teacher box's class on the cells that hold its centre (as the Beats CNN is trained: within
+ * 1.5 cells of the centre and inside the box) and y = 0 for the other classes there; y = 0 on every
+ * cell outside all teacher boxes; cells inside a box but away from its centre are left out. With
+ * many classes (YOLOX's 80), only the classes the teacher or the student saw in the frame are
+ * targets.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
@@ -61,8 +73,8 @@ interface RingFrame {
 export interface ObservedFrame {
   frame: { index: number; streamTime: number; width: number; height: number; geometry: Letterbox };
   /** Every detection of the frame (low-score ones too), source pixels. */
-  detections: ReadonlyArray<{ box: readonly number[] }>;
-  tracks: ReadonlyArray<{ id: number; box: readonly number[]; confirmed: boolean }>;
+  detections: ReadonlyArray<{ box: readonly number[]; score?: number; classId?: number }>;
+  tracks: ReadonlyArray<{ id: number; box: readonly number[]; confirmed: boolean; classId?: number; hits?: number; topScore?: number; detection?: number }>;
   features: FrameHeadFeatures;
 }
 
@@ -81,7 +93,18 @@ export interface SupervisionOptions {
   fullMapBytes?: number;
   maxTrackLabels?: number;
   seed?: number;
+  /** Confirmed tracks label their own misses (see the header); absent: they do not. */
+  trackMisses?: { threshold: number; minHits: number };
 }
+
+/** A box of a teacher or of the student, source pixels. */
+export interface LabelledBox {
+  classId: number;
+  box: readonly number[];
+}
+
+/** Above this many classes, teacher targets cover only the classes seen in the frame. */
+const ALL_CLASSES_UP_TO = 8;
 
 export class SupervisionRing {
   private readonly ring: RingFrame[] = [];
@@ -93,6 +116,7 @@ export class SupervisionRing {
   private readonly random: () => number;
   /** Tracks labelled by a verdict: their targets for frames still to come. */
   private readonly trackLabels = new Map<number, Target[]>();
+  private missFrames = 0;
 
   constructor(private readonly options: SupervisionOptions) {
     this.capacity = options.frames ?? 150;
@@ -104,6 +128,11 @@ export class SupervisionRing {
 
   get size(): number {
     return this.ring.length;
+  }
+
+  /** Frames on which a confirmed track labelled its own low-score detection. */
+  get trackMissFrames(): number {
+    return this.missFrames;
   }
 
   /** Tracks whose later frames are labelled as they arrive. */
@@ -163,6 +192,71 @@ export class SupervisionRing {
       const box = rf.tracks.get(id);
       if (box) out.push(...this.cellsAt(rf, box, targets));
     }
+    const misses = this.options.trackMisses;
+    if (misses) {
+      const before = out.length;
+      for (const t of observed.tracks) {
+        if (!t.confirmed || t.detection === undefined || t.classId === undefined || this.trackLabels.has(t.id)) continue;
+        if ((t.hits ?? 0) < misses.minHits || (t.topScore ?? 0) < misses.threshold) continue;
+        const d = observed.detections[t.detection];
+        if (!d || d.score === undefined || d.score >= misses.threshold) continue;
+        out.push(...this.cellsAt(rf, d.box, [{ classId: t.classId, target: 1 }]));
+      }
+      if (out.length > before) this.missFrames++;
+    }
+    return out;
+  }
+
+  /**
+   * A teacher's boxes on a buffered frame as targets for the whole frame (see the header).
+   * `student`: the student's detections on that frame (their classes are targets too).
+   * Undefined when the frame's feature maps are no longer kept (the teacher came too late).
+   */
+  teacherCells(frameIndex: number, teacher: readonly LabelledBox[], student: readonly LabelledBox[] = []): SupervisedCell[] | undefined {
+    const rf = this.find(frameIndex);
+    if (!rf?.maps) return undefined;
+    const C = this.options.classes;
+    const classes = C <= ALL_CLASSES_UP_TO ? Array.from({ length: C }, (_, c) => c) : [...new Set([...teacher, ...student].map((b) => b.classId))].filter((c) => c >= 0 && c < C);
+    const g = rf.geometry;
+    const out: SupervisedCell[] = [];
+    rf.grids.forEach((grid, i) => {
+      const map = rf.maps![i]!;
+      const stride = g.width / grid.W;
+      for (let gy = 0; gy < grid.H; gy++) {
+        for (let gx = 0; gx < grid.W; gx++) {
+          // The cell's centre in source pixels (through the letterbox).
+          const sx = (((gx + 0.5) * g.width) / grid.W - g.padX) / g.scaleX;
+          const sy = (((gy + 0.5) * g.height) / grid.H - g.padY) / g.scaleY;
+          if (sx < 0 || sy < 0 || sx > rf.width || sy > rf.height) continue;
+          let owner: LabelledBox | undefined;
+          let ownerArea = Infinity;
+          let inside = false;
+          for (const t of teacher) {
+            const [x1, y1, x2, y2] = t.box as [number, number, number, number];
+            if (!(sx >= x1 && sx <= x2 && sy >= y1 && sy <= y2)) {
+              // The cell that holds the centre of a box smaller than a cell counts even when its centre is outside.
+              const cx = ((x1 + x2) / 2) * g.scaleX + g.padX;
+              const cy = ((y1 + y2) / 2) * g.scaleY + g.padY;
+              if (clampInt(Math.floor((cx * grid.W) / g.width), grid.W) !== gx || clampInt(Math.floor((cy * grid.H) / g.height), grid.H) !== gy) continue;
+            }
+            inside = true;
+            // Centre sampling, in input pixels: within 1.5 cells of the box's centre.
+            const dx = Math.abs(((x1 + x2) / 2 - sx) * g.scaleX);
+            const dy = Math.abs(((y1 + y2) / 2 - sy) * g.scaleY);
+            const area = (x2 - x1) * (y2 - y1);
+            if (dx <= 1.5 * stride && dy <= 1.5 * stride && area < ownerArea) {
+              owner = t;
+              ownerArea = area;
+            }
+          }
+          if (inside && !owner) continue;
+          const features = cellFeatures(map, gx, gy);
+          const x = clamp01(sx / rf.width);
+          const y = clamp01(sy / rf.height);
+          for (const c of classes) out.push({ level: grid.level, x, y, classId: c, target: owner?.classId === c ? 1 : 0, features });
+        }
+      }
+    });
     return out;
   }
 

@@ -89,6 +89,34 @@ export const eventsSchema = z.strictObject({
   snapshots: z.boolean().default(true),
 });
 
+export const teacherSchema = z
+  .strictObject({
+    /** A pulled model's name, or a path to a model card (.json) or an .onnx beside its card. */
+    model: z.string().min(1),
+    /** Square input size of the teacher (resizable cards only), e.g. 640 for a YOLOX teacher of a 320 student. */
+    input_size: z.number().int().positive().optional(),
+    /** The teacher's boxes at or above this score are targets. */
+    threshold: z.number().gt(0).lt(1).default(0.5),
+    /** A keyframe every N frames... */
+    every_n_frames: z.number().int().min(1).optional(),
+    /** ...or an adaptive stride (JITNet): halved while the student disagrees with the teacher or buckets fire, doubled while quiet. */
+    adaptive: z
+      .strictObject({
+        min_frames: z.number().int().min(1).default(5),
+        max_frames: z.number().int().min(1).default(80),
+        /** Student/teacher F1 under this counts as disagreement. */
+        agreement: z.number().gt(0).max(1).default(0.8),
+      })
+      .refine((a) => a.max_frames >= a.min_frames, { message: 'max_frames must be at least min_frames', path: ['max_frames'] })
+      .optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.every_n_frames !== undefined && t.adaptive !== undefined) ctx.addIssue({ code: 'custom', path: ['adaptive'], message: 'give every_n_frames or adaptive, not both' });
+    if (t.every_n_frames === undefined && t.adaptive === undefined) ctx.addIssue({ code: 'custom', path: ['every_n_frames'], message: 'give every_n_frames (a keyframe every N frames) or adaptive: {min_frames, max_frames}' });
+  });
+
+export type TeacherConfig = z.infer<typeof teacherSchema>;
+
 /**
  * On-device adaptation of the model's Beats head (BEATS.md; src/adapt/engine.ts says why each
  * default is what it is). Off unless enabled.
@@ -130,6 +158,18 @@ export const adaptSchema = z.strictObject({
   replay: z.number().int().min(0).max(1_000_000).default(2000),
   /** Head versions kept on disk per camera; older ones are deleted. */
   keep_versions: z.number().int().min(1).default(100),
+  /**
+   * Confirmed tracks label their own misses: frames where a track that was matched at least
+   * min_hits times, once above detect.threshold, is matched only by a low-score box give a positive.
+   */
+  track_misses: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      min_hits: z.number().int().min(1).default(5),
+    })
+    .default({ enabled: true, min_hits: 5 }),
+  /** A stronger model on keyframes, whose boxes are targets for the whole keyframe (src/adapt/teacher.ts). */
+  teacher: teacherSchema.optional(),
 });
 
 export const cameraSchema = z
