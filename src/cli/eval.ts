@@ -1,4 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { evaluateAdaptation, type AdaptEvalReport } from '../adapt/evaluation.js';
+import { writeAdaptationPlot } from '../adapt/plot.js';
+import { cameraSchema, teacherSchema, type CameraConfig, type TeacherConfig } from '../config/schema.js';
+import type { ProviderSettings } from '../model/providers.js';
 import { SingleBar } from 'cli-progress';
 import { Subject, concatMap, from, lastValueFrom, map, take, tap, toArray } from 'rxjs';
 import { isModelPath, loadPipelineFile } from '../config/load.js';
@@ -21,6 +25,20 @@ export interface EvalOptions {
   threshold?: number;
   maxFrames?: number;
   json?: boolean;
+  /** Beats: replay frozen and adapting side by side (src/adapt/evaluation.ts). */
+  adapt?: boolean;
+  /** Operator verdicts drawn from the truth: the budget. */
+  verdicts?: number;
+  verdictEvery?: number;
+  verdictsFrom?: number;
+  /** `truth` or a model; keyframes every N frames or `adaptive`. */
+  teacher?: string;
+  teacherSize?: number;
+  keyframes?: string;
+  shiftAt?: number;
+  window?: number;
+  speed?: number;
+  plot?: string;
 }
 
 export interface EvalTarget {
@@ -104,6 +122,7 @@ export async function evaluateStream(target: EvalTarget, options: EvalOptions): 
 }
 
 export async function evalCommand(target: string, options: EvalOptions): Promise<void> {
+  if (options.adapt) return evalAdaptCommand(target, options);
   const resolved = await resolveTarget(target, options);
   log.info(`${resolved.model} on ${resolved.url}`);
   const result = await evaluateStream(resolved, options);
@@ -115,4 +134,90 @@ export async function evalCommand(target: string, options: EvalOptions): Promise
   process.stdout.write(`${'all'.padEnd(10)} ${pct(result.map50)}  ${pct(result.precision)}  ${pct(result.recall)}  ${pct(result.f1)}   (mAP@0.5; P/R/F1 at ${result.threshold}, ${result.frames} frames)\n`);
   process.stdout.write(`best F1 ${pct(result.best.f1)} at threshold ${result.best.threshold} (precision ${pct(result.best.precision)}, recall ${pct(result.best.recall)})\n`);
   if (options.json) process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+/** The camera to adapt: the pipeline's first camera, or the defaults for a model on a stream. */
+async function adaptCamera(target: string, options: EvalOptions): Promise<{ camera: CameraConfig; runtime: ProviderSettings; url: string }> {
+  const runtime: ProviderSettings = { providers: ['tensorrt', 'cuda', 'cpu'], tensorrt: { fp16: true, engineCache: '.beats/trt-cache' }, threads: 0 };
+  if (/\.ya?ml$/i.test(target)) {
+    const { config } = await loadPipelineFile(target);
+    const camera = config.cameras[0]!;
+    const detect = { ...camera.detect, threshold: options.threshold ?? camera.detect.threshold };
+    return { camera: { ...camera, detect, model: options.model ?? camera.model }, runtime: { providers: config.runtime.providers, tensorrt: { fp16: config.runtime.tensorrt.fp16, engineCache: config.runtime.tensorrt.engine_cache }, threads: config.runtime.threads }, url: camera.source.url };
+  }
+  const url = sourceKind(target) === 'file' ? path.resolve(target) : target;
+  const model = options.model ?? 'beats-s';
+  const camera = cameraSchema.parse({ name: 'eval', source: { url }, model: isModelPath(model) ? path.resolve(model) : model, detect: { threshold: options.threshold ?? 0.35 } });
+  return { camera, runtime, url };
+}
+
+function teacherConfig(options: EvalOptions): TeacherConfig | undefined {
+  if (!options.teacher) return undefined;
+  const k = options.keyframes ?? '10';
+  if (k === 'adaptive') return teacherSchema.parse({ model: options.teacher, input_size: options.teacherSize, adaptive: {} });
+  const n = Number(k);
+  if (!Number.isInteger(n) || n < 1) throw new BeatsError(`--keyframes: "${k}" is neither a number of frames nor "adaptive"`);
+  return teacherSchema.parse({ model: options.teacher, input_size: options.teacherSize, every_n_frames: n });
+}
+
+export async function evaluateAdaptStream(target: string, options: EvalOptions): Promise<AdaptEvalReport> {
+  const { camera: base, runtime, url } = await adaptCamera(target, options);
+  if (!options.teacher && !options.verdicts) throw new BeatsError('--adapt needs supervision: --verdicts N (simulated operator verdicts) and/or --teacher truth|MODEL');
+  const teacher = teacherConfig(options) ?? base.adapt.teacher;
+  const camera: CameraConfig = { ...base, adapt: { ...base.adapt, enabled: true, teacher } };
+  const kind = sourceKind(url);
+  const synthetic = kind === 'synthetic' ? parseSyntheticUrl(url) : undefined;
+  const fileTruth = options.truth ? await readTruth(options.truth) : undefined;
+  if (!fileTruth && !synthetic) throw new BeatsError(`${url}: give --truth FILE.jsonl (only synthetic: sources carry their own)`);
+  const byIndex = new Map(fileTruth?.map((t) => [t.frame, t]));
+  const frames = options.maxFrames ?? fileTruth?.length ?? (synthetic?.seconds ? Math.round(synthetic.seconds * synthetic.fps) : undefined);
+  if (frames === undefined) throw new BeatsError(`${url}: give seconds= in the URL or --max-frames`);
+  const shiftAt = options.shiftAt ?? synthetic?.shift?.at;
+  const bar = new SingleBar({ format: 'eval --adapt {pass} [{bar}] {value}/{total} frames {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000 });
+  bar.start(frames, 0, { pass: 'frozen' });
+  try {
+    return await evaluateAdaptation({
+      url,
+      frames,
+      camera,
+      runtime,
+      shiftAt,
+      truthOf: (frame) => {
+        if (fileTruth) return byIndex.get(frame.index);
+        const boxes = syntheticTruth.get(frame);
+        return boxes ? { frame: frame.index, boxes: boxes.map((b) => ({ label: b.label, box: b.box, ignore: b.visible < MIN_VISIBLE })) } : undefined;
+      },
+      verdicts: options.verdicts ? { budget: options.verdicts, everyS: options.verdictEvery ?? 1, from: options.verdictsFrom } : undefined,
+      teacher: teacher ? { model: teacher.model, inputSize: teacher.input_size, threshold: teacher.threshold } : undefined,
+      windowS: options.window,
+      speed: options.speed,
+      onFrame: (pass, index) => bar.update(index + 1, { pass }),
+    });
+  } finally {
+    bar.stop();
+  }
+}
+
+async function evalAdaptCommand(target: string, options: EvalOptions): Promise<void> {
+  const report = await evaluateAdaptStream(target, options);
+  const plot = options.plot ?? path.join('.beats', 'eval', 'adapt-eval.png');
+  await mkdir(path.dirname(path.resolve(plot)), { recursive: true });
+  await writeAdaptationPlot(report, plot, `${report.model} on ${report.stream.url}`);
+  const pct = (v: number | undefined | null) => (v === undefined || v === null ? '    -' : (100 * v).toFixed(1).padStart(5));
+  const sec = (v: number | null) => (v === null ? 'never' : `${v.toFixed(0)} s`);
+  const out: string[] = [];
+  out.push(`                     frozen   Beats`);
+  out.push(`mAP@0.5 overall       ${pct(report.frozen.overall.map50)}   ${pct(report.beats.overall.map50)}`);
+  out.push(`F1 overall            ${pct(report.frozen.overall.f1)}   ${pct(report.beats.overall.f1)}`);
+  out.push(`mAP@0.5 before shift  ${pct(report.frozen.beforeShift?.map50)}   ${pct(report.beats.beforeShift?.map50)}`);
+  out.push(`mAP@0.5 after shift   ${pct(report.frozen.afterShift?.map50)}   ${pct(report.beats.afterShift?.map50)}`);
+  out.push(`F1 after shift        ${pct(report.frozen.afterShift?.f1)}   ${pct(report.beats.afterShift?.f1)}`);
+  out.push(`back to 90 % of pre-shift F1: frozen ${sec(report.frozen.secondsToRecover)}, Beats ${sec(report.beats.secondsToRecover)} after the shift (plateau within 2 points: ${sec(report.beats.secondsToPlateau)})`);
+  out.push(`labels: ${report.labels.verdicts} verdicts, ${report.labels.teacherKeyframes} teacher keyframes (${pct(report.labels.teacherShare)} % of frames), ${report.labels.trackMissFrames} track-miss frames, ${report.labels.cellsTrained} cells trained`);
+  if (report.forgetting) out.push(`first domain mAP@0.5: base head ${pct(report.forgetting.frozenMap50)}, final head ${pct(report.forgetting.beatsMap50)} (forgetting ${report.forgetting.dropPoints.toFixed(1)} points)`);
+  out.push(`updates: ${report.updates.accepted} accepted, ${report.updates.rejected} rejected, ${report.updates.rolledBack} rolled back; ${report.updates.msMean === null ? '-' : report.updates.msMean.toFixed(1)} ms per update (max ${report.updates.msMax === null ? '-' : report.updates.msMax.toFixed(1)})`);
+  out.push(`frame path: frozen ${report.frozen.fps.toFixed(0)} fps, Beats ${report.beats.fps.toFixed(0)} fps (ratio ${report.fpsRatio.toFixed(2)}); peak RSS ${report.peakRssMb.toFixed(0)} MB`);
+  out.push(`plot: ${plot}`);
+  process.stdout.write(out.join('\n') + '\n');
+  if (options.json) process.stdout.write(JSON.stringify(report) + '\n');
 }

@@ -1,0 +1,395 @@
+/**
+ * `beats eval --adapt` (BEATS.md, "How it is measured"): a stream with ground truth, replayed in
+ * order, through the frozen model and through the same model adapting with Beats, one after the
+ * other on the same frames, with the pipeline's own parts (detector, tracker, CameraAdapter with its
+ * supervision ring, engine worker and versions in a scratch directory).
+ *
+ * Supervision is simulated: operator verdicts drawn from the ground truth (with a budget, from a
+ * given stream time on, at most one every `everyS` seconds: the operator flags an error the
+ * published detections make: a false alarm, a wrong class or a miss), and/or a teacher on keyframes
+ * (a model, or the ground truth standing in for a perfect one).
+ *
+ * Both passes are paced at `speed` times real time, so the engine's worker trains while frames come
+ * as they would from a camera (0: as fast as frames are processed).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
+import type { CameraConfig } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
+import { iou } from '../model/decode.js';
+import { Detector, type Detection } from '../model/detector.js';
+import { evaluate, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
+import type { ProviderSettings } from '../model/providers.js';
+import { readFrames, type Frame, type FrameOutput } from '../source/frames.js';
+import { largerOutput, relayoutFrame } from '../source/relayout.js';
+import { Tracker } from '../track/tracker.js';
+import { CameraAdapter } from './camera-adapter.js';
+import type { EngineEvent } from './engine.js';
+import type { AcceptedFeedback, Verdict } from './feedback.js';
+import type { LabelledBox } from './supervision.js';
+import { ModelTeacher, type KeyframeLabeller } from './teacher.js';
+
+export interface VerdictPolicy {
+  /** Verdicts the operator gives at most. */
+  budget: number;
+  /** Stream seconds from which the operator looks (default: the shift, else 0). */
+  from?: number;
+  /** At most one verdict per this many stream seconds. */
+  everyS: number;
+}
+
+export interface AdaptEvalOptions {
+  url: string;
+  /** Frames to replay. */
+  frames: number;
+  /** Ground truth of a frame of the source (source pixels). */
+  truthOf: (frame: Frame) => TruthFrame | undefined;
+  /** The camera as configured: model, detect, events (tracker) and adapt (enabled or not, it adapts here). */
+  camera: CameraConfig;
+  runtime: ProviderSettings;
+  /** Stream seconds of the domain shift, when there is one. */
+  shiftAt?: number;
+  verdicts?: VerdictPolicy;
+  /** `truth`: the ground truth on keyframes; else a model (name or card) with its input size. */
+  teacher?: { model: 'truth' | string; inputSize?: number; threshold: number };
+  /** Windowed F1: window length, seconds (default 10). */
+  windowS?: number;
+  /** Stream seconds per wall second (default 1: real time; 0: unpaced). */
+  speed?: number;
+  /** Each replayed frame (progress). */
+  onFrame?: (pass: 'frozen' | 'beats' | 'first-domain', index: number) => void;
+}
+
+export interface Figures {
+  map50: number;
+  f1: number;
+  precision: number;
+  recall: number;
+}
+
+export interface ArmReport {
+  overall: Figures;
+  beforeShift: Figures | null;
+  afterShift: Figures | null;
+  /** [window end (stream s), F1 at the threshold over the window]. */
+  windowedF1: Array<[number, number]>;
+  /** Seconds after the shift until windowed F1 (a window wholly after it) is back to 90 % of the pre-shift F1; null: never. */
+  secondsToRecover: number | null;
+  /** Seconds after the shift until windowed F1 is within 2 points of its plateau (the mean of the last 30 s). */
+  secondsToPlateau: number | null;
+  /** Frames per second of the frame path: detection, and for Beats its adaptation work (not the worker's training). */
+  fps: number;
+}
+
+export interface AdaptEvalReport {
+  stream: { url: string; frames: number; seconds: number; shiftAt: number | null };
+  model: string;
+  threshold: number;
+  supervision: { verdicts: VerdictPolicy | null; teacher: string | null; keyframePolicy: string | null };
+  frozen: ArmReport;
+  beats: ArmReport;
+  labels: { verdicts: number; verdictsByKind: Record<Verdict, number>; teacherKeyframes: number; teacherShare: number; trackMissFrames: number; cellsTrained: number };
+  updates: { accepted: number; rejected: number; rolledBack: number; rejectedBy: Record<string, number>; msMean: number | null; msMax: number | null; acceptedAt: number[] };
+  /** mAP@0.5 on the first domain (the pre-shift part, replayed) with the base head and with the final head. */
+  forgetting: { frozenMap50: number; beatsMap50: number; dropPoints: number } | null;
+  /** Beats fps / frozen fps. */
+  fpsRatio: number;
+  peakRssMb: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Replays `frames` frames of `url` at `output`, in order, paced; `onFrame` runs before the next frame is asked for. */
+async function replay(url: string, output: FrameOutput, frames: number, speed: number, onFrame: (frame: Frame) => Promise<void>): Promise<void> {
+  const demand$ = new Subject<void>();
+  const started = performance.now();
+  await lastValueFrom(
+    readFrames({ camera: 'eval', url, output }, demand$).pipe(
+      take(frames),
+      concatMap((frame) =>
+        from(
+          (async () => {
+            if (speed > 0) {
+              const due = started + (frame.streamTime * 1000) / speed;
+              const wait = due - performance.now();
+              if (wait > 0) await sleep(wait);
+            }
+            await onFrame(frame);
+          })(),
+        ),
+      ),
+      tap(() => demand$.next()),
+    ),
+    { defaultValue: undefined },
+  );
+}
+
+const toPredicted = (index: number, detections: readonly Detection[]): PredictedFrame => ({ frame: index, detections: detections.map((d) => ({ label: d.label, score: d.score, box: d.box })) });
+
+function figures(truth: readonly TruthFrame[], predictions: readonly PredictedFrame[], threshold: number): Figures {
+  const e = evaluate(truth, predictions, threshold);
+  return { map50: e.map50, f1: e.f1, precision: e.precision, recall: e.recall };
+}
+
+/** F1 at the threshold over sliding windows ending at each whole second. */
+export function windowedF1(times: readonly number[], truth: readonly TruthFrame[], predictions: readonly PredictedFrame[], threshold: number, windowS: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const end = times.at(-1) ?? 0;
+  for (let t = windowS; t <= end + 1e-9; t += 1) {
+    const idx = times.flatMap((s, i) => (s > t - windowS - 1e-9 && s < t - 1e-9 ? [i] : []));
+    if (idx.length === 0) continue;
+    out.push([t, evaluate(idx.map((i) => truth[i]!), idx.map((i) => predictions[i]!), threshold).f1]);
+  }
+  return out;
+}
+
+function armReport(times: number[], truth: TruthFrame[], predictions: PredictedFrame[], threshold: number, shiftAt: number | undefined, windowS: number, frameMs: number[], preShiftF1: number | undefined): ArmReport {
+  const split = (after: boolean) => times.flatMap((t, i) => ((t >= (shiftAt ?? Infinity)) === after ? [i] : []));
+  const part = (idx: number[]) => (idx.length ? figures(idx.map((i) => truth[i]!), idx.map((i) => predictions[i]!), threshold) : null);
+  const windowed = windowedF1(times, truth, predictions, threshold, windowS);
+  let secondsToRecover: number | null = null;
+  let secondsToPlateau: number | null = null;
+  if (shiftAt !== undefined) {
+    const after = windowed.filter(([t]) => t - windowS >= shiftAt - 1e-9);
+    if (preShiftF1 !== undefined) {
+      const hit = after.find(([, f1]) => f1 >= 0.9 * preShiftF1);
+      secondsToRecover = hit ? hit[0] - shiftAt : null;
+    }
+    const end = times.at(-1) ?? 0;
+    const tail = after.filter(([t]) => t > end - 30);
+    if (tail.length) {
+      const plateau = tail.reduce((s, [, f]) => s + f, 0) / tail.length;
+      const hit = after.find(([, f1]) => f1 >= plateau - 0.02);
+      secondsToPlateau = hit ? hit[0] - shiftAt : null;
+    }
+  }
+  const meanMs = frameMs.reduce((s, v) => s + v, 0) / Math.max(1, frameMs.length);
+  return { overall: figures(truth, predictions, threshold), beforeShift: part(split(false)), afterShift: part(split(true)), windowedF1: windowed, secondsToRecover, secondsToPlateau, fps: meanMs > 0 ? 1000 / meanMs : 0 };
+}
+
+/** The ground truth as a keyframe labeller: a perfect teacher, for evaluation only. */
+class TruthTeacher implements KeyframeLabeller {
+  readonly name = 'ground truth';
+  constructor(
+    private readonly truthOf: (frame: Frame) => TruthFrame | undefined,
+    private readonly classes: readonly string[],
+  ) {}
+
+  async label(frame: Frame): Promise<LabelledBox[]> {
+    return (this.truthOf(frame)?.boxes ?? []).filter((b) => !b.ignore && this.classes.includes(b.label)).map((b) => ({ classId: this.classes.indexOf(b.label), box: b.box }));
+  }
+}
+
+/**
+ * The simulated operator: from `from` on, at most one verdict every `everyS` stream seconds and
+ * `budget` in all, on an error of the published detections, taking the kinds in turn (a miss, a
+ * false alarm, a wrong class) when the frame has several. A track it has judged is not judged again
+ * (its label travels along it).
+ */
+class SimulatedOperator {
+  used = 0;
+  readonly byKind: Record<Verdict, number> = { correct: 0, false_positive: 0, wrong_class: 0, missed: 0 };
+  private last = -Infinity;
+  private turn = 0;
+  private readonly judgedTracks = new Set<number>();
+
+  constructor(
+    private readonly policy: VerdictPolicy & { from: number },
+    private readonly classes: readonly string[],
+  ) {}
+
+  verdict(frame: Frame, published: ReadonlyArray<Detection & { trackId?: number }>, truth: TruthFrame | undefined, camera: string): AcceptedFeedback | undefined {
+    if (!truth || this.used >= this.policy.budget || frame.streamTime < this.policy.from || frame.streamTime - this.last < this.policy.everyS - 1e-9) return undefined;
+    const boxes = truth.boxes.filter((b) => !b.ignore && this.classes.includes(b.label));
+    const candidates: Record<'missed' | 'false_positive' | 'wrong_class', AcceptedFeedback[]> = { missed: [], false_positive: [], wrong_class: [] };
+    const base = { camera, frame: { index: frame.index, ts: frame.ts, width: frame.width, height: frame.height }, trackFrames: [], origin: { via: 'simulated' as const }, receivedAt: Date.now() };
+    for (const b of boxes) {
+      if (published.some((d) => d.label === b.label && iou(d.box, b.box) >= 0.5)) continue;
+      candidates.missed.push({ ...base, verdict: 'missed', label: { name: b.label, classId: this.classes.indexOf(b.label) }, box: [...b.box] as [number, number, number, number] });
+    }
+    for (const d of published) {
+      if (d.trackId !== undefined && this.judgedTracks.has(d.trackId)) continue;
+      const truthSameLabel = boxes.some((b) => b.label === d.label && iou(d.box, b.box) >= 0.5);
+      if (truthSameLabel) continue;
+      const other = boxes.find((b) => iou(d.box, b.box) >= 0.5);
+      if (other) candidates.wrong_class.push({ ...base, verdict: 'wrong_class', detection: d, trackId: d.trackId, label: { name: other.label, classId: this.classes.indexOf(other.label) } });
+      else if (!boxes.some((b) => iou(d.box, b.box) >= 0.1)) candidates.false_positive.push({ ...base, verdict: 'false_positive', detection: d, trackId: d.trackId });
+    }
+    const kinds = ['missed', 'false_positive', 'wrong_class'] as const;
+    for (let k = 0; k < kinds.length; k++) {
+      const kind = kinds[(this.turn + k) % kinds.length]!;
+      const list = candidates[kind];
+      if (list.length === 0) continue;
+      // The most visible error: the biggest missed box, the highest-scoring false alarm.
+      const pick = kind === 'missed' ? list.reduce((a, b) => (area(b.box!) > area(a.box!) ? b : a)) : list.reduce((a, b) => (b.detection!.score > a.detection!.score ? b : a));
+      this.turn = (this.turn + k + 1) % kinds.length;
+      this.last = frame.streamTime;
+      this.used++;
+      this.byKind[pick.verdict]++;
+      if (pick.trackId !== undefined) this.judgedTracks.add(pick.trackId);
+      return pick;
+    }
+    return undefined;
+  }
+}
+
+const area = (b: readonly number[]) => (b[2]! - b[0]!) * (b[3]! - b[1]!);
+
+export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<AdaptEvalReport> {
+  const { camera, runtime } = options;
+  const speed = options.speed ?? 1;
+  const windowS = options.windowS ?? 10;
+  const threshold = camera.detect.threshold;
+  const low = camera.events.low_threshold;
+  const evalDetect = { threshold: Math.min(0.01, low), nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections };
+  const inputSize = camera.detect.input_size;
+  const truth: TruthFrame[] = [];
+  const times: number[] = [];
+
+  // The teacher first: with a model teacher the source delivers the larger input, and every pass
+  // makes the student's frame from it the same way (relayoutFrame), so the passes see the same pixels.
+  let teacher: KeyframeLabeller | undefined;
+  const classes = await Detector.load(camera.model, { runtime, inputSize }).then(async (d) => {
+    const out = { output: d.frameOutput(), classes: d.card.classes };
+    await d.close();
+    return out;
+  });
+  if (options.teacher) {
+    if (options.teacher.model === 'truth') teacher = new TruthTeacher(options.truthOf, classes.classes);
+    else {
+      const detector = await Detector.load(options.teacher.model, { runtime, inputSize: options.teacher.inputSize });
+      teacher = new ModelTeacher(detector, classes.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou });
+    }
+  }
+  const teacherOutput = teacher?.frameOutput?.();
+  const sourceOutput = teacherOutput ? largerOutput(classes.output, teacherOutput) : classes.output;
+
+  // Pass 1: the frozen model.
+  const frozen = await Detector.load(camera.model, { runtime, inputSize });
+  const frozenPredictions: PredictedFrame[] = [];
+  const frozenMs: number[] = [];
+  try {
+    await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
+      const t0 = performance.now();
+      const detections = await frozen.detect(relayoutFrame(source, frozen.frameOutput()), evalDetect);
+      frozenMs.push(performance.now() - t0);
+      frozenPredictions.push(toPredicted(source.index, detections));
+      const t = options.truthOf(source);
+      truth.push({ frame: source.index, boxes: t?.boxes ?? [] });
+      times.push(source.streamTime);
+      options.onFrame?.('frozen', source.index);
+    });
+  } catch (err) {
+    await teacher?.close?.();
+    throw err;
+  } finally {
+    await frozen.close();
+  }
+  const shiftAt = options.shiftAt;
+  const preIdx = times.flatMap((t, i) => (t < (shiftAt ?? -Infinity) ? [i] : []));
+  const preShiftF1 = preIdx.length ? evaluate(preIdx.map((i) => truth[i]!), preIdx.map((i) => frozenPredictions[i]!), threshold).f1 : undefined;
+
+  // Pass 2: the same frames, adapting.
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'beats-adapt-eval-'));
+  const student = await Detector.load(camera.model, { runtime, inputSize, adaptable: true });
+  let adapter: CameraAdapter | undefined;
+  const beatsPredictions: PredictedFrame[] = [];
+  const beatsMs: number[] = [];
+  const updateMs: number[] = [];
+  const acceptedAt: number[] = [];
+  let operator: SimulatedOperator | undefined;
+  let forgetting: AdaptEvalReport['forgetting'] = null;
+  let teacherStatus: CameraAdapter['teacherStatus'];
+  let status: ReturnType<CameraAdapter['statusMessage']> | undefined;
+  try {
+    const adaptCamera: CameraConfig = { ...camera, adapt: { ...camera.adapt, enabled: true } };
+    adapter = await CameraAdapter.start({ camera: adaptCamera, detector: student, stateDir, teacher });
+    const active = adapter;
+    const sub = active.engine.updates$.subscribe((event: EngineEvent) => {
+      if (event.kind === 'rolled_back') return;
+      updateMs.push(event.figures.durationMs);
+      if (event.kind === 'accepted') acceptedAt.push(event.figures.streamTime);
+    });
+    const tracker = new Tracker({ highThreshold: threshold, lowThreshold: low, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s });
+    if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, student.card.classes);
+    await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
+      const t0 = performance.now();
+      const frame = active.studentFrame(source);
+      const all = await student.detect(frame, evalDetect);
+      const features = student.headFeatures(all);
+      const kept = all.filter((d) => d.score >= low);
+      const update = tracker.update(kept, frame);
+      active.observe(frame, kept, update.active, source, features);
+      const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
+      const published = kept.flatMap((d, i) => (d.score >= threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
+      const verdict = operator?.verdict(frame, published, options.truthOf(source), camera.name);
+      if (verdict) active.onVerdict(verdict);
+      beatsMs.push(performance.now() - t0);
+      beatsPredictions.push(toPredicted(frame.index, all));
+      options.onFrame?.('beats', frame.index);
+    });
+    await active.teacherIdle();
+    await active.engine.idle();
+    sub.unsubscribe();
+    teacherStatus = active.teacherStatus;
+    status = active.statusMessage();
+
+    // Pass 3: the first domain again, with the final head.
+    if (preIdx.length > 0) {
+      const again: PredictedFrame[] = [];
+      await replay(options.url, sourceOutput, preIdx.length, 0, async (source) => {
+        again.push(toPredicted(source.index, await student.detect(relayoutFrame(source, student.frameOutput()), evalDetect)));
+        options.onFrame?.('first-domain', source.index);
+      });
+      const preTruth = preIdx.map((i) => truth[i]!);
+      const frozenMap = evaluate(preTruth, preIdx.map((i) => frozenPredictions[i]!), threshold).map50;
+      const beatsMap = evaluate(preTruth, again, threshold).map50;
+      forgetting = { frozenMap50: frozenMap, beatsMap50: beatsMap, dropPoints: 100 * (frozenMap - beatsMap) };
+    }
+  } finally {
+    await adapter?.close().catch((err: unknown) => {
+      throw new Error(`closing the adaptation: ${errorMessage(err)}`);
+    });
+    if (!adapter) await teacher?.close?.();
+    await student.close();
+    await rm(stateDir, { recursive: true, force: true });
+  }
+
+  const frozenArm = armReport(times, truth, frozenPredictions, threshold, shiftAt, windowS, frozenMs, preShiftF1);
+  const beatsArm = armReport(times, truth, beatsPredictions, threshold, shiftAt, windowS, beatsMs, preShiftF1);
+  const s = status!;
+  return {
+    stream: { url: options.url, frames: times.length, seconds: times.length ? times.at(-1)! - times[0]! + (times[1] ?? 0) - times[0]! : 0, shiftAt: shiftAt ?? null },
+    model: camera.model,
+    threshold,
+    supervision: {
+      verdicts: options.verdicts ? { ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 } : null,
+      teacher: teacher ? teacher.name : null,
+      keyframePolicy: camera.adapt.teacher ? (camera.adapt.teacher.adaptive ? `adaptive ${camera.adapt.teacher.adaptive.min_frames}..${camera.adapt.teacher.adaptive.max_frames} frames` : `every ${camera.adapt.teacher.every_n_frames} frames`) : null,
+    },
+    frozen: frozenArm,
+    beats: beatsArm,
+    labels: {
+      verdicts: operator?.used ?? 0,
+      verdictsByKind: operator?.byKind ?? { correct: 0, false_positive: 0, wrong_class: 0, missed: 0 },
+      teacherKeyframes: teacherStatus?.keyframes ?? 0,
+      teacherShare: (teacherStatus?.keyframes ?? 0) / Math.max(1, times.length),
+      trackMissFrames: s.track_miss_frames,
+      cellsTrained: s.cells_trained,
+    },
+    updates: {
+      accepted: s.accepted,
+      rejected: s.rejected,
+      rolledBack: s.rolled_back,
+      rejectedBy: s.rejected_by,
+      msMean: updateMs.length ? updateMs.reduce((a, b) => a + b, 0) / updateMs.length : null,
+      msMax: updateMs.length ? Math.max(...updateMs) : null,
+      acceptedAt,
+    },
+    forgetting,
+    fpsRatio: frozenArm.fps > 0 ? beatsArm.fps / frozenArm.fps : 0,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+  };
+}
