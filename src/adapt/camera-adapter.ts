@@ -124,7 +124,7 @@ export class CameraAdapter {
     const { camera, detector } = options;
     if (!detector.heads) throw new Error(`camera ${camera.name}: the detector was not loaded adaptable`);
     const store = await VersionStore.open({ stateDir: options.stateDir, camera: camera.name, base: detector.heads.baseHead(), keep: camera.adapt.keep_versions });
-    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store, seed: options.seed });
+    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store, seed: options.seed, loss: detector.card.head?.map((h) => h.loss) });
     if (engine.version > 0) detector.setHead(engine.head, `v${engine.version}`);
     return new CameraAdapter(camera, detector, engine, Math.min(options.ringFrames ?? 150, 150), options.teacher);
   }

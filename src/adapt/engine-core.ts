@@ -17,6 +17,7 @@ import {
   type FiredBucket,
   type Head,
   type HeadLevelWeights,
+  type HeadLoss,
   type RejectReason,
   type SupervisedFrame,
   type UpdatedRow,
@@ -59,6 +60,21 @@ export const sigmoid = (z: number): number => (z >= 0 ? 1 / (1 + Math.exp(-z)) :
 
 /** Binary cross-entropy of a logit, computed stably. */
 export const bce = (z: number, y: number): number => Math.max(z, 0) - z * y + Math.log1p(Math.exp(-Math.abs(z)));
+
+/** Focal loss parameters of the Beats CNN's training (src/model/beats-train.ts). */
+const FOCAL_ALPHA = 0.25;
+const FOCAL_GAMMA = 2;
+
+/**
+ * d loss / d z for a cell with logit z and target y: sigmoid(z) - y for bce; for the sigmoid focal
+ * loss (alpha 0.25, gamma 2) the same derivative of -alpha_t (1 - p_t)^gamma log p_t.
+ */
+export function lossGradient(z: number, y: 0 | 1, loss: HeadLoss): number {
+  const p = sigmoid(z);
+  if (loss === 'bce') return p - y;
+  if (y === 1) return FOCAL_ALPHA * (1 - p) ** FOCAL_GAMMA * (FOCAL_GAMMA * p * Math.log(Math.max(p, 1e-12)) - (1 - p));
+  return (1 - FOCAL_ALPHA) * p ** FOCAL_GAMMA * (p - FOCAL_GAMMA * (1 - p) * Math.log(Math.max(1 - p, 1e-12)));
+}
 
 /** The logit z = W[c] . f + b[c]. */
 export function logit(level: HeadLevelWeights, classId: number, f: Float32Array): number {
@@ -234,8 +250,13 @@ export class Ring<T> {
 interface LevelState {
   C: number;
   D: number;
-  /** R*R*C gradients of D + 1 numbers: sum of e * [f, 1]. */
+  /**
+   * R*R*C*2 gradients of D + 1 numbers: sum of e * [f, 1], kept apart for negative (y = 0) and
+   * positive (y = 1) cells, so that the step weighs misses and false alarms alike however many easy
+   * negatives a teacher's frame brings. Bucket b, target t: offset ((b * 2) + t) * (D + 1).
+   */
   G: Float32Array;
+  /** Cells per bucket and target ((b * 2) + t). */
   n: Float64Array;
   ePlus: Float64Array;
   eMinus: Float64Array;
@@ -261,6 +282,8 @@ export interface CoreOptions {
   seed?: number;
   /** The compute share's window, wall ms (default COMPUTE_WINDOW_MS). */
   computeWindowMs?: number;
+  /** Per level, the loss the model was trained with: the gradient G accumulates (default bce). */
+  loss?: readonly HeadLoss[];
 }
 
 interface RowPlan {
@@ -287,6 +310,7 @@ export class BeatsCore {
   private readonly base: HeadLevelWeights[];
   private current: HeadLevelWeights[];
   private readonly levels: LevelState[];
+  private readonly loss: readonly HeadLoss[];
   private readonly holdout: Ring<StoredCell>;
   private readonly replayPositives: Reservoir<StoredCell>;
   private readonly replayNegatives: Reservoir<StoredCell>;
@@ -307,14 +331,15 @@ export class BeatsCore {
     const head = options.head ?? options.base;
     checkSameShape(head, this.base);
     this.current = copyHead(head);
+    this.loss = this.base.map((_, i) => options.loss?.[i] ?? 'bce');
     const R2 = this.grid * this.grid;
     this.levels = this.base.map((l) => {
       const [C, D] = l.shape;
       return {
         C,
         D,
-        G: new Float32Array(R2 * C * (D + 1)),
-        n: new Float64Array(R2 * C),
+        G: new Float32Array(R2 * C * 2 * (D + 1)),
+        n: new Float64Array(R2 * C * 2),
         ePlus: new Float64Array(R2 * C),
         eMinus: new Float64Array(R2 * C),
         sq: new Float64Array(R2 * C),
@@ -381,12 +406,16 @@ export class BeatsCore {
         continue;
       }
       this.counters.cellsTrained++;
-      const e = sigmoid(logit(this.current[cell.level]!, cell.classId, f)) - cell.target;
+      const z = logit(this.current[cell.level]!, cell.classId, f);
+      // The error (BEATS.md) drives the triggers; the gradient of the model's own loss drives the step.
+      const e = sigmoid(z) - cell.target;
+      const grad = this.loss[cell.level] === 'bce' ? e : lossGradient(z, cell.target, this.loss[cell.level]!);
       const b = region * C + cell.classId;
-      const o = b * (D + 1);
-      for (let d = 0; d < D; d++) s.G[o + d]! += e * f[d]!;
-      s.G[o + D]! += e;
-      s.n[b]! += 1;
+      const bt = b * 2 + cell.target;
+      const o = bt * (D + 1);
+      for (let d = 0; d < D; d++) s.G[o + d]! += grad * f[d]!;
+      s.G[o + D]! += grad;
+      s.n[bt]! += 1;
       s.sq[b]! += sq;
       if (cell.target === 1) s.ePlus[b]! += e * e;
       else s.eMinus[b]! += e * e;
@@ -404,9 +433,10 @@ export class BeatsCore {
     const fired: FiredBucket[] = [];
     const { n_min: nMin, theta } = this.config;
     this.levels.forEach((s, level) => {
-      for (let b = 0; b < s.n.length; b++) {
-        if (s.n[b]! >= nMin && Math.max(s.ePlus[b]!, s.eMinus[b]!) >= theta) {
-          fired.push({ level, region: Math.floor(b / s.C), classId: b % s.C, n: s.n[b]!, ePlus: s.ePlus[b]!, eMinus: s.eMinus[b]! });
+      for (let b = 0; b < s.ePlus.length; b++) {
+        const n = s.n[2 * b]! + s.n[2 * b + 1]!;
+        if (n >= nMin && Math.max(s.ePlus[b]!, s.eMinus[b]!) >= theta) {
+          fired.push({ level, region: Math.floor(b / s.C), classId: b % s.C, n, ePlus: s.ePlus[b]!, eMinus: s.eMinus[b]! });
         }
       }
     });
@@ -499,14 +529,21 @@ export class BeatsCore {
         w0.set(base.weight.subarray(c * D, (c + 1) * D), i * D1);
         w0[i * D1 + D] = base.bias[c]!;
         v.set(s.velocity.subarray(c * D1, (c + 1) * D1), i * D1);
-        let n = 0;
+        // Normalised as detectors normalise their training loss: the sum over all cells divided by
+        // the number of positives, so that where the model is at its training optimum (its own
+        // domain, a good teacher) the step is about zero. Negatives alone (false-alarm verdicts): their mean.
+        let negatives = 0;
+        let positives = 0;
         let sq = 0;
         for (const b of p.buckets) {
-          n += s.n[b]!;
+          negatives += s.n[2 * b]!;
+          positives += s.n[2 * b + 1]!;
           sq += s.sq[b]!;
-          for (let d = 0; d < D1; d++) g[i * D1 + d]! += s.G[b * D1 + d]!;
+          for (let d = 0; d < 2 * D1; d++) g[i * D1 + (d % D1)]! += s.G[2 * b * D1 + d]!;
         }
-        for (let d = 0; d < D1; d++) g[i * D1 + d]! /= n;
+        const n = negatives + positives;
+        const per = positives > 0 ? positives : n;
+        for (let d = 0; d < D1; d++) g[i * D1 + d]! /= per;
         // Normalised step (NLMS): in units of the mean squared norm of [f, 1] over the cells, so
         // that lr means the same for any model's features; the pull is scaled alike.
         const m = sq / n + 1;
@@ -548,6 +585,11 @@ export class BeatsCore {
     const holdout = this.holdout.toArray();
     const before = evaluateCells(this.current, holdout);
     const after = evaluateCells(shadow, holdout);
+    // The holdout's loss is balanced like the replay's: a teacher's frame is mostly easy negatives.
+    const heldPositives = holdout.filter((c) => c.target === 1);
+    const heldNegatives = holdout.filter((c) => c.target === 0);
+    before.loss = balancedLoss(this.current, heldPositives, heldNegatives);
+    after.loss = balancedLoss(shadow, heldPositives, heldNegatives);
     const pos = this.replayPositives.items;
     const neg = this.replayNegatives.items;
     const figures: UpdateFigures = {
@@ -564,8 +606,9 @@ export class BeatsCore {
     for (const f of fired) {
       const s = this.levels[f.level]!;
       const b = f.region * s.C + f.classId;
-      s.G.fill(0, b * (s.D + 1), (b + 1) * (s.D + 1));
-      s.n[b] = 0;
+      s.G.fill(0, 2 * b * (s.D + 1), (2 * b + 2) * (s.D + 1));
+      s.n[2 * b] = 0;
+      s.n[2 * b + 1] = 0;
       s.sq[b] = 0;
       s.ePlus[b] = 0;
       s.eMinus[b] = 0;
@@ -615,7 +658,10 @@ export class BeatsCore {
   bucket(level: number, region: number, classId: number): BucketView {
     const s = this.levels[level]!;
     const b = region * s.C + classId;
-    return { gradient: s.G.slice(b * (s.D + 1), (b + 1) * (s.D + 1)), n: s.n[b]!, ePlus: s.ePlus[b]!, eMinus: s.eMinus[b]! };
+    const D1 = s.D + 1;
+    const gradient = s.G.slice(2 * b * D1, (2 * b + 1) * D1);
+    for (let d = 0; d < D1; d++) gradient[d]! += s.G[(2 * b + 1) * D1 + d]!;
+    return { gradient, n: s.n[2 * b]! + s.n[2 * b + 1]!, ePlus: s.ePlus[b]!, eMinus: s.eMinus[b]! };
   }
 
   learningRate(level: number, classId: number): number {
@@ -647,7 +693,7 @@ export class BeatsCore {
     const missEnergy = new Array<number>(R2).fill(0);
     const falseAlarmEnergy = new Array<number>(R2).fill(0);
     for (const s of this.levels) {
-      for (let b = 0; b < s.n.length; b++) {
+      for (let b = 0; b < s.ePlus.length; b++) {
         const r = Math.floor(b / s.C);
         missEnergy[r]! += s.ePlus[b]!;
         falseAlarmEnergy[r]! += s.eMinus[b]!;

@@ -2,13 +2,15 @@
  * Messages between the Beats engine (main thread) and its training worker (src/adapt/worker.ts).
  * A supervised frame travels packed in two typed arrays whose buffers are transferred, not copied.
  */
-import type { AdaptConfig, CoreStats, Head, SupervisedCell, SupervisedFrame, UpdateOutcome } from './engine-types.js';
+import type { AdaptConfig, CoreStats, Head, HeadLoss, SupervisedCell, SupervisedFrame, UpdateOutcome } from './engine-types.js';
 
 /** What the worker is started with (workerData). */
 export interface WorkerInit {
   camera: string;
   config: AdaptConfig;
   base: Head;
+  /** Per level, the loss whose gradient the step follows (default bce). */
+  loss?: HeadLoss[];
   /** The head to start from: the last good one. */
   head: Head;
   /** Results carry it; the engine ignores results of an older generation (before a reset). */

@@ -130,5 +130,8 @@ export function regionOf(x: number, y: number, grid: number): number {
   return row * grid + col;
 }
 
+/** The classification loss of a head level (its model card's `head[].loss`). */
+export type HeadLoss = 'bce' | 'focal';
+
 /** Settings the engine uses; the defaults are those of `cameras[].adapt`. */
 export type EngineSettings = AdaptConfig;

@@ -85,6 +85,7 @@ import {
   type CoreStats,
   type DeferReason,
   type Head,
+  type HeadLoss,
   type RejectReason,
   type SupervisedFrame,
   type UpdateFigures,
@@ -147,6 +148,8 @@ export interface BeatsEngineOptions {
   maxPendingFrames?: number;
   /** Seed of the holdout split and the reservoirs (default 1). */
   seed?: number;
+  /** Per head level, the loss the model was trained with (its card's head[].loss; default bce). */
+  loss?: HeadLoss[];
   /** Restart backoff after repeated worker faults (default 500 ms doubling to 30 s). */
   restart?: { initialMs: number; maxMs: number };
   /** Tests: the first worker throws when it gets its Nth frame. */
@@ -216,6 +219,7 @@ export class BeatsEngine {
   private consecutiveFaults = 0;
   private faultAtFrame: number | undefined;
   private readonly seed: number;
+  private readonly loss: HeadLoss[] | undefined;
   private readonly restart: { initialMs: number; maxMs: number };
   private waiters: Array<() => void> = [];
   /** The live worker's last stats, and the sums of those of the workers before it. */
@@ -245,6 +249,7 @@ export class BeatsEngine {
     this.currentVersion = version;
     this.maxPending = options.maxPendingFrames ?? 32;
     this.seed = options.seed ?? 1;
+    this.loss = options.loss;
     this.restart = options.restart ?? { initialMs: 500, maxMs: 30_000 };
     this.faultAtFrame = options.faultAtFrame;
     this.stats = emptyStats(options.config.grid);
@@ -417,6 +422,7 @@ export class BeatsEngine {
       head: this.current,
       generation: this.generation,
       seed: this.seed,
+      ...(this.loss ? { loss: this.loss } : {}),
       ...(this.faultAtFrame !== undefined ? { faultAtFrame: this.faultAtFrame } : {}),
     };
     this.faultAtFrame = undefined;

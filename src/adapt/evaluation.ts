@@ -184,15 +184,14 @@ class TruthTeacher implements KeyframeLabeller {
 
 /**
  * The simulated operator: from `from` on, at most one verdict every `everyS` stream seconds and
- * `budget` in all, on an error of the published detections, taking the kinds in turn (a miss, a
- * false alarm, a wrong class) when the frame has several. A track it has judged is not judged again
- * (its label travels along it).
+ * `budget` in all, on an error of the published detections: a false alarm first (the
+ * highest-scoring), else a wrong class, else a miss (the biggest). A track it has judged is not
+ * judged again (its label travels along it).
  */
 class SimulatedOperator {
   used = 0;
   readonly byKind: Record<Verdict, number> = { correct: 0, false_positive: 0, wrong_class: 0, missed: 0 };
   private last = -Infinity;
-  private turn = 0;
   private readonly judgedTracks = new Set<number>();
 
   constructor(
@@ -217,14 +216,12 @@ class SimulatedOperator {
       if (other) candidates.wrong_class.push({ ...base, verdict: 'wrong_class', detection: d, trackId: d.trackId, label: { name: other.label, classId: this.classes.indexOf(other.label) } });
       else if (!boxes.some((b) => iou(d.box, b.box) >= 0.1)) candidates.false_positive.push({ ...base, verdict: 'false_positive', detection: d, trackId: d.trackId });
     }
-    const kinds = ['missed', 'false_positive', 'wrong_class'] as const;
-    for (let k = 0; k < kinds.length; k++) {
-      const kind = kinds[(this.turn + k) % kinds.length]!;
+    // An operator sees false alarms (they raise events) before misses (nothing shows them).
+    for (const kind of ['false_positive', 'wrong_class', 'missed'] as const) {
       const list = candidates[kind];
       if (list.length === 0) continue;
       // The most visible error: the biggest missed box, the highest-scoring false alarm.
       const pick = kind === 'missed' ? list.reduce((a, b) => (area(b.box!) > area(a.box!) ? b : a)) : list.reduce((a, b) => (b.detection!.score > a.detection!.score ? b : a));
-      this.turn = (this.turn + k + 1) % kinds.length;
       this.last = frame.streamTime;
       this.used++;
       this.byKind[pick.verdict]++;

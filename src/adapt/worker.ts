@@ -17,7 +17,7 @@ if (!port) throw new Error('src/adapt/worker.ts runs in a worker thread (started
 
 const init = workerData as WorkerInit;
 const { tf } = await loadTf();
-const core = new BeatsCore({ config: init.config, base: init.base, head: init.head, tf, seed: init.seed });
+const core = new BeatsCore({ config: init.config, base: init.base, head: init.head, tf, seed: init.seed, loss: init.loss });
 const dims = init.base.map((l) => l.shape[1]);
 let generation = init.generation;
 let frames = 0;

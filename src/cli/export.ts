@@ -43,7 +43,7 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
     output: 'output',
     decoder: { kind: 'beats', stride: STRIDE },
     classes: [...spec.classes],
-    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: STRIDE }],
+    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: STRIDE, loss: 'focal' }],
     training: {
       recipe: cp.recipe,
       steps_done: cp.step,

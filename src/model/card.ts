@@ -55,7 +55,22 @@ export const modelCardSchema = z.strictObject({
    * The Beats head (BEATS.md), per output level: the feature tensor that feeds the final 1x1 class
    * convolution, and that convolution's weight [C, D, 1, 1] and bias [C] initializers.
    */
-  head: z.array(z.strictObject({ features: z.string().min(1), weight: z.string().min(1), bias: z.string().min(1), stride: z.number().int().positive() })).min(1).optional(),
+  head: z
+    .array(
+      z.strictObject({
+        features: z.string().min(1),
+        weight: z.string().min(1),
+        bias: z.string().min(1),
+        stride: z.number().int().positive(),
+        /**
+         * The classification loss the model was trained with: adaptation steps along its gradient,
+         * so that on the model's own domain a good teacher moves nothing. YOLOX: bce; the Beats CNN: focal.
+         */
+        loss: z.enum(['bce', 'focal']).default('bce'),
+      }),
+    )
+    .min(1)
+    .optional(),
   /** How the model was made (the recipe) and what it measured, for models the project trains. */
   training: z.record(z.string(), z.unknown()).optional(),
 });
