@@ -27,7 +27,8 @@
  * Confirmed tracks label their own misses (`trackMisses`): a track that has been matched at least
  * `minHits` times, with a best score at or above `threshold`, and that is matched in this frame by a
  * detection under `threshold` (ByteTrack's second stage kept it alive), gives y = 1 for its class on
- * that detection's cells. A track an operator labelled is left to the operator's label.
+ * that detection's cells, and y = 0 for it on the frame's background cells. A track an operator
+ * labelled is left to the operator's label.
  *
  * A teacher (`teacherCells`) speaks for the whole frame: every cell of every level is a target, y = 1
  * for a teacher box's class on the cells that hold its centre (as the Beats CNN is trained: within
@@ -201,6 +202,11 @@ export class SupervisionRing {
         const d = observed.detections[t.detection];
         if (!d || d.score === undefined || d.score >= misses.threshold) continue;
         out.push(...this.cellsAt(rf, d.box, [{ classId: t.classId, target: 1 }]));
+        // With the frame's background as negatives of that class, as a positive verdict has.
+        for (const key of rf.background) {
+          const c = rf.cells.get(key);
+          if (c) out.push({ level: c.level, x: c.x, y: c.y, classId: t.classId, target: 0, features: c.features });
+        }
       }
       if (out.length > before) this.missFrames++;
     }

@@ -161,13 +161,15 @@ export const adaptSchema = z.strictObject({
   /**
    * Confirmed tracks label their own misses: frames where a track that was matched at least
    * min_hits times, once above detect.threshold, is matched only by a low-score box give a positive.
+   * Off by default: it is self-training, and a confidently wrong track (a mannequin) teaches its
+   * error; measured in `beats eval --adapt` it drifted the head (README, "Beats").
    */
   track_misses: z
     .strictObject({
-      enabled: z.boolean().default(true),
+      enabled: z.boolean().default(false),
       min_hits: z.number().int().min(1).default(5),
     })
-    .default({ enabled: true, min_hits: 5 }),
+    .default({ enabled: false, min_hits: 5 }),
   /** A stronger model on keyframes, whose boxes are targets for the whole keyframe (src/adapt/teacher.ts). */
   teacher: teacherSchema.optional(),
 });
