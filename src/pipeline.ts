@@ -295,6 +295,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
       publisher,
       prefix: mqttConfig.prefix,
       cameras: config.cameras.map((camera) => ({ camera, model: detectors.get(camera.name)!.card, stats: cameras[camera.name]! })),
+      adaptation: () => new Map([...adapters].map(([name, adapter]) => [name, adapter.statusMessage()])),
       modelHistory: adaptiveModelHistory(adapters, baseModelHistory(new Map(config.cameras.map((c) => [c.name, { name: detectors.get(c.name)!.card.name, version: detectors.get(c.name)!.card.version }])))),
     });
     monitoring = watch;

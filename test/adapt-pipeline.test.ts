@@ -174,6 +174,12 @@ describe('adaptation in the running pipeline (synthetic camera, beats-s)', () =>
     expect(panel.versions.filter((v) => v.current).map((v) => v.version)).toEqual([`v${rolled.version}`]);
     expect(panel.versions.at(-1)!.note).toBe('rollback to base');
     expect(panel.curves.find((c) => c.name.startsWith('holdout loss'))!.points).toHaveLength(rolled.version - 1);
+    // Prometheus has the engine's counts.
+    const metrics = await (await fetch(`${(await run2.ready).httpUrl!}/metrics`)).text();
+    expect(metrics).toContain(`beats_adapt_updates_total{camera="${CAMERA}",outcome="rolled_back"} 1`);
+    expect(metrics).toContain(`beats_adapt_head_version{camera="${CAMERA}",adaptation="off"} ${rolled.version}`);
+    expect(metrics).toMatch(new RegExp(`beats_adapt_supervised_frames_total\\{camera="${CAMERA}"\\} [1-9]`));
+    expect(metrics).toMatch(/beats_adapt_error_energy\{camera="street",row="3",col="3"\} /);
     await run2.stop();
 
     // The CLI works on the stopped pipeline's versions on disk.

@@ -9,6 +9,7 @@ import { isLive, sourceKind } from '../source/kind.js';
 import type { EventMessage } from '../track/events.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { LiveMonitor } from './live.js';
+import type { ModelStatusMessage } from '../adapt/camera-adapter.js';
 import { createMetrics, type PipelineMetrics } from './metrics.js';
 import { baseModelHistory, type ModelHistorySource } from './model-history.js';
 
@@ -25,6 +26,8 @@ export interface MonitoringOptions {
   prefix: string;
   /** The model panel's data; default: the base model, adaptation off. */
   modelHistory?: ModelHistorySource;
+  /** Adapting cameras' status, for /metrics. */
+  adaptation?: () => ReadonlyMap<string, ModelStatusMessage>;
 }
 
 /**
@@ -85,7 +88,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
   let server: HttpServer | undefined;
   if (config.http) {
     const mqtt = () => ({ ...publisher.stats, outboxDepth: publisher.outboxDepth });
-    metrics = createMetrics({ monitor, intake, mqtt });
+    metrics = createMetrics({ monitor, intake, mqtt, adaptation: options.adaptation });
     server = await startHttpServer({
       host: config.http.host,
       port: config.http.port,

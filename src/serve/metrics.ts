@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { verdicts, type FeedbackIntake } from '../adapt/feedback.js';
+import type { ModelStatusMessage } from '../adapt/camera-adapter.js';
 import type { LiveMonitor } from './live.js';
 
 /** What /metrics reads of the MQTT side. */
@@ -15,6 +16,8 @@ export interface MetricsOptions {
   monitor: LiveMonitor;
   intake: FeedbackIntake;
   mqtt: () => MqttMetricsSource;
+  /** The status of each adapting camera (what `<prefix>/<camera>/model` says), read at scrape time. */
+  adaptation?: () => ReadonlyMap<string, ModelStatusMessage>;
 }
 
 export interface PipelineMetrics {
@@ -85,6 +88,59 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
       for (const c of cameras()) this.set({ camera: c.name, name: c.info.model.name, version: c.info.model.version }, 1);
     },
   });
+  // On-device adaptation (cameras with adapt.enabled), from the engines' own counts.
+  const adapting = () => [...(options.adaptation?.() ?? new Map<string, ModelStatusMessage>())];
+  const adaptCounter = (name: string, help: string, read: (s: ModelStatusMessage) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['camera'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [camera, s] of adapting()) this.inc({ camera }, read(s));
+      },
+    });
+  new Counter({
+    name: 'beats_adapt_updates_total',
+    help: 'Head updates by outcome: accepted by the guard, rejected by it, rolled back by an operator.',
+    labelNames: ['camera', 'outcome'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [camera, s] of adapting()) {
+        this.inc({ camera, outcome: 'accepted' }, s.accepted);
+        this.inc({ camera, outcome: 'rejected' }, s.rejected);
+        this.inc({ camera, outcome: 'rolled_back' }, s.rolled_back);
+      }
+    },
+  });
+  adaptCounter('beats_adapt_supervised_frames_total', 'Supervised frames submitted to the adaptation engine.', (s) => s.supervised_frames);
+  adaptCounter('beats_adapt_dropped_frames_total', 'Supervised frames dropped because the training worker was behind.', (s) => s.dropped_frames);
+  adaptCounter('beats_adapt_cells_trained_total', 'Supervised cells that went into the accumulated gradients.', (s) => s.cells_trained);
+  adaptCounter('beats_adapt_verdicts_used_total', 'Operator verdicts turned into training cells.', (s) => s.verdicts_used);
+  adaptCounter('beats_adapt_teacher_keyframes_total', 'Keyframes labelled by the teacher.', (s) => s.teacher?.keyframes ?? 0);
+  new Gauge({
+    name: 'beats_adapt_head_version',
+    help: 'The head version inference runs (0: the base model), and whether adaptation is on.',
+    labelNames: ['camera', 'adaptation'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [camera, s] of adapting()) this.set({ camera, adaptation: s.adaptation }, s.version);
+    },
+  });
+  new Gauge({
+    name: 'beats_adapt_error_energy',
+    help: 'Accumulated error energy (misses plus false alarms) per region of the adaptation grid; row and col from the top left.',
+    labelNames: ['camera', 'row', 'col'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [camera, s] of adapting()) s.error_energy.forEach((cells, row) => cells.forEach((v, col) => this.set({ camera, row: String(row), col: String(col) }, v)));
+    },
+  });
+
   const inference = new Histogram({
     name: 'beats_inference_seconds',
     help: 'Inference time per frame: preprocessing, onnxruntime and decoding.',
