@@ -111,7 +111,7 @@ async function loadTeacher(loaded: LoadedPipeline, camera: CameraConfig, student
   const detector = await Detector.load(config.model, { runtime: providerSettings(loaded.config), inputSize: config.input_size }).catch((err: unknown) => {
     throw new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.teacher.model`, message: errorMessage(err) }]);
   });
-  const teacher = new ModelTeacher(detector, student.card.classes, { threshold: config.threshold, nmsIou: camera.detect.nms_iou });
+  const teacher = new ModelTeacher(detector, student.card.classes, { threshold: config.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });
   if (teacher.sharedClasses === 0) {
     await detector.close();
     throw new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.teacher.model`, message: `${detector.card.name} knows none of the classes of ${student.card.name} (${student.card.classes.join(', ')})` }]);

@@ -234,13 +234,34 @@ class SimulatedOperator {
 
 const area = (b: readonly number[]) => (b[2]! - b[0]!) * (b[3]! - b[1]!);
 
+/**
+ * A teacher's boxes on every frame of a stream, as ground truth (for a real video without labels:
+ * the student is then measured against the teacher). Boxes at or above `threshold`, in the
+ * student's class names, only `labels` when given.
+ */
+export async function labelWithTeacher(options: { url: string; frames: number; teacher: string; inputSize?: number; threshold: number; nmsIou: number; studentClasses: readonly string[]; labels?: readonly string[]; runtime: ProviderSettings; onFrame?: (index: number) => void }): Promise<TruthFrame[]> {
+  const detector = await Detector.load(options.teacher, { runtime: options.runtime, inputSize: options.inputSize });
+  const teacher = new ModelTeacher(detector, options.studentClasses, { threshold: options.threshold, nmsIou: options.nmsIou, labels: options.labels });
+  const out: TruthFrame[] = [];
+  try {
+    await replay(options.url, detector.frameOutput(), options.frames, 0, async (frame) => {
+      const boxes = await teacher.label(frame);
+      out.push({ frame: frame.index, boxes: boxes.map((b) => ({ label: options.studentClasses[b.classId]!, box: [b.box[0]!, b.box[1]!, b.box[2]!, b.box[3]!] as const })) });
+      options.onFrame?.(frame.index);
+    });
+  } finally {
+    await teacher.close();
+  }
+  return out;
+}
+
 export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<AdaptEvalReport> {
   const { camera, runtime } = options;
   const speed = options.speed ?? 1;
   const windowS = options.windowS ?? 10;
   const threshold = camera.detect.threshold;
   const low = camera.events.low_threshold;
-  const evalDetect = { threshold: Math.min(0.01, low), nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections };
+  const evalDetect = { threshold: Math.min(0.01, low), nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections, labels: camera.detect.labels };
   const inputSize = camera.detect.input_size;
   const truth: TruthFrame[] = [];
   const times: number[] = [];
@@ -257,7 +278,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     if (options.teacher.model === 'truth') teacher = new TruthTeacher(options.truthOf, classes.classes);
     else {
       const detector = await Detector.load(options.teacher.model, { runtime, inputSize: options.teacher.inputSize });
-      teacher = new ModelTeacher(detector, classes.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou });
+      teacher = new ModelTeacher(detector, classes.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });
     }
   }
   const teacherOutput = teacher?.frameOutput?.();
@@ -267,10 +288,17 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   const frozen = await Detector.load(camera.model, { runtime, inputSize });
   const frozenPredictions: PredictedFrame[] = [];
   const frozenMs: number[] = [];
+  // The frame path of both passes is the pipeline's: detection and tracking (and for Beats its adaptation work).
+  const frozenTracker = new Tracker({ highThreshold: threshold, lowThreshold: low, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s });
   try {
     await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
       const t0 = performance.now();
-      const detections = await frozen.detect(relayoutFrame(source, frozen.frameOutput()), evalDetect);
+      const frame = relayoutFrame(source, frozen.frameOutput());
+      const detections = await frozen.detect(frame, evalDetect);
+      frozenTracker.update(
+        detections.filter((d) => d.score >= low),
+        frame,
+      );
       frozenMs.push(performance.now() - t0);
       frozenPredictions.push(toPredicted(source.index, detections));
       const t = options.truthOf(source);

@@ -110,12 +110,12 @@ export class ModelTeacher implements KeyframeLabeller {
   constructor(
     readonly detector: Detector,
     studentClasses: readonly string[],
-    private readonly options: { threshold: number; nmsIou: number },
+    private readonly options: { threshold: number; nmsIou: number; /** Only these class names (the camera's detect.labels). */ labels?: readonly string[] },
   ) {
     this.classMap = new Map();
     detector.card.classes.forEach((name, id) => {
       const s = studentClasses.indexOf(name);
-      if (s >= 0) this.classMap.set(id, s);
+      if (s >= 0 && (!options.labels || options.labels.includes(name))) this.classMap.set(id, s);
     });
   }
 

@@ -1,5 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
-import { evaluateAdaptation, type AdaptEvalReport } from '../adapt/evaluation.js';
+import { evaluateAdaptation, labelWithTeacher, type AdaptEvalReport } from '../adapt/evaluation.js';
+import { resolveModel } from '../model/registry.js';
 import { writeAdaptationPlot } from '../adapt/plot.js';
 import { cameraSchema, teacherSchema, type CameraConfig, type TeacherConfig } from '../config/schema.js';
 import type { ProviderSettings } from '../model/providers.js';
@@ -162,23 +163,32 @@ function teacherConfig(options: EvalOptions): TeacherConfig | undefined {
 
 export async function evaluateAdaptStream(target: string, options: EvalOptions): Promise<AdaptEvalReport> {
   const { camera: base, runtime, url } = await adaptCamera(target, options);
-  if (!options.teacher && !options.verdicts) throw new BeatsError('--adapt needs supervision: --verdicts N (simulated operator verdicts) and/or --teacher truth|MODEL');
   const teacher = teacherConfig(options) ?? base.adapt.teacher;
+  if (!teacher && !options.verdicts) throw new BeatsError('--adapt needs supervision: --verdicts N (simulated operator verdicts) and/or --teacher truth|MODEL (or the pipeline\'s adapt.teacher)');
   const camera: CameraConfig = { ...base, adapt: { ...base.adapt, enabled: true, teacher } };
   const kind = sourceKind(url);
   const synthetic = kind === 'synthetic' ? parseSyntheticUrl(url) : undefined;
-  const fileTruth = options.truth ? await readTruth(options.truth) : undefined;
-  if (!fileTruth && !synthetic) throw new BeatsError(`${url}: give --truth FILE.jsonl (only synthetic: sources carry their own)`);
-  const byIndex = new Map(fileTruth?.map((t) => [t.frame, t]));
-  const frames = options.maxFrames ?? fileTruth?.length ?? (synthetic?.seconds ? Math.round(synthetic.seconds * synthetic.fps) : undefined);
-  if (frames === undefined) throw new BeatsError(`${url}: give seconds= in the URL or --max-frames`);
+  const byTeacher = options.truth === 'teacher';
+  if (byTeacher && (!teacher || teacher.model === 'truth')) throw new BeatsError('--truth teacher: give --teacher MODEL (it labels every frame, and keyframes for the student)');
+  let fileTruth = options.truth && !byTeacher ? await readTruth(options.truth) : undefined;
+  if (!fileTruth && !synthetic && !byTeacher) throw new BeatsError(`${url}: give --truth FILE.jsonl, or --truth teacher (only synthetic: sources carry their own)`);
+  // With the teacher as truth, a file is labelled to its end: that is how many frames it has.
+  let frames = options.maxFrames ?? fileTruth?.length ?? (synthetic?.seconds ? Math.round(synthetic.seconds * synthetic.fps) : undefined);
+  if (frames === undefined && !byTeacher) throw new BeatsError(`${url}: give seconds= in the URL or --max-frames`);
   const shiftAt = options.shiftAt ?? synthetic?.shift?.at;
   const bar = new SingleBar({ format: 'eval --adapt {pass} [{bar}] {value}/{total} frames {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000 });
-  bar.start(frames, 0, { pass: 'frozen' });
+  bar.start(frames ?? 0, 0, { pass: byTeacher ? 'teacher labels' : 'frozen' });
   try {
+    if (byTeacher) {
+      const student = await resolveModel(camera.model);
+      fileTruth = await labelWithTeacher({ url, frames: frames ?? Infinity, teacher: teacher!.model, inputSize: teacher!.input_size, threshold: teacher!.threshold, nmsIou: camera.detect.nms_iou, studentClasses: student.card.classes, labels: camera.detect.labels, runtime, onFrame: (index) => bar.update(index + 1) });
+      frames = fileTruth.length;
+      bar.setTotal(frames);
+    }
+    const byIndex = new Map(fileTruth?.map((t) => [t.frame, t]));
     return await evaluateAdaptation({
       url,
-      frames,
+      frames: frames!,
       camera,
       runtime,
       shiftAt,

@@ -110,7 +110,7 @@ program
   .command('eval')
   .description('mAP@0.5, precision, recall and F1 of a model on a stream with ground truth')
   .argument('<target>', 'pipeline YAML, video file, or synthetic: URL (which carries its own truth)')
-  .option('--truth <file>', 'ground truth, JSON lines as beats synth writes them')
+  .option('--truth <file>', 'ground truth, JSON lines as beats synth writes them; with --adapt also "teacher": the --teacher model labels every frame')
   .option('--model <name>', 'model name or card (default: the pipeline\'s, else beats-s)')
   .option('--threshold <t>', 'operating threshold for precision/recall/F1', Number)
   .option('--max-frames <n>', 'evaluate only the first N frames', positiveInt)
