@@ -82,7 +82,7 @@ program
   .option('--seed <n>', 'random seed (default 1)')
   .option('--size <WxH>', 'frame size (default 320x240)')
   .option('--fps <n>', 'frames per second (default 10)')
-  .option('--domain <list>', 'domain shifts, comma-separated: night, rain, fog, palette, moved, background')
+  .option('--domain <list>', 'domain shifts, comma-separated: night, rain, fog, palette, moved, background, decoys')
   .option('--shift <list>', 'switch to these domain shifts at --shift-at')
   .option('--shift-at <s>', 'stream second of the switch')
   .action(async (opts: SynthCliOptions) => {
