@@ -10,6 +10,7 @@
  * within [min_frames, max_frames].
  */
 import type { TeacherConfig } from '../config/schema.js';
+import { iou } from '../model/decode.js';
 import type { Detection, Detector } from '../model/detector.js';
 import type { Frame, FrameOutput } from '../source/frames.js';
 import { relayoutFrame } from '../source/relayout.js';
@@ -79,14 +80,6 @@ export function agreement(student: readonly LabelledBox[], teacher: readonly Lab
     }
   }
   return (2 * matched) / (student.length + teacher.length);
-}
-
-function iou(a: readonly number[], b: readonly number[]): number {
-  const w = Math.max(0, Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!));
-  const h = Math.max(0, Math.min(a[3]!, b[3]!) - Math.max(a[1]!, b[1]!));
-  const inter = w * h;
-  const union = (a[2]! - a[0]!) * (a[3]! - a[1]!) + (b[2]! - b[0]!) * (b[3]! - b[1]!) - inter;
-  return union > 0 ? inter / union : 0;
 }
 
 /** Whatever labels a keyframe: a teacher model, or (evaluation only) the ground truth. */
