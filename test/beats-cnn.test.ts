@@ -9,6 +9,7 @@ import { cellCentres, defaultSpec, initWeights, predict, type Weights } from '..
 import { exportBeatsOnnx, type WeightArrays } from '../src/model/beats-export.js';
 import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/model/beats-train.js';
 import { evaluate } from '../src/model/evaluate.js';
+import { evaluateStream } from '../src/cli/eval.js';
 import { loadTf, type Tf } from '../src/model/tf.js';
 
 let tf: Tf;
@@ -212,5 +213,18 @@ describe('evaluation', () => {
     // At 0.5: car TP 1, FP 1; person missed: precision 1/2, recall 1/3.
     expect(result.precision).toBeCloseTo(0.5, 5);
     expect(result.recall).toBeCloseTo(1 / 3, 5);
+  });
+
+  it('beats eval pools several seeds of a synthetic scene: every stream\'s truths counted once, each stream\'s mAP given', { timeout: 60_000 }, async () => {
+    const target = { url: 'synthetic:scene=street&seed=5001&seconds=4', model: 'beats-s', threshold: 0.35, nmsIou: 0.45 };
+    const one = await evaluateStream({ ...target, url: 'synthetic:scene=street&seed=5001&seconds=4' }, {});
+    const two = await evaluateStream({ ...target, url: 'synthetic:scene=street&seed=5002&seconds=4' }, {});
+    const pooled = await evaluateStream(target, { seeds: [5001, 5002] });
+    expect(pooled.frames).toBe(one.frames + two.frames);
+    for (const label of Object.keys(pooled.perClass)) expect(pooled.perClass[label]!.truths).toBe((one.perClass[label]?.truths ?? 0) + (two.perClass[label]?.truths ?? 0));
+    expect(pooled.streams!.map((s) => /seed=(\d+)/.exec(s.url)![1])).toEqual(['5001', '5002']);
+    expect(pooled.streams![0]!.map50).toBeCloseTo(one.map50, 10);
+    expect(pooled.streams![1]!.map50).toBeCloseTo(two.map50, 10);
+    await expect(evaluateStream({ ...target, url: path.resolve('x.mp4') }, { seeds: [1, 2], truth: 'test/fixtures/indoor-people.truth.json' })).rejects.toThrow(/--seeds: only for synthetic/);
   });
 });

@@ -14,7 +14,7 @@ import { Detector } from '../model/detector.js';
 import { evaluate, type Evaluation, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
 import { readFrames } from '../source/frames.js';
 import { sourceKind } from '../source/kind.js';
-import { parseSyntheticUrl } from '../source/synthetic.js';
+import { parseSyntheticUrl, syntheticUrl } from '../source/synthetic.js';
 import { syntheticTruth } from '../source/synthetic-source.js';
 import path from 'node:path';
 
@@ -26,6 +26,8 @@ export interface EvalOptions {
   threshold?: number;
   maxFrames?: number;
   json?: boolean;
+  /** Synthetic sources: replay the scene with each of these seeds (inclusive range) and pool the figures. */
+  seeds?: [number, number];
   /** Beats: replay frozen and adapting side by side (src/adapt/evaluation.ts). */
   adapt?: boolean;
   /** Operator verdicts drawn from the truth: the budget. */
@@ -82,40 +84,56 @@ export async function readTruth(file: string): Promise<TruthFrame[]> {
 /**
  * Runs a detector over a stream with ground truth and measures it. The truth comes from a JSON
  * lines file (`beats synth` writes one) or, for a `synthetic:` URL, from the synthetic camera.
+ * With `seeds` (synthetic only), the same scene is replayed once per seed and the figures pooled:
+ * one 60 s stream is too few objects to judge a detector by.
  */
-export async function evaluateStream(target: EvalTarget, options: EvalOptions): Promise<Evaluation> {
+export async function evaluateStream(target: EvalTarget, options: EvalOptions): Promise<Evaluation & { streams?: Array<{ url: string; map50: number }> }> {
   const kind = sourceKind(target.url);
+  const synthetic = kind === 'synthetic' ? parseSyntheticUrl(target.url) : undefined;
+  if (options.seeds && !synthetic) throw new BeatsError(`--seeds: only for synthetic: sources (${target.url} is not one)`);
   const fileTruth = options.truth ? await readTruth(options.truth) : undefined;
   if (!fileTruth && kind !== 'synthetic') throw new BeatsError(`${target.url}: give --truth FILE.jsonl (only synthetic: sources carry their own)`);
-  const detector = await Detector.load(target.model, { runtime: { providers: ['tensorrt', 'cuda', 'cpu'], tensorrt: { fp16: true, engineCache: '.beats/trt-cache' }, threads: 0 }, inputSize: target.inputSize });
-  const synthetic = kind === 'synthetic' ? parseSyntheticUrl(target.url) : undefined;
   const total = options.maxFrames ?? fileTruth?.length ?? (synthetic?.seconds ? Math.round(synthetic.seconds * synthetic.fps) : undefined);
   if (total === undefined) throw new BeatsError(`${target.url}: give seconds= in the URL or --max-frames`);
+  const urls = options.seeds && synthetic ? Array.from({ length: options.seeds[1] - options.seeds[0] + 1 }, (_, i) => syntheticUrl({ ...synthetic, seed: options.seeds![0] + i })) : [target.url];
+  const detector = await Detector.load(target.model, { runtime: { providers: ['tensorrt', 'cuda', 'cpu'], tensorrt: { fp16: true, engineCache: '.beats/trt-cache' }, threads: 0 }, inputSize: target.inputSize });
   const bar = new SingleBar({ format: 'eval [{bar}] {value}/{total} frames {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000 });
-  bar.start(total, 0);
-  const demand$ = new Subject<void>();
+  bar.start(total * urls.length, 0);
   const truth: TruthFrame[] = [];
+  const predictions: PredictedFrame[] = [];
+  const streams: Array<{ url: string; map50: number }> = [];
   try {
-    const predictions = await lastValueFrom(
-      readFrames({ camera: 'eval', url: target.url, output: detector.frameOutput() }, demand$).pipe(
-        take(total),
-        concatMap((frame) =>
-          from(detector.detect(frame, { threshold: 0.01, nmsIou: target.nmsIou, maxDetections: 100 })).pipe(
-            map((detections): PredictedFrame => {
-              const boxes = syntheticTruth.get(frame);
-              if (boxes) truth.push({ frame: frame.index, boxes: boxes.map((b) => ({ label: b.label, box: b.box, ignore: b.visible < MIN_VISIBLE })) });
-              return { frame: frame.index, detections };
-            }),
+    for (const [i, url] of urls.entries()) {
+      // Streams are pooled with frame numbers apart.
+      const offset = i * 10_000_000;
+      const demand$ = new Subject<void>();
+      const streamTruth: TruthFrame[] = [];
+      const streamPredictions = await lastValueFrom(
+        readFrames({ camera: 'eval', url, output: detector.frameOutput() }, demand$).pipe(
+          take(total),
+          concatMap((frame) =>
+            from(detector.detect(frame, { threshold: 0.01, nmsIou: target.nmsIou, maxDetections: 100 })).pipe(
+              map((detections): PredictedFrame => {
+                const boxes = syntheticTruth.get(frame);
+                if (boxes) streamTruth.push({ frame: offset + frame.index, boxes: boxes.map((b) => ({ label: b.label, box: b.box, ignore: b.visible < MIN_VISIBLE })) });
+                return { frame: offset + frame.index, detections };
+              }),
+            ),
           ),
+          tap((p) => {
+            bar.update(i * total + p.frame - offset + 1);
+            demand$.next();
+          }),
+          toArray(),
         ),
-        tap((p) => {
-          bar.update(p.frame + 1);
-          demand$.next();
-        }),
-        toArray(),
-      ),
-    );
-    return evaluate(fileTruth ?? truth, predictions, target.threshold);
+      );
+      const t = fileTruth ?? streamTruth;
+      streams.push({ url, map50: evaluate(t, streamPredictions, target.threshold).map50 });
+      truth.push(...t);
+      predictions.push(...streamPredictions);
+    }
+    const result = evaluate(truth, predictions, target.threshold);
+    return urls.length > 1 ? { ...result, streams } : result;
   } finally {
     bar.stop();
     await detector.close();
@@ -134,6 +152,7 @@ export async function evalCommand(target: string, options: EvalOptions): Promise
   }
   process.stdout.write(`${'all'.padEnd(10)} ${pct(result.map50)}  ${pct(result.precision)}  ${pct(result.recall)}  ${pct(result.f1)}   (mAP@0.5; P/R/F1 at ${result.threshold}, ${result.frames} frames)\n`);
   process.stdout.write(`best F1 ${pct(result.best.f1)} at threshold ${result.best.threshold} (precision ${pct(result.best.precision)}, recall ${pct(result.best.recall)})\n`);
+  if (result.streams) process.stdout.write(`per stream mAP@0.5: ${result.streams.map((s) => `${/seed=(\d+)/.exec(s.url)?.[1] ?? s.url} ${pct(s.map50).trim()}`).join(', ')}\n`);
   if (options.json) process.stdout.write(JSON.stringify(result) + '\n');
 }
 

@@ -106,6 +106,13 @@ program
 
 type EvalCliOptions = import('./eval.js').EvalOptions;
 
+function seedRange(value: string): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(value.trim());
+  const range: [number, number] | undefined = m ? [Number(m[1]), Number(m[2] ?? m[1])] : undefined;
+  if (!range || range[1] < range[0] || range[1] - range[0] >= 100) throw new InvalidArgumentError(`"${value}" is not a range of seeds such as 5001-5005 (at most 100)`);
+  return range;
+}
+
 program
   .command('eval')
   .description('mAP@0.5, precision, recall and F1 of a model on a stream with ground truth')
@@ -115,6 +122,7 @@ program
   .option('--threshold <t>', 'operating threshold for precision/recall/F1', Number)
   .option('--max-frames <n>', 'evaluate only the first N frames', positiveInt)
   .option('--json', 'print the figures as one JSON object last')
+  .option('--seeds <a-b>', 'synthetic: replay the scene once per seed in a..b and pool the figures', seedRange)
   .option('--adapt', 'Beats: replay the stream through the frozen model and through the model adapting, side by side')
   .option('--verdicts <n>', '--adapt: simulated operator verdicts drawn from the truth, at most N', positiveInt)
   .option('--verdict-every <s>', '--adapt: at most one verdict per S stream seconds (default 1)', Number)
