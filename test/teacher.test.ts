@@ -566,11 +566,8 @@ ${adapt
     names('track_misses: { min_hits: 0 }', /^cameras\[0\]\.adapt\.track_misses\.min_hits: /);
   });
 
-  // The camera's model path is resolved against the pipeline's folder (config.test.ts); the teacher's,
-  // documented the same way ("a path to a model card (.json) or an .onnx beside its card"), is not
-  // (src/config/load.ts resolvePaths leaves cameras[].adapt.teacher alone), so `beats run` resolves it
-  // against the working directory instead.
-  it.fails("resolves the teacher's model path against the pipeline folder, like the camera's", () => {
+  // Like the camera's model path (config.test.ts), not against the working directory.
+  it("resolves the teacher's model path against the pipeline folder, like the camera's", () => {
     const teacher = parsePipeline(pipeline('teacher: { model: ./models/big.json, every_n_frames: 10 }'), file).cameras[0]!.adapt.teacher!;
     expect(teacher.model).toBe('/srv/site/pipelines/models/big.json');
   });

@@ -133,13 +133,17 @@ function figures(truth: readonly TruthFrame[], predictions: readonly PredictedFr
   return { map50: e.map50, f1: e.f1, precision: e.precision, recall: e.recall };
 }
 
-/** F1 at the threshold over sliding windows ending at each whole second. */
+/**
+ * F1 at the threshold over sliding windows ending at each whole second. A window with nothing to
+ * find and nothing found (an empty street) has no F1 and no point, rather than a false 0.
+ */
 export function windowedF1(times: readonly number[], truth: readonly TruthFrame[], predictions: readonly PredictedFrame[], threshold: number, windowS: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   const end = times.at(-1) ?? 0;
   for (let t = windowS; t <= end + 1e-9; t += 1) {
     const idx = times.flatMap((s, i) => (s > t - windowS - 1e-9 && s < t - 1e-9 ? [i] : []));
-    if (idx.length === 0) continue;
+    const empty = idx.every((i) => truth[i]!.boxes.every((b) => b.ignore) && predictions[i]!.detections.every((d) => d.score < threshold));
+    if (idx.length === 0 || empty) continue;
     out.push([t, evaluate(idx.map((i) => truth[i]!), idx.map((i) => predictions[i]!), threshold).f1]);
   }
   return out;

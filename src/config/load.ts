@@ -112,6 +112,7 @@ function resolvePaths(config: PipelineConfig, base: string): PipelineConfig {
       ...camera,
       source: { ...camera.source, url: sourceKind(camera.source.url) === 'file' ? path.resolve(base, camera.source.url) : camera.source.url },
       model: isModelPath(camera.model) ? path.resolve(base, camera.model) : camera.model,
+      ...(camera.adapt.teacher && isModelPath(camera.adapt.teacher.model) ? { adapt: { ...camera.adapt, teacher: { ...camera.adapt.teacher, model: path.resolve(base, camera.adapt.teacher.model) } } } : {}),
     })),
   };
 }

@@ -28,6 +28,8 @@ export interface Frame {
   pixels: Buffer;
   pixelFormat: PixelFormat;
   geometry: Letterbox;
+  /** The letterbox's pad value, when the source knows it (the output it was asked for). */
+  padValue?: number;
 }
 
 export type PixelFormat = 'rgb24' | 'bgr24';
@@ -184,7 +186,7 @@ export function readFrames(options: FrameSourceOptions, demand$: Observable<unkn
             streamTime = index / rate;
             ts = startedAt + streamTime * 1000;
           }
-          accept({ camera: options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: options.output.pixelFormat, geometry });
+          accept({ camera: options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: options.output.pixelFormat, geometry, padValue: options.output.padValue });
         },
         onExit: (error) => {
           if (closed) return;

@@ -15,7 +15,10 @@ import { letterbox } from './geometry.js';
 export function relayoutFrame(frame: Frame, output: FrameOutput): Frame {
   const from = frame.geometry;
   const to = letterbox(frame.width, frame.height, output.width, output.height, output.align);
-  if (to.width === from.width && to.height === from.height && output.pixelFormat === frame.pixelFormat) return frame;
+  // The same layout (size, picture and padding placement, pad value when there is padding) and pixel order: nothing to do.
+  const padded = from.scaledWidth < from.width || from.scaledHeight < from.height;
+  const sameLayout = to.width === from.width && to.height === from.height && to.padX === from.padX && to.padY === from.padY && to.scaledWidth === from.scaledWidth && to.scaledHeight === from.scaledHeight;
+  if (sameLayout && output.pixelFormat === frame.pixelFormat && (!padded || frame.padValue === output.padValue)) return frame;
   const src = frame.pixels;
   const out = Buffer.alloc(to.width * to.height * 3, output.padValue);
   const swap = output.pixelFormat !== frame.pixelFormat;
@@ -68,7 +71,7 @@ export function relayoutFrame(frame: Frame, output: FrameOutput): Frame {
       out[o + 2] = Math.round(rgb[swap ? 0 : 2]!);
     }
   }
-  return { ...frame, pixels: out, pixelFormat: output.pixelFormat, geometry: to };
+  return { ...frame, pixels: out, pixelFormat: output.pixelFormat, geometry: to, padValue: output.padValue };
 }
 
 /** The larger of two inputs (by area): what a source feeding both models should deliver. */

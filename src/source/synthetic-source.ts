@@ -89,6 +89,7 @@ export function readSyntheticFrames(options: FrameSourceOptions, demand$: Observ
         height: shown.height,
         pixels,
         pixelFormat: options.output.pixelFormat,
+        padValue: options.output.padValue,
         geometry,
       };
       syntheticTruth.set(frame, shown.boxes);
