@@ -101,6 +101,8 @@ export class CameraAdapter {
       classes: detector.card.classes.length,
       frames: ringFrames,
       trackMisses: misses.enabled ? { threshold: camera.detect.threshold, minHits: misses.min_hits } : undefined,
+      // What the model is sure of, for the guard only: one frame in 10 keeps the replay sample current without flooding it.
+      anchors: { threshold: Math.max(camera.detect.threshold, 0.5), every: 10 },
     });
     if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
     this.subscriptions.push(

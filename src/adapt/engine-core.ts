@@ -318,7 +318,7 @@ export class BeatsCore {
   private lastAttempt: number | undefined;
   /** Expected duration of the next update (moving average of the last ones), ms. */
   private updateEstimateMs = 0;
-  private counters = { frames: 0, cellsTrained: 0, cellsHeldOut: 0, cellsSkipped: 0, attempts: 0, lastUpdateMs: undefined as number | undefined };
+  private counters = { frames: 0, cellsTrained: 0, cellsHeldOut: 0, cellsSkipped: 0, cellsAnchored: 0, attempts: 0, lastUpdateMs: undefined as number | undefined };
   private deferred: Record<DeferReason, number> = { rate: 0, compute: 0, holdout: 0 };
 
   constructor(options: CoreOptions) {
@@ -372,7 +372,8 @@ export class BeatsCore {
   accumulate(frame: SupervisedFrame): void {
     const start = this.clock();
     this.counters.frames++;
-    const a = this.config.decay;
+    // Anchors are not supervision: a frame of anchors only does not age the errors.
+    const a = frame.cells.some((c) => !c.anchor) ? this.config.decay : 1;
     for (const s of this.levels) {
       if (a === 1) break;
       for (let b = 0; b < s.ePlus.length; b++) {
@@ -398,6 +399,11 @@ export class BeatsCore {
       }
       const region = regionOf(cell.x, cell.y, this.grid);
       const stored = (): StoredCell => ({ level: cell.level, region, classId: cell.classId, target: cell.target, features: Float32Array.from(cell.features) });
+      if (cell.anchor) {
+        this.counters.cellsAnchored++;
+        this.offerReplay(cell.target, stored);
+        continue;
+      }
       if (this.random() < share) {
         this.counters.cellsHeldOut++;
         const out = this.holdout.push(stored());
@@ -704,6 +710,7 @@ export class BeatsCore {
       cellsTrained: this.counters.cellsTrained,
       cellsHeldOut: this.counters.cellsHeldOut,
       cellsSkipped: this.counters.cellsSkipped,
+      cellsAnchored: this.counters.cellsAnchored,
       holdoutSize: this.holdout.size,
       replaySize: this.replayPositives.items.length + this.replayNegatives.items.length,
       attempts: this.counters.attempts,

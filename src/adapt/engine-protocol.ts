@@ -34,7 +34,7 @@ export type FromWorker =
   | { type: 'ack'; generation: number; stats: CoreStats }
   | { type: 'outcome'; generation: number; outcome: UpdateOutcome };
 
-const META = 5;
+const META = 6;
 
 export function packFrame(frame: SupervisedFrame): PackedFrame {
   const meta = new Float64Array(frame.cells.length * META);
@@ -43,7 +43,7 @@ export function packFrame(frame: SupervisedFrame): PackedFrame {
   const features = new Float32Array(total);
   let o = 0;
   frame.cells.forEach((c, i) => {
-    meta.set([c.level, c.x, c.y, c.classId, c.target], i * META);
+    meta.set([c.level, c.x, c.y, c.classId, c.target, c.anchor ? 1 : 0], i * META);
     features.set(c.features, o);
     o += c.features.length;
   });
@@ -63,6 +63,7 @@ export function unpackFrame(packed: PackedFrame, dims: readonly number[]): Super
       y: packed.meta[i + 2]!,
       classId: packed.meta[i + 3]!,
       target: packed.meta[i + 4] === 1 ? 1 : 0,
+      ...(packed.meta[i + 5] === 1 ? { anchor: true } : {}),
       features: packed.features.subarray(o, o + D),
     });
     o += D;

@@ -28,6 +28,12 @@ export interface SupervisedCell {
   target: 0 | 1;
   /** The cell's feature vector: the D channels of the level's feature map at the cell. */
   features: Float32Array;
+  /**
+   * An anchor: not trained on, only offered to the guard's replay sample. What the model detects
+   * with confidence and nobody disputed, so that an update that would lose it (a head pushed away
+   * from a false alarm's features, and from the true objects' with them) is caught.
+   */
+  anchor?: boolean;
 }
 
 /** What a frame's supervision gives the engine. */
@@ -94,6 +100,8 @@ export interface CoreStats {
   cellsHeldOut: number;
   /** Cells with a non-finite feature, ignored. */
   cellsSkipped: number;
+  /** Anchor cells offered to the replay sample. */
+  cellsAnchored: number;
   holdoutSize: number;
   replaySize: number;
   attempts: number;

@@ -127,6 +127,7 @@ export interface EngineStatus {
   cellsTrained: number;
   cellsHeldOut: number;
   cellsSkipped: number;
+  cellsAnchored: number;
   holdoutSize: number;
   replaySize: number;
   worker: { up: boolean; faults: number; restarts: number; lastError: string | undefined };
@@ -161,6 +162,7 @@ const emptyStats = (grid: number): CoreStats => ({
   cellsTrained: 0,
   cellsHeldOut: 0,
   cellsSkipped: 0,
+  cellsAnchored: 0,
   holdoutSize: 0,
   replaySize: 0,
   attempts: 0,
@@ -353,6 +355,7 @@ export class BeatsEngine {
       cellsTrained: c.cellsTrained + s.cellsTrained,
       cellsHeldOut: c.cellsHeldOut + s.cellsHeldOut,
       cellsSkipped: c.cellsSkipped + s.cellsSkipped,
+      cellsAnchored: c.cellsAnchored + s.cellsAnchored,
       holdoutSize: s.holdoutSize,
       replaySize: s.replaySize,
       worker: { up: this.worker !== undefined, faults: this.counts.faults, restarts: this.counts.restarts, lastError: this.counts.lastError },
@@ -488,6 +491,7 @@ export class BeatsEngine {
     c.cellsTrained += s.cellsTrained;
     c.cellsHeldOut += s.cellsHeldOut;
     c.cellsSkipped += s.cellsSkipped;
+    c.cellsAnchored += s.cellsAnchored;
     c.deferred.rate += s.deferred.rate;
     c.deferred.compute += s.deferred.compute;
     c.deferred.holdout += s.deferred.holdout;

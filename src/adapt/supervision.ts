@@ -96,6 +96,12 @@ export interface SupervisionOptions {
   seed?: number;
   /** Confirmed tracks label their own misses (see the header); absent: they do not. */
   trackMisses?: { threshold: number; minHits: number };
+  /**
+   * Anchors for the guard (SupervisedCell.anchor): every `every` frames, confirmed tracks matched by a
+   * detection at or above `threshold` and not labelled by an operator give their class y = 1 on
+   * that detection's cells, and y = 0 on the frame's background.
+   */
+  anchors?: { threshold: number; every: number };
 }
 
 /** A box of a teacher or of the student, source pixels. */
@@ -118,6 +124,7 @@ export class SupervisionRing {
   /** Tracks labelled by a verdict: their targets for frames still to come. */
   private readonly trackLabels = new Map<number, Target[]>();
   private missFrames = 0;
+  private observed = 0;
 
   constructor(private readonly options: SupervisionOptions) {
     this.capacity = options.frames ?? 150;
@@ -192,6 +199,19 @@ export class SupervisionRing {
       }
       const box = rf.tracks.get(id);
       if (box) out.push(...this.cellsAt(rf, box, targets));
+    }
+    const anchors = this.options.anchors;
+    if (anchors && this.observed++ % anchors.every === 0) {
+      for (const t of observed.tracks) {
+        if (!t.confirmed || t.detection === undefined || t.classId === undefined || this.trackLabels.has(t.id)) continue;
+        const d = observed.detections[t.detection];
+        if (!d || d.score === undefined || d.score < anchors.threshold) continue;
+        for (const c of this.cellsAt(rf, d.box, [{ classId: t.classId, target: 1 }])) out.push({ ...c, anchor: true });
+        for (const key of rf.background) {
+          const c = rf.cells.get(key);
+          if (c) out.push({ level: c.level, x: c.x, y: c.y, classId: t.classId, target: 0, features: c.features, anchor: true });
+        }
+      }
     }
     const misses = this.options.trackMisses;
     if (misses) {
