@@ -70,6 +70,28 @@ describe('supervision ring', () => {
     expect(ring.observe({ frame: frame(8), detections: [], tracks: [{ id: 7, box: box(8), confirmed: true }], features: features() })).toEqual([]);
   });
 
+  it('anchors: every Nth frame, confident undisputed confirmed tracks give guard-only positives and background negatives', () => {
+    const ring = new SupervisionRing({ classes: 3, frames: 10, backgroundCells: 2, anchors: { threshold: 0.5, every: 3 } });
+    const box = [100, 100, 140, 140] as const;
+    const observe = (i: number, score: number, confirmed = true) =>
+      ring.observe({ frame: frame(i), detections: [{ box, score, classId: 2 }], tracks: [{ id: 4, box, confirmed, classId: 2, hits: 10, topScore: 0.9, detection: 0 }], features: features() });
+    const first = observe(0, 0.8);
+    expect(first.every((c) => c.anchor === true && c.classId === 2)).toBe(true);
+    expect(first.filter((c) => c.target === 1).map((c) => c.features[0])).toEqual([cellOf(120, 120)]);
+    expect(first.filter((c) => c.target === 0)).toHaveLength(2);
+    // Frames 1 and 2 give none; frame 3 does again, but not for a low score nor an unconfirmed track.
+    expect(observe(1, 0.8)).toEqual([]);
+    expect(observe(2, 0.8)).toEqual([]);
+    expect(observe(3, 0.4)).toEqual([]);
+    expect(observe(6, 0.8, false)).toEqual([]);
+    // An operator's verdict on the track takes it out of the anchors (its label is what travels).
+    const det = { label: 'bicycle', classId: 2, score: 0.8, box: [...box] as [number, number, number, number], trackId: 4 };
+    ring.verdictCells(verdict({ verdict: 'false_positive', frame: { index: 6, ts: 0, width: 320, height: 240 }, detection: det, trackId: 4 }));
+    const after = observe(9, 0.8);
+    expect(after.some((c) => c.anchor)).toBe(false);
+    expect(after.every((c) => c.target === 0 && c.classId === 2)).toBe(true);
+  });
+
   it("missed: y = 1 at the given box while the frame's whole map is kept, nothing once only cells are", () => {
     const ring = new SupervisionRing({ classes: 3, frames: 10, backgroundCells: 0, fullMapBytes: 2 * D * H * W * 4 });
     for (let i = 0; i < 4; i++) ring.observe({ frame: frame(i), detections: [], tracks: [], features: features() });
