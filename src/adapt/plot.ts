@@ -9,7 +9,7 @@ import type { AdaptEvalReport } from './evaluation.js';
 
 const W = 900;
 const H = 420;
-const M = { left: 60, right: 20, top: 50, bottom: 50 };
+const M = { left: 60, right: 20, top: 60, bottom: 50 };
 
 export function adaptationSvg(report: AdaptEvalReport, title: string): string {
   const all = [...report.frozen.windowedF1, ...report.beats.windowedF1];
@@ -41,8 +41,8 @@ export function adaptationSvg(report: AdaptEvalReport, title: string): string {
   parts.push(line(report.frozen.windowedF1, '#577590'));
   parts.push(line(report.beats.windowedF1, '#d1495b'));
   parts.push(`<text x="${M.left}" y="22" font-size="15" font-weight="bold" fill="#222">${escapeXml(title)}</text>`);
-  parts.push(`<rect x="${W - 300}" y="10" width="12" height="4" fill="#577590"/><text x="${W - 283}" y="16" font-size="12" fill="#222">frozen</text>`);
-  parts.push(`<rect x="${W - 230}" y="10" width="12" height="4" fill="#d1495b"/><text x="${W - 213}" y="16" font-size="12" fill="#222">Beats (ticks: accepted updates)</text>`);
+  parts.push(`<rect x="${M.left}" y="36" width="14" height="4" fill="#577590"/><text x="${M.left + 18}" y="42" font-size="12" fill="#222">frozen</text>`);
+  parts.push(`<rect x="${M.left + 80}" y="36" width="14" height="4" fill="#d1495b"/><text x="${M.left + 98}" y="42" font-size="12" fill="#222">Beats (ticks at the bottom: accepted updates)</text>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">${parts.join('')}</svg>`;
 }
 
