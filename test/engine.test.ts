@@ -417,7 +417,7 @@ describe('the update', () => {
     expect(dist(internalStep(step(0.2).core))).toBeLessThan(dist(internalStep(step(0).core)));
   });
 
-  it('resets the fired buckets and keeps the others accumulating', () => {
+  it('resets the buckets of the stepped rows (their gradient was used) and keeps the other rows accumulating', () => {
     const base = toyBase();
     const core = new BeatsCore({ config: config(), base, tf });
     const scene = new ToyScene(11);
@@ -425,10 +425,11 @@ describe('the update', () => {
     let frame = 0;
     for (; frame < 200 && !out; frame++) out = core.ingest(scene.frame(frame / 10));
     expect(out).toBeDefined();
-    for (const f of out!.figures.fired) expect(core.bucket(f.level, f.region, f.classId).n).toBe(0);
-    const firedKeys = new Set(out!.figures.fired.map((f) => `${f.region}/${f.classId}`));
-    const others = [...Array(16).keys()].flatMap((r) => [0, 1].map((c) => ({ r, c }))).filter(({ r, c }) => !firedKeys.has(`${r}/${c}`));
-    expect(others.every(({ r, c }) => core.bucket(0, r, c).n > 0)).toBe(true);
+    const stepped = new Set(out!.figures.rows.map((r) => r.classId));
+    expect(stepped.size).toBe(1);
+    for (let r = 0; r < 16; r++) {
+      for (const c of [0, 1]) expect(core.bucket(0, r, c).n > 0, `region ${r} class ${c}`).toBe(!stepped.has(c));
+    }
   });
 });
 
@@ -538,12 +539,13 @@ describe('on a toy scene with one region wrong', () => {
     // Its error halved at least; its F1 rose.
     expect(after[SHIFTED]!.loss).toBeLessThan(before[SHIFTED]!.loss * 0.5);
     expect(after[SHIFTED]!.f1).toBeGreaterThan(before[SHIFTED]!.f1 + 0.15);
-    // Every other region: loss within 0.02 of where it was, F1 within 0.02 (a few cells in 600), and
-    // 0.01 on average (forgetting bounded), against a gain of 0.15 or more where the errors were.
+    // Every other region: loss within 0.03 of where it was (the step carries the row's whole
+    // gradient, their own small errors included), F1 within 0.02 (a few cells in 600), and 0.01 on
+    // average (forgetting bounded), against a gain of 0.15 or more where the errors were.
     let drop = 0;
     for (let r = 0; r < 16; r++) {
       if (r === SHIFTED) continue;
-      expect(Math.abs(after[r]!.loss - before[r]!.loss)).toBeLessThan(0.02);
+      expect(Math.abs(after[r]!.loss - before[r]!.loss)).toBeLessThan(0.03);
       expect(after[r]!.f1).toBeGreaterThan(before[r]!.f1 - 0.02);
       drop += (before[r]!.f1 - after[r]!.f1) / 15;
     }
