@@ -289,10 +289,8 @@ export interface CoreOptions {
 interface RowPlan {
   level: number;
   classId: number;
-  /** Every bucket of the row holding cells: the gradient is their sum. */
+  /** Every bucket of the row holding cells: the step is made from them all. */
   buckets: number[];
-  /** The fired ones: the step is normalised by their cells. */
-  fired: number[];
 }
 
 /** What `bucket()` shows of a bucket. */
@@ -518,9 +516,8 @@ export class BeatsCore {
         const b = region * s.C + f.classId;
         if (s.n[2 * b]! + s.n[2 * b + 1]! > 0) buckets.push(b);
       }
-      rows.set(key, { level: f.level, classId: f.classId, buckets, fired: [] });
+      rows.set(key, { level: f.level, classId: f.classId, buckets });
     }
-    for (const f of fired) rows.get(`${f.level}:${f.classId}`)!.fired.push(f.region * this.levels[f.level]!.C + f.classId);
     return [...rows.values()];
   }
 
@@ -554,23 +551,21 @@ export class BeatsCore {
         v.set(s.velocity.subarray(c * D1, (c + 1) * D1), i * D1);
         // The sum of the row's gradient over all its cells (where the model is at its training
         // optimum, a good teacher on its own domain, that sum is about zero whatever fired), divided
-        // as detectors divide their training loss: by the positives, those of the fired buckets, so
-        // that a local error moves the row as much as it would alone. Negatives alone (false-alarm
-        // verdicts): by their number.
+        // as detectors divide their training loss: by the positives. (By the fired buckets' positives
+        // alone a local error moved the row further, but a teacher's frames then pushed every score
+        // up again: precision 0.93 -> 0.77 before the shift in `beats eval --adapt`.) Negatives
+        // alone (false-alarm verdicts): by their number.
         let negatives = 0;
         let positives = 0;
-        let cells = 0;
         let sq = 0;
-        for (const b of p.fired) {
+        for (const b of p.buckets) {
           negatives += s.n[2 * b]!;
           positives += s.n[2 * b + 1]!;
-        }
-        for (const b of p.buckets) {
-          cells += s.n[2 * b]! + s.n[2 * b + 1]!;
           sq += s.sq[b]!;
           for (let d = 0; d < 2 * D1; d++) g[i * D1 + (d % D1)]! += s.G[2 * b * D1 + d]!;
         }
         const n = negatives + positives;
+        const cells = n;
         const per = positives > 0 ? positives : n;
         for (let d = 0; d < D1; d++) g[i * D1 + d]! /= per;
         // Normalised step (NLMS): in units of the mean squared norm of [f, 1] over the cells, so
