@@ -151,7 +151,7 @@ export class CameraAdapter {
     return this.schedule ? { ...this.teacherStats, stride: this.schedule.stride } : undefined;
   }
 
-  /** Resolves when no teacher run is in flight (evaluation replays wait on it to stay deterministic). */
+  /** Resolves when no teacher run is in flight (an evaluation waits for the last one before it reads the figures). */
   async teacherIdle(): Promise<void> {
     await this.teacherBusy;
   }
@@ -201,17 +201,23 @@ export class CameraAdapter {
       return;
     }
     if (this.closed) return;
-    const cells = this.ring.teacherCells(index, boxes, student);
-    if (!cells) {
-      this.teacherStats.late++;
-      return;
+    // Nothing may escape: this runs detached from the frame path (a rejection would be unhandled).
+    try {
+      const cells = this.ring.teacherCells(index, boxes, student);
+      if (!cells) {
+        this.teacherStats.late++;
+        return;
+      }
+      this.teacherStats.keyframes++;
+      const status = this.engine.status();
+      const attempts = status.accepted + status.rejected + status.deferred.rate + status.deferred.compute;
+      this.schedule?.observe(agreement(student, boxes), attempts > this.attemptsAtKeyframe);
+      this.attemptsAtKeyframe = attempts;
+      if (cells.length > 0 && this.enabled) this.engine.submit({ time: this.lastTime, cells });
+    } catch (err) {
+      this.teacherStats.failed++;
+      this.log.error(`${this.camera.name}: teacher labels of frame ${index} not used: ${errorMessage(err)}`);
     }
-    this.teacherStats.keyframes++;
-    const status = this.engine.status();
-    const attempts = status.accepted + status.rejected + status.deferred.rate + status.deferred.compute;
-    this.schedule?.observe(agreement(student, boxes), attempts > this.attemptsAtKeyframe);
-    this.attemptsAtKeyframe = attempts;
-    if (cells.length > 0 && this.enabled) this.engine.submit({ time: this.lastTime, cells });
   }
 
   /** An accepted verdict of this camera: its cells (and its track's) go to the engine. */
