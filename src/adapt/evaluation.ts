@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
 import type { CameraConfig } from '../config/schema.js';
-import { errorMessage } from '../errors.js';
+import { BeatsError, errorMessage } from '../errors.js';
 import { iou } from '../model/decode.js';
 import { Detector, type Detection } from '../model/detector.js';
 import { evaluate, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
@@ -267,6 +267,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   const low = camera.events.low_threshold;
   const evalDetect = { threshold: Math.min(0.01, low), nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections, labels: camera.detect.labels };
   const inputSize = camera.detect.input_size;
+  if (options.teacher && !camera.adapt.teacher) throw new BeatsError(`camera ${camera.name}: a teacher needs its keyframe policy in adapt.teacher (every_n_frames or adaptive)`);
   const truth: TruthFrame[] = [];
   const times: number[] = [];
 
