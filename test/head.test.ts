@@ -123,7 +123,10 @@ describe('finding the head in the graph', () => {
   it('finds the Beats CNN head its card names: one level, 3 classes x 48 channels', () => {
     const heads = discoverHeads(beatsBytes, beatsCard);
     expect(heads).toEqual([{ level: 0, features: 'head_features', weight: 'head.cls.weight', bias: 'head.cls.bias', stride: 8, conv: 'logits', classes: 3, depth: 48 }]);
-    expect(proposeHeadEntries(beatsBytes, beatsCard, [8])).toEqual(beatsCard.head);
+    // The graph does not tell the training loss: a proposal says bce (the default), the card focal.
+    const withoutLoss = (entries: NonNullable<ModelCard['head']>) => entries.map(({ loss: _loss, ...entry }) => entry);
+    expect(withoutLoss(proposeHeadEntries(beatsBytes, beatsCard, [8]))).toEqual(withoutLoss(beatsCard.head!));
+    expect(beatsCard.head![0]!.loss).toBe('focal');
   });
 
   it('rejects a card whose head names a missing initializer, naming the card and the initializer', () => {
@@ -210,9 +213,9 @@ describe.skipIf(needsAssets)('YOLOX-Nano with a swappable head', () => {
 
   it('its card names the three cls_preds convolutions, which the graph confirms; the surgered file is valid', async () => {
     expect(yoloxCard.head).toEqual([
-      { features: '1044', weight: 'head.cls_preds.0.weight', bias: 'head.cls_preds.0.bias', stride: 8 },
-      { features: '1086', weight: 'head.cls_preds.1.weight', bias: 'head.cls_preds.1.bias', stride: 16 },
-      { features: '1128', weight: 'head.cls_preds.2.weight', bias: 'head.cls_preds.2.bias', stride: 32 },
+      { features: '1044', weight: 'head.cls_preds.0.weight', bias: 'head.cls_preds.0.bias', stride: 8, loss: 'bce' },
+      { features: '1086', weight: 'head.cls_preds.1.weight', bias: 'head.cls_preds.1.bias', stride: 16, loss: 'bce' },
+      { features: '1128', weight: 'head.cls_preds.2.weight', bias: 'head.cls_preds.2.bias', stride: 32, loss: 'bce' },
     ]);
     expect(proposeHeadEntries(yoloxBytes, yoloxCard, [8, 16, 32])).toEqual(yoloxCard.head);
     const heads = discoverHeads(yoloxBytes, yoloxCard);
