@@ -149,10 +149,12 @@ cameras:
     await open.waitFor({ timeout: 60_000 });
     const id = (await open.getAttribute('data-event'))!;
     const before = served.accepted.length;
-    await open.locator('[data-verdict="false_positive"]').click();
+    // That card by its id from now on: the event may end meanwhile, and its card is then no longer "open".
+    const card = page.locator(`#events article.event[data-event="${id}"]`);
+    await card.locator('[data-verdict="false_positive"]').click();
     const f = await waitFor(() => served.accepted[before], 10_000, 'the event verdict');
     expect(f).toMatchObject({ verdict: 'false_positive', event: { id } });
-    await open.locator('.verdict-note', { hasText: 'Accepted' }).waitFor({ timeout: 5000 });
+    await card.locator('.verdict-note', { hasText: 'Accepted' }).waitFor({ timeout: 5000 });
 
     // A selection on screen for the picture: the first row of the newest frame.
     await page.locator('#detections tr').first().click();
