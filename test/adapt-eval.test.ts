@@ -196,4 +196,14 @@ describe('beats eval --adapt (the CLI)', () => {
     expect(existsSync(plot)).toBe(true);
     expect(await sharp(plot).metadata()).toMatchObject({ format: 'png', width: 900, height: 420 });
   });
+
+  it('refuses a pace, a window or a verdict spacing that is not a number, naming the option', async () => {
+    for (const [option, value] of [['--speed', 'abc'], ['--window', '0'], ['--verdict-every', '-1']] as const) {
+      const p = spawnBeats(['eval', 'synthetic:scene=street&seconds=2', '--adapt', '--verdicts', '2', option, value]);
+      const exit = await p.exit;
+      expect(exit.code).not.toBe(0);
+      expect(p.stderr()).toContain(`option '${option} <`);
+      expect(p.stderr()).toContain(`'${value}' is invalid`);
+    }
+  });
 });

@@ -14,6 +14,18 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a number above 0');
+  return n;
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number, 0 or more');
+  return n;
+}
+
 const program = new Command()
   .name('beats')
   .description('Edge video analytics: cameras → ffmpeg → ONNX detector → MQTT')
@@ -125,14 +137,14 @@ program
   .option('--seeds <a-b>', 'synthetic: replay the scene once per seed in a..b and pool the figures', seedRange)
   .option('--adapt', 'Beats: replay the stream through the frozen model and through the model adapting, side by side')
   .option('--verdicts <n>', '--adapt: simulated operator verdicts drawn from the truth, at most N', positiveInt)
-  .option('--verdict-every <s>', '--adapt: at most one verdict per S stream seconds (default 1)', Number)
-  .option('--verdicts-from <s>', '--adapt: the operator starts at S stream seconds (default: the shift)', Number)
+  .option('--verdict-every <s>', '--adapt: at most one verdict per S stream seconds (default 1)', positiveNumber)
+  .option('--verdicts-from <s>', '--adapt: the operator starts at S stream seconds (default: the shift)', nonNegativeNumber)
   .option('--teacher <model>', '--adapt: teacher on keyframes: a model, or "truth" (the ground truth as a perfect teacher)')
   .option('--teacher-size <n>', '--adapt: the teacher\'s input size (resizable models)', positiveInt)
   .option('--keyframes <n|adaptive>', '--adapt: a teacher keyframe every N frames (default 10), or adaptive')
-  .option('--shift-at <s>', '--adapt: stream seconds of the domain shift (synthetic URLs carry it)', Number)
-  .option('--window <s>', '--adapt: windowed F1 window, seconds (default 10)', Number)
-  .option('--speed <x>', '--adapt: replay at X times real time (default 1; 0: unpaced)', Number)
+  .option('--shift-at <s>', '--adapt: stream seconds of the domain shift (synthetic URLs carry it)', nonNegativeNumber)
+  .option('--window <s>', '--adapt: windowed F1 window, seconds (default 10)', positiveNumber)
+  .option('--speed <x>', '--adapt: replay at X times real time (default 1; 0: unpaced)', nonNegativeNumber)
   .option('--plot <file>', '--adapt: the windowed F1 plot (PNG)')
   .action(async (target: string, opts: EvalCliOptions) => {
     const { evalCommand } = await import('./eval.js');
