@@ -203,30 +203,21 @@ export class SupervisionRing {
     const anchors = this.options.anchors;
     if (anchors && this.observed++ % anchors.every === 0) {
       for (const t of observed.tracks) {
-        if (!t.confirmed || t.detection === undefined || t.classId === undefined || this.trackLabels.has(t.id)) continue;
-        const d = observed.detections[t.detection];
-        if (!d || d.score === undefined || d.score < anchors.threshold) continue;
-        for (const c of this.cellsAt(rf, d.box, [{ classId: t.classId, target: 1 }])) out.push({ ...c, anchor: true });
-        for (const key of rf.background) {
-          const c = rf.cells.get(key);
-          if (c) out.push({ level: c.level, x: c.x, y: c.y, classId: t.classId, target: 0, features: c.features, anchor: true });
-        }
+        const d = this.unlabelledMatch(t, observed.detections);
+        if (!d || d.score < anchors.threshold) continue;
+        const cells = [...this.cellsAt(rf, d.box, [{ classId: t.classId!, target: 1 }]), ...this.backgroundNegatives(rf, t.classId!)];
+        for (const c of cells) out.push({ ...c, anchor: true });
       }
     }
     const misses = this.options.trackMisses;
     if (misses) {
       const before = out.length;
       for (const t of observed.tracks) {
-        if (!t.confirmed || t.detection === undefined || t.classId === undefined || this.trackLabels.has(t.id)) continue;
         if ((t.hits ?? 0) < misses.minHits || (t.topScore ?? 0) < misses.threshold) continue;
-        const d = observed.detections[t.detection];
-        if (!d || d.score === undefined || d.score >= misses.threshold) continue;
-        out.push(...this.cellsAt(rf, d.box, [{ classId: t.classId, target: 1 }]));
+        const d = this.unlabelledMatch(t, observed.detections);
+        if (!d || d.score >= misses.threshold) continue;
         // With the frame's background as negatives of that class, as a positive verdict has.
-        for (const key of rf.background) {
-          const c = rf.cells.get(key);
-          if (c) out.push({ level: c.level, x: c.x, y: c.y, classId: t.classId, target: 0, features: c.features });
-        }
+        out.push(...this.cellsAt(rf, d.box, [{ classId: t.classId!, target: 1 }]), ...this.backgroundNegatives(rf, t.classId!));
       }
       if (out.length > before) this.missFrames++;
     }
@@ -307,12 +298,7 @@ export class SupervisionRing {
     }
     // Background negatives for the positive class, on the verdict frame.
     const positive = targets.find((t) => t.target === 1);
-    if (frame && positive) {
-      for (const key of frame.background) {
-        const c = frame.cells.get(key);
-        if (c) out.push({ level: c.level, x: c.x, y: c.y, classId: positive.classId, target: 0, features: c.features });
-      }
-    }
+    if (frame && positive) out.push(...this.backgroundNegatives(frame, positive.classId));
     return out;
   }
 
@@ -328,6 +314,24 @@ export class SupervisionRing {
       if (f.index < index) return undefined;
     }
     return undefined;
+  }
+
+  /**
+   * The detection a confirmed track with a class matched in this frame, when no operator labelled
+   * the track (its label is what travels then), and the detection has a score.
+   */
+  private unlabelledMatch(t: ObservedFrame['tracks'][number], detections: ObservedFrame['detections']): { box: readonly number[]; score: number } | undefined {
+    if (!t.confirmed || t.detection === undefined || t.classId === undefined || this.trackLabels.has(t.id)) return undefined;
+    const d = detections[t.detection];
+    return d && d.score !== undefined ? { box: d.box, score: d.score } : undefined;
+  }
+
+  /** y = 0 for `classId` on the frame's background cells. */
+  private backgroundNegatives(rf: RingFrame, classId: number): SupervisedCell[] {
+    return rf.background.flatMap((key) => {
+      const c = rf.cells.get(key);
+      return c ? [{ level: c.level, x: c.x, y: c.y, classId, target: 0 as const, features: c.features }] : [];
+    });
   }
 
   /** Supervised cells at a box centre, every level, one per target. */
