@@ -42,8 +42,8 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
   const cameras = () => monitor.names.map((name) => ({ name, info: monitor.info(name)! }));
   const registers = [registry];
 
-  /** A counter whose value is read from elsewhere at scrape time. */
-  const mirrored = (name: string, help: string, read: (s: ReturnType<typeof cameras>[number]['info']['stats']) => number) =>
+  /** A per-camera counter whose value is read from elsewhere at scrape time. */
+  const perCamera = <T>(entries: () => Iterable<readonly [string, T]>) => (name: string, help: string, read: (value: T) => number) =>
     new Counter({
       name,
       help,
@@ -51,9 +51,10 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
       registers,
       collect() {
         this.reset();
-        for (const c of cameras()) this.inc({ camera: c.name }, read(c.info.stats));
+        for (const [camera, value] of entries()) this.inc({ camera }, read(value));
       },
     });
+  const mirrored = perCamera(() => cameras().map((c) => [c.name, c.info.stats] as const));
   mirrored('beats_frames_in_total', 'Frames decoded from the source (dropped ones included).', (s) => s.source.framesIn);
   mirrored('beats_frames_processed_total', 'Frames that went through detection, tracking and events.', (s) => s.processed);
   mirrored('beats_frames_dropped_total', 'Frames replaced in the live mailbox before the detector took them.', (s) => s.source.dropped);
@@ -90,17 +91,7 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
   });
   // On-device adaptation (cameras with adapt.enabled), from the engines' own counts.
   const adapting = () => [...(options.adaptation?.() ?? new Map<string, ModelStatusMessage>())];
-  const adaptCounter = (name: string, help: string, read: (s: ModelStatusMessage) => number) =>
-    new Counter({
-      name,
-      help,
-      labelNames: ['camera'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [camera, s] of adapting()) this.inc({ camera }, read(s));
-      },
-    });
+  const adaptCounter = perCamera(adapting);
   new Counter({
     name: 'beats_adapt_updates_total',
     help: 'Head updates by outcome: accepted by the guard, rejected by it, rolled back by an operator.',
