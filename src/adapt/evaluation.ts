@@ -273,24 +273,20 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
 
   // The teacher first: with a model teacher the source delivers the larger input, and every pass
   // makes the student's frame from it the same way (relayoutFrame), so the passes see the same pixels.
+  const frozen = await Detector.load(camera.model, { runtime, inputSize });
   let teacher: KeyframeLabeller | undefined;
-  const classes = await Detector.load(camera.model, { runtime, inputSize }).then(async (d) => {
-    const out = { output: d.frameOutput(), classes: d.card.classes };
-    await d.close();
-    return out;
-  });
-  if (options.teacher) {
-    if (options.teacher.model === 'truth') teacher = new TruthTeacher(options.truthOf, classes.classes);
-    else {
-      const detector = await Detector.load(options.teacher.model, { runtime, inputSize: options.teacher.inputSize });
-      teacher = new ModelTeacher(detector, classes.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });
-    }
+  if (options.teacher?.model === 'truth') teacher = new TruthTeacher(options.truthOf, frozen.card.classes);
+  else if (options.teacher) {
+    const detector = await Detector.load(options.teacher.model, { runtime, inputSize: options.teacher.inputSize }).catch(async (err: unknown) => {
+      await frozen.close();
+      throw err;
+    });
+    teacher = new ModelTeacher(detector, frozen.card.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });
   }
   const teacherOutput = teacher?.frameOutput?.();
-  const sourceOutput = teacherOutput ? largerOutput(classes.output, teacherOutput) : classes.output;
+  const sourceOutput = teacherOutput ? largerOutput(frozen.frameOutput(), teacherOutput) : frozen.frameOutput();
 
   // Pass 1: the frozen model.
-  const frozen = await Detector.load(camera.model, { runtime, inputSize });
   const frozenPredictions: PredictedFrame[] = [];
   const frozenMs: number[] = [];
   // The frame path of both passes is the pipeline's: detection and tracking (and for Beats its adaptation work).
