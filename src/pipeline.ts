@@ -19,7 +19,7 @@ import { baseModelHistory } from './serve/model-history.js';
 import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
 import { EventBuilder, type EventMessage, type EventOutput } from './track/events.js';
-import { Tracker, type TrackView } from './track/tracker.js';
+import { Tracker, trackerOptions, type TrackView } from './track/tracker.js';
 import { newSourceStats, readFrames, type Frame, type SourceStats } from './source/frames.js';
 
 /** What one camera did in this run; read by the status line and returned at the end. */
@@ -143,7 +143,7 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
   // occlusion and blur (ByteTrack's second stage); only boxes above detect.threshold are published.
   const detectOptions = { threshold: camera.events.low_threshold, nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections };
   const model = { name: detector.card.name, version: detector.card.version };
-  const tracker = new Tracker({ highThreshold: camera.detect.threshold, lowThreshold: camera.events.low_threshold, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s });
+  const tracker = new Tracker(trackerOptions(camera));
   const builder = new EventBuilder({
     camera: camera.name,
     model,

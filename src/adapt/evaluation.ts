@@ -24,7 +24,7 @@ import { evaluate, type PredictedFrame, type TruthFrame } from '../model/evaluat
 import type { ProviderSettings } from '../model/providers.js';
 import { readFrames, type Frame, type FrameOutput } from '../source/frames.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
-import { Tracker } from '../track/tracker.js';
+import { Tracker, trackerOptions } from '../track/tracker.js';
 import { CameraAdapter } from './camera-adapter.js';
 import type { EngineEvent } from './engine.js';
 import type { AcceptedFeedback, Verdict } from './feedback.js';
@@ -290,7 +290,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   const frozenPredictions: PredictedFrame[] = [];
   const frozenMs: number[] = [];
   // The frame path of both passes is the pipeline's: detection and tracking (and for Beats its adaptation work).
-  const frozenTracker = new Tracker({ highThreshold: threshold, lowThreshold: low, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s });
+  const frozenTracker = new Tracker(trackerOptions(camera));
   try {
     await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
       const t0 = performance.now();
@@ -338,7 +338,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       updateMs.push(event.figures.durationMs);
       if (event.kind === 'accepted') acceptedAt.push(event.figures.streamTime);
     });
-    const tracker = new Tracker({ highThreshold: threshold, lowThreshold: low, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s });
+    const tracker = new Tracker(trackerOptions(camera));
     if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, student.card.classes);
     await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
       const t0 = performance.now();

@@ -1,3 +1,4 @@
+import type { CameraConfig } from '../config/schema.js';
 import type { Detection } from '../model/detector.js';
 import { iou } from '../model/decode.js';
 import { assign } from './assign.js';
@@ -178,6 +179,11 @@ interface Candidate {
   index: number;
   detection: Detection;
   duplicates: Detection[];
+}
+
+/** A camera's tracker settings: its detect.threshold, events.low_threshold, min_frames and end_after_s. */
+export function trackerOptions(camera: Pick<CameraConfig, 'detect' | 'events'>): Partial<TrackerOptions> {
+  return { highThreshold: camera.detect.threshold, lowThreshold: camera.events.low_threshold, minHits: camera.events.min_frames, maxLostSeconds: camera.events.end_after_s };
 }
 
 export class Tracker {
