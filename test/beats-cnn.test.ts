@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cellCentres, defaultSpec, initWeights, predict, type Weights } from '../src/model/beats-cnn.js';
+import { cellCentres, defaultSpec, initWeights, predict, type BeatsCnnSpec, type Weights } from '../src/model/beats-cnn.js';
 import { exportBeatsOnnx, type WeightArrays } from '../src/model/beats-export.js';
 import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/model/beats-train.js';
 import { evaluate } from '../src/model/evaluate.js';
@@ -18,8 +18,8 @@ beforeAll(async () => {
 });
 
 /** Random weights with batch-norm statistics far from identity, so folding them is really tested. */
-function randomised(seed: number): Weights {
-  const weights = initWeights(tf, defaultSpec, seed);
+function randomised(seed: number, spec: BeatsCnnSpec = defaultSpec): Weights {
+  const weights = initWeights(tf, spec, seed);
   let s = seed * 101;
   for (const [name, t] of weights) {
     if (name.endsWith('.bn.mean')) weights.set(name, tf.randomNormal(t.shape, 0, 0.5, 'float32', s++));
@@ -37,14 +37,19 @@ async function arrays(weights: Weights): Promise<WeightArrays> {
   return out;
 }
 
-describe('Beats CNN export to ONNX', () => {
+const coarseSpec: BeatsCnnSpec = { ...defaultSpec, stride: 8 };
+
+describe.each([
+  ['the fine grid (stride 4)', defaultSpec],
+  ['the coarse grid of earlier models (stride 8)', coarseSpec],
+])('Beats CNN export to ONNX, %s', (_grid, spec) => {
   it('onnxruntime gives the same output as TensorFlow.js for the same input, within 1e-4', async () => {
-    const weights = randomised(3);
-    const bytes = exportBeatsOnnx(defaultSpec, await arrays(weights), { version: 'test' });
-    const { inputWidth: w, inputHeight: h } = defaultSpec;
+    const weights = randomised(3, spec);
+    const bytes = exportBeatsOnnx(spec, await arrays(weights), { version: 'test' });
+    const { inputWidth: w, inputHeight: h } = spec;
     const pixels = new Float32Array(h * w * 3);
     for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + Math.floor(i / 7)) % 256;
-    const expected = predict(tf, defaultSpec, weights, tf.tensor4d(pixels, [1, h, w, 3]));
+    const expected = predict(tf, spec, weights, tf.tensor4d(pixels, [1, h, w, 3]));
     const nchw = new Float32Array(pixels.length);
     for (let i = 0; i < h * w; i++) for (let c = 0; c < 3; c++) nchw[c * h * w + i] = pixels[i * 3 + c]! / 255;
     const session = await ort.InferenceSession.create(bytes);
@@ -56,8 +61,8 @@ describe('Beats CNN export to ONNX', () => {
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / Math.max(1, Math.abs(a[i]!)));
     expect(worst).toBeLessThan(1e-4);
     // The boxes are around their cells: x1 < cell centre < x2 for every cell.
-    const centres = cellCentres(defaultSpec);
-    const cols = 4 + defaultSpec.classes.length;
+    const centres = cellCentres(spec);
+    const cols = 4 + spec.classes.length;
     for (let cell = 0; cell < b.length / cols; cell++) {
       expect(b[cell * cols]!).toBeLessThan(centres[cell * 2]!);
       expect(b[cell * cols + 2]!).toBeGreaterThan(centres[cell * 2]!);
@@ -68,7 +73,7 @@ describe('Beats CNN export to ONNX', () => {
   it('loads in onnxruntime with no warning, and passes ONNX\'s own checker', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-onnx-'));
     const file = path.join(dir, 'beats.onnx');
-    await writeFile(file, exportBeatsOnnx(defaultSpec, await arrays(randomised(5)), { version: 'test' }));
+    await writeFile(file, exportBeatsOnnx(spec, await arrays(randomised(5, spec)), { version: 'test' }));
     // onnxruntime logs natively, to the process's stderr: load it in a child at warning level (2).
     const child = spawnSync(process.execPath, ['-e', `require('onnxruntime-node').InferenceSession.create(${JSON.stringify(file)}, { logSeverityLevel: 2 }).then(() => console.log('loaded'))`], { encoding: 'utf8' });
     expect(child.stdout.trim()).toBe('loaded');
@@ -86,11 +91,11 @@ describe('Beats CNN export to ONNX', () => {
 
   it('names the head in the graph: the feature tensor and the class convolution\'s initializers', async () => {
     const onnxProto = (await import('onnx-proto')).default;
-    const model = onnxProto.onnx.ModelProto.decode(exportBeatsOnnx(defaultSpec, await arrays(randomised(1)), { version: 'test' }));
+    const model = onnxProto.onnx.ModelProto.decode(exportBeatsOnnx(spec, await arrays(randomised(1, spec)), { version: 'test' }));
     const cls = model.graph!.node!.find((n) => n.input?.[0] === 'head_features' && n.input?.[1] === 'head.cls.weight');
     expect(cls?.opType).toBe('Conv');
     const weight = model.graph!.initializer!.find((t) => t.name === 'head.cls.weight');
-    expect(weight?.dims?.map(Number)).toEqual([3, defaultSpec.widths.head, 1, 1]);
+    expect(weight?.dims?.map(Number)).toEqual([3, spec.widths.head, 1, 1]);
     // Batch norm is folded: no BatchNormalization node is left.
     expect(model.graph!.node!.some((n) => n.opType === 'BatchNormalization')).toBe(false);
   });
@@ -98,7 +103,7 @@ describe('Beats CNN export to ONNX', () => {
 
 describe('Beats CNN training', () => {
   it('assigns each box to the cell holding its centre and its near neighbours, the smaller box winning', () => {
-    const t = buildTargets(defaultSpec, [
+    const t = buildTargets(coarseSpec, [
       { classId: 1, box: [40, 40, 88, 64], ignore: false },
       { classId: 0, box: [60, 44, 68, 60], ignore: false },
       { classId: 2, box: [120, 80, 140, 100], ignore: true },
@@ -116,6 +121,25 @@ describe('Beats CNN training', () => {
     expect(t.clsWeight[cell(132, 92) * 3]).toBe(0);
     expect(t.clsWeight[cell(4, 4) * 3]).toBe(1);
     expect(t.positive.reduce((s, v) => s + v, 0)).toBeGreaterThan(2);
+  });
+
+  it('on the fine grid, a far person and the bicycle they push each hold the cell of their own centre', () => {
+    // Centres (58, 44) and (63, 45): one cell at stride 8 (the smaller person takes it), two at stride 4.
+    const boxes = [
+      { classId: 0, box: [56, 36, 60, 52] as [number, number, number, number], ignore: false },
+      { classId: 2, box: [55, 42, 71, 48] as [number, number, number, number], ignore: false },
+    ];
+    const centreCellClasses = (spec: BeatsCnnSpec) => {
+      const stride = spec.stride ?? 8;
+      const gw = spec.inputWidth / stride;
+      const t = buildTargets(spec, boxes);
+      return boxes.map(({ box }) => {
+        const cell = Math.floor((box[1] + box[3]) / 2 / stride) * gw + Math.floor((box[0] + box[2]) / 2 / stride);
+        return [0, 1, 2].find((k) => t.cls[cell * 3 + k] === 1);
+      });
+    };
+    expect(centreCellClasses(coarseSpec)).toEqual([0, 0]);
+    expect(centreCellClasses(defaultSpec)).toEqual([0, 2]);
   });
 
   it('a few steps on one batch lower the loss (the gradients are right, the model can learn)', async () => {

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { logger } from '../log.js';
-import { STRIDE } from '../model/beats-cnn.js';
+import { strideOf } from '../model/beats-cnn.js';
 import { HEAD_BIAS, HEAD_FEATURES, HEAD_WEIGHT, exportBeatsOnnx, type WeightArrays } from '../model/beats-export.js';
 import { loadCheckpoint } from '../model/beats-train.js';
 import type { ModelCard } from '../model/card.js';
@@ -41,9 +41,9 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
     onnx: `${options.name}.onnx`,
     input: { name: 'images', width: spec.inputWidth, height: spec.inputHeight, layout: 'NCHW', channels: 'RGB', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1], letterbox: { pad: 114, align: 'center' }, resizable: false },
     output: 'output',
-    decoder: { kind: 'beats', stride: STRIDE },
+    decoder: { kind: 'beats', stride: strideOf(spec) },
     classes: [...spec.classes],
-    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: STRIDE, loss: 'focal' }],
+    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: strideOf(spec), loss: 'focal' }],
     training: {
       recipe: cp.recipe,
       steps_done: cp.step,

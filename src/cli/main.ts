@@ -111,7 +111,13 @@ program
   .option('--every <n>', 'checkpoint every N steps', positiveInt)
   .option('--fresh', 'ignore an existing checkpoint')
   .option('--scenes <list>', 'scenes, one per slot, comma separated (yard,yard,street: twice as many yards); a new mix on a resumed run starts a stage', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; every?: number; fresh?: boolean; scenes?: string[] }) => {
+  .option('--lr <rate>', 'peak learning rate', (v: string) => {
+    const n = Number(v);
+    if (!(n > 0 && n < 1)) throw new InvalidArgumentError(`"${v}" is not a learning rate between 0 and 1`);
+    return n;
+  })
+  .option('--init-from <checkpoint>', 'a new run starts from the weights of this checkpoint that fit its architecture (a warm start, recorded in the recipe)')
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; fresh?: boolean; scenes?: string[]; initFrom?: string }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

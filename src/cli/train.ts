@@ -5,6 +5,8 @@ import { SingleBar } from 'cli-progress';
 import { logger } from '../log.js';
 import { BeatsError } from '../errors.js';
 import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../model/beats-train.js';
+import type { Weights } from '../model/beats-cnn.js';
+import type { Tf } from '../model/tf.js';
 import { SYNTHETIC_SCENES } from '../source/synthetic.js';
 import { loadTf } from '../model/tf.js';
 
@@ -25,6 +27,11 @@ export interface TrainOptions {
    * On a resumed run a new mix starts a stage, recorded in the recipe.
    */
   scenes?: string[];
+  /**
+   * A new run copies the weights of this checkpoint whose names and shapes fit its architecture
+   * (the fine grid keeps every layer of the coarse one and adds a fusion layer).
+   */
+  initFrom?: string;
 }
 
 /**
@@ -59,7 +66,16 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     recipe.data = { ...recipe.data, scenes: options.scenes };
   }
   const spec = recipe.spec;
-  const weights = asVariables(tf, checkpoint?.weights ?? initWeights(tf, spec, recipe.seed));
+  let initial = checkpoint?.weights ?? initWeights(tf, spec, recipe.seed);
+  if (options.initFrom && !checkpoint) {
+    const warm = await warmStart(tf, options.initFrom, initial);
+    initial = warm.weights;
+    recipe.init = warm.init;
+    log.info(`warm start from ${options.initFrom} (step ${warm.init.step}): ${warm.init.weights.length} of ${initial.size} weights copied`);
+  } else if (options.initFrom) {
+    log.warn(`--init-from ${options.initFrom} ignored: resuming ${file}, which has its own weights`);
+  }
+  const weights = asVariables(tf, initial);
   const optimizer = tf.train.adam(recipe.lr);
   if (checkpoint?.optimizer?.length) await optimizer.setWeights(checkpoint.optimizer);
   const history = checkpoint?.history ?? [];
@@ -110,4 +126,26 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     process.off('SIGTERM', onSignal);
   }
   log.info(`${stop ? 'stopped' : 'done'} at step ${step}; checkpoint ${file}`);
+}
+
+/** Fresh weights, with every tensor of `from` that has the same name and shape in their place. */
+async function warmStart(tf: Tf, from: string, fresh: Weights): Promise<{ weights: Weights; init: NonNullable<TrainRecipe['init']> }> {
+  if (!existsSync(from)) throw new BeatsError(`--init-from ${from}: no such checkpoint`);
+  const source = await loadCheckpoint(tf, from).catch((err: unknown) => {
+    throw new BeatsError(`--init-from ${from}: ${(err as Error).message}`);
+  });
+  const copied: string[] = [];
+  const weights: Weights = new Map();
+  for (const [name, t] of fresh) {
+    const s = source.weights.get(name);
+    if (s && s.shape.join('x') === t.shape.join('x')) {
+      weights.set(name, s);
+      t.dispose();
+      copied.push(name);
+    } else weights.set(name, t);
+  }
+  for (const [name, s] of source.weights) if (!copied.includes(name)) s.dispose();
+  for (const { tensor } of source.optimizer ?? []) tensor.dispose();
+  if (copied.length === 0) throw new BeatsError(`--init-from ${from}: none of its weights fit this architecture`);
+  return { weights, init: { checkpoint: path.basename(from), step: source.step, weights: copied } };
 }

@@ -3,11 +3,14 @@ import type * as tfType from '@tensorflow/tfjs';
 /**
  * The Beats CNN, defined once, in TensorFlow.js. A compact body for CPUs, then the Beats head of
  * BEATS.md: per-cell class logits from a final 1x1 convolution, beside a 1x1 box regression,
- * anchor-free on one grid (stride 8).
+ * anchor-free on one grid (stride 4, or 8 for models trained before the fine grid).
  *
  * Body: space-to-depth by 4 (pixels become channels: no expensive full-resolution convolution),
  * 1x1 and 3x3 convolutions with batch norm and ReLU, space-to-depth by 2, three more. Every
  * convolution has stride 1, so it maps to one ONNX Conv, and training can use fast gradients.
+ * The stride-4 grid then fuses the stride-8 map, brought up by 2 (nearest), with the stride-4 map
+ * of c2: one 1x1 convolution over both, with batch norm and ReLU. At stride 8 a far person and the
+ * bicycle they push hold one cell between them, and the yard's far bicycles were mostly missed.
  *
  * Output, per cell in row-major order (the same in TF.js and in the exported ONNX):
  *   [x1, y1, x2, y2, score_0 .. score_C-1], box in input pixels, scores after a sigmoid.
@@ -19,25 +22,36 @@ export interface BeatsCnnSpec {
   classes: readonly string[];
   /** Channels of the body's convolutions. */
   widths: { stem: number; mid: number; head: number };
+  /** The head's grid, in input pixels per cell. Absent in specs from before the fine grid: 8. */
+  stride?: 4 | 8;
 }
-
-export const STRIDE = 8;
 
 export const defaultSpec: BeatsCnnSpec = {
   inputWidth: 160,
   inputHeight: 120,
   classes: ['person', 'car', 'bicycle'],
   widths: { stem: 24, mid: 48, head: 48 },
+  stride: 4,
 };
+
+export function strideOf(spec: BeatsCnnSpec): 4 | 8 {
+  return spec.stride ?? 8;
+}
 
 export type Layer =
   | { kind: 's2d'; name: string; block: number }
-  | { kind: 'conv'; name: string; size: 1 | 3; inChannels: number; outChannels: number };
+  | { kind: 'conv'; name: string; size: 1 | 3; inChannels: number; outChannels: number }
+  /**
+   * A 1x1 convolution over [the running map upsampled by 2 (nearest), the output of the earlier
+   * conv `fine`], channels in that order: weight [1, 1, coarseChannels + fineChannels, out].
+   * Computed as up2(conv(coarse)) + conv(fine), which is the same and never builds the joined map.
+   */
+  | { kind: 'fuse'; name: string; fine: string; coarseChannels: number; fineChannels: number; outChannels: number };
 
 /** The body, in order. The last conv's output is the head's feature map (D = widths.head). */
 export function bodyLayers(spec: BeatsCnnSpec): Layer[] {
   const { stem, mid, head } = spec.widths;
-  return [
+  const coarse: Layer[] = [
     { kind: 's2d', name: 's2d4', block: 4 },
     { kind: 'conv', name: 'c1', size: 1, inChannels: 48, outChannels: stem },
     { kind: 'conv', name: 'c2', size: 3, inChannels: stem, outChannels: stem },
@@ -45,6 +59,11 @@ export function bodyLayers(spec: BeatsCnnSpec): Layer[] {
     { kind: 'conv', name: 'c3', size: 1, inChannels: stem * 4, outChannels: mid },
     { kind: 'conv', name: 'c4', size: 3, inChannels: mid, outChannels: mid },
     { kind: 'conv', name: 'c5', size: 3, inChannels: mid, outChannels: head },
+  ];
+  if (strideOf(spec) === 8) return coarse;
+  return [
+    ...coarse,
+    { kind: 'fuse', name: 'c6', fine: 'c2', coarseChannels: head, fineChannels: stem, outChannels: head },
   ];
 }
 
@@ -54,8 +73,10 @@ export type Weights = Map<string, tfType.Tensor>;
 export const BN_EPSILON = 1e-3;
 
 export function gridSize(spec: BeatsCnnSpec): { gw: number; gh: number } {
-  if (spec.inputHeight % STRIDE !== 0 || spec.inputWidth % STRIDE !== 0) throw new Error(`input ${spec.inputWidth}x${spec.inputHeight} is not a multiple of ${STRIDE}`);
-  return { gw: spec.inputWidth / STRIDE, gh: spec.inputHeight / STRIDE };
+  // The body always goes down to stride 8, even when the head's grid is finer.
+  if (spec.inputHeight % 8 !== 0 || spec.inputWidth % 8 !== 0) throw new Error(`input ${spec.inputWidth}x${spec.inputHeight} is not a multiple of 8`);
+  const stride = strideOf(spec);
+  return { gw: spec.inputWidth / stride, gh: spec.inputHeight / stride };
 }
 
 /** Fresh weights: He-normal convolutions, batch norm at identity, class bias at a 1 % prior. */
@@ -63,9 +84,10 @@ export function initWeights(tf: typeof tfType, spec: BeatsCnnSpec, seed: number)
   const weights: Weights = new Map();
   let s = seed;
   for (const layer of bodyLayers(spec)) {
-    if (layer.kind !== 'conv') continue;
-    const fanIn = layer.size * layer.size * layer.inChannels;
-    weights.set(`${layer.name}.weight`, tf.randomNormal([layer.size, layer.size, layer.inChannels, layer.outChannels], 0, Math.sqrt(2 / fanIn), 'float32', s++));
+    if (layer.kind === 's2d') continue;
+    const [size, inChannels] = layer.kind === 'conv' ? [layer.size, layer.inChannels] : [1, layer.coarseChannels + layer.fineChannels];
+    const fanIn = size * size * inChannels;
+    weights.set(`${layer.name}.weight`, tf.randomNormal([size, size, inChannels, layer.outChannels], 0, Math.sqrt(2 / fanIn), 'float32', s++));
     weights.set(`${layer.name}.bn.gamma`, tf.ones([layer.outChannels]));
     weights.set(`${layer.name}.bn.beta`, tf.zeros([layer.outChannels]));
     weights.set(`${layer.name}.bn.mean`, tf.zeros([layer.outChannels]));
@@ -112,12 +134,23 @@ export function forward(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights,
   };
   let x = pixels.div(255) as tfType.Tensor4D;
   const batchStats = training ? new Map<string, { mean: tfType.Tensor1D; variance: tfType.Tensor1D }>() : undefined;
+  const outputs = new Map<string, tfType.Tensor4D>();
   for (const layer of bodyLayers(spec)) {
     if (layer.kind === 's2d') {
       x = spaceToDepth(tf, x, layer.block);
       continue;
     }
-    const y = tf.conv2d(x, w(`${layer.name}.weight`) as tfType.Tensor4D, 1, 'same');
+    let y: tfType.Tensor4D;
+    if (layer.kind === 'fuse') {
+      const fine = outputs.get(layer.fine);
+      if (!fine) throw new Error(`Beats CNN: ${layer.name} fuses ${layer.fine}, which is not an earlier convolution`);
+      const weight = w(`${layer.name}.weight`) as tfType.Tensor4D;
+      const [coarseWeight, fineWeight] = tf.split(weight, [layer.coarseChannels, layer.fineChannels], 2) as [tfType.Tensor4D, tfType.Tensor4D];
+      const coarse = tf.conv2d(x, coarseWeight, 1, 'valid');
+      y = tf.image.resizeNearestNeighbor(coarse, [coarse.shape[1] * 2, coarse.shape[2] * 2]).add(tf.conv2d(fine, fineWeight, 1, 'valid'));
+    } else {
+      y = tf.conv2d(x, w(`${layer.name}.weight`) as tfType.Tensor4D, 1, 'same');
+    }
     let mean: tfType.Tensor1D;
     let variance: tfType.Tensor1D;
     if (training) {
@@ -130,6 +163,7 @@ export function forward(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights,
       variance = w(`${layer.name}.bn.variance`) as tfType.Tensor1D;
     }
     x = tf.batchNorm(y, mean, variance, w(`${layer.name}.bn.beta`) as tfType.Tensor1D, w(`${layer.name}.bn.gamma`) as tfType.Tensor1D, BN_EPSILON).relu() as tfType.Tensor4D;
+    outputs.set(layer.name, x);
   }
   const logits = tf.conv2d(x, w('head.cls.weight') as tfType.Tensor4D, 1, 'valid').add(w('head.cls.bias')) as tfType.Tensor4D;
   const boxRaw = tf.conv2d(x, w('head.box.weight') as tfType.Tensor4D, 1, 'valid').add(w('head.box.bias')) as tfType.Tensor4D;
@@ -139,11 +173,12 @@ export function forward(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights,
 /** Cell centres in input pixels, [gh * gw, 2], row-major. */
 export function cellCentres(spec: BeatsCnnSpec): Float32Array {
   const { gw, gh } = gridSize(spec);
+  const stride = strideOf(spec);
   const out = new Float32Array(gw * gh * 2);
   for (let gy = 0; gy < gh; gy++) {
     for (let gx = 0; gx < gw; gx++) {
-      out[(gy * gw + gx) * 2] = (gx + 0.5) * STRIDE;
-      out[(gy * gw + gx) * 2 + 1] = (gy + 0.5) * STRIDE;
+      out[(gy * gw + gx) * 2] = (gx + 0.5) * stride;
+      out[(gy * gw + gx) * 2 + 1] = (gy + 0.5) * stride;
     }
   }
   return out;
@@ -156,7 +191,7 @@ export function predict(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights,
     const n = pixels.shape[0];
     const cells = logits.shape[1] * logits.shape[2];
     const centres = tf.tensor2d(cellCentres(spec), [cells, 2]);
-    const ltrb = boxRaw.reshape([n, cells, 4]).exp().mul(STRIDE);
+    const ltrb = boxRaw.reshape([n, cells, 4]).exp().mul(strideOf(spec));
     const [l, t, r, b] = tf.split(ltrb, 4, 2) as [tfType.Tensor3D, tfType.Tensor3D, tfType.Tensor3D, tfType.Tensor3D];
     const [cx, cy] = tf.split(centres.expandDims(0), 2, 2) as [tfType.Tensor3D, tfType.Tensor3D];
     const boxes = tf.concat([cx.sub(l), cy.sub(t), cx.add(r), cy.add(b)], 2);

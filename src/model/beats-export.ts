@@ -1,5 +1,5 @@
 import onnxProto from 'onnx-proto';
-import { BN_EPSILON, STRIDE, bodyLayers, cellCentres, gridSize, type BeatsCnnSpec } from './beats-cnn.js';
+import { BN_EPSILON, bodyLayers, cellCentres, gridSize, strideOf, type BeatsCnnSpec } from './beats-cnn.js';
 
 const { onnx } = onnxProto;
 
@@ -26,6 +26,7 @@ function node(opType: string, inputs: string[], outputs: string[], attributes: A
 
 const ints = (name: string, values: number[]) => onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: values });
 const int = (name: string, value: number) => onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: value });
+const str = (name: string, value: string) => onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(value) });
 
 function valueInfo(name: string, dims: Array<number | string>): InstanceType<typeof onnx.ValueInfoProto> {
   return onnx.ValueInfoProto.create({
@@ -86,25 +87,53 @@ export function exportBeatsOnnx(spec: BeatsCnnSpec, weights: WeightArrays, meta:
   const c = spec.classes.length;
   let x = 'images';
   const layers = bodyLayers(spec);
-  const lastConv = [...layers].reverse().find((l) => l.kind === 'conv')!.name;
+  const lastConv = [...layers].reverse().find((l) => l.kind !== 's2d')!.name;
+  const convOutput = (name: string) => (name === lastConv ? HEAD_FEATURES : `${name}.relu`);
   for (const layer of layers) {
     if (layer.kind === 's2d') {
       nodes.push(node('SpaceToDepth', [x], [layer.name], [int('blocksize', layer.block)]));
       x = layer.name;
       continue;
     }
+    if (layer.kind === 'fuse') {
+      // Batch norm folded into the 1x1 weight over both inputs, then the weight cut in two: the
+      // stride-8 part runs before the upsampling (4x fewer cells), the bias goes with the other.
+      const { w, dims, b } = foldConv(weights, layer.name);
+      const [out, , kh, kw] = dims as [number, number, number, number];
+      const part = (from: number, count: number) => {
+        const cut = new Float32Array(out * count);
+        for (let o = 0; o < out; o++) cut.set(w.subarray(o * (layer.coarseChannels + layer.fineChannels) + from, o * (layer.coarseChannels + layer.fineChannels) + from + count), o * count);
+        return cut;
+      };
+      initializers.push(
+        tensor(`${layer.name}.coarse.weight`, [out, layer.coarseChannels, kh, kw], part(0, layer.coarseChannels)),
+        tensor(`${layer.name}.fine.weight`, [out, layer.fineChannels, kh, kw], part(layer.coarseChannels, layer.fineChannels)),
+        tensor(`${layer.name}.bias`, [out], b),
+        tensor(`${layer.name}.scales`, [4], [1, 1, 2, 2]),
+      );
+      nodes.push(
+        node('Conv', [x, `${layer.name}.coarse.weight`], [`${layer.name}.coarse`], [ints('kernel_shape', [1, 1])]),
+        // asymmetric + floor: output pixel i reads input i / 2, as TF.js's resizeNearestNeighbor does.
+        node('Resize', [`${layer.name}.coarse`, '', `${layer.name}.scales`], [`${layer.name}.up`], [str('mode', 'nearest'), str('coordinate_transformation_mode', 'asymmetric'), str('nearest_mode', 'floor')]),
+        node('Conv', [convOutput(layer.fine), `${layer.name}.fine.weight`, `${layer.name}.bias`], [`${layer.name}.fine`], [ints('kernel_shape', [1, 1])]),
+        node('Add', [`${layer.name}.up`, `${layer.name}.fine`], [`${layer.name}.conv`]),
+      );
+      x = convOutput(layer.name);
+      nodes.push(node('Relu', [`${layer.name}.conv`], [x]));
+      continue;
+    }
     const { w, dims, b } = foldConv(weights, layer.name);
     initializers.push(tensor(`${layer.name}.weight`, dims, w), tensor(`${layer.name}.bias`, [dims[0]!], b));
     const pad = (layer.size - 1) / 2;
     nodes.push(node('Conv', [x, `${layer.name}.weight`, `${layer.name}.bias`], [`${layer.name}.conv`], [ints('kernel_shape', [layer.size, layer.size]), ints('pads', [pad, pad, pad, pad]), ints('strides', [1, 1])]));
-    const out = layer.name === lastConv ? HEAD_FEATURES : `${layer.name}.relu`;
+    const out = convOutput(layer.name);
     nodes.push(node('Relu', [`${layer.name}.conv`], [out]));
     x = out;
   }
   const cls = headConv(weights, 'head.cls');
   const box = headConv(weights, 'head.box');
   initializers.push(tensor(HEAD_WEIGHT, cls.dims, cls.w), tensor(HEAD_BIAS, [c], cls.b), tensor('head.box.weight', box.dims, box.w), tensor('head.box.bias', [4], box.b));
-  initializers.push(tensor('stride', [], [STRIDE]), tensor('centres', [1, cells, 2], cellCentres(spec)), int64Tensor('shape_scores', [1, cells, c]), int64Tensor('shape_box', [1, cells, 4]), int64Tensor('split_2_2', [2, 2]));
+  initializers.push(tensor('stride', [], [strideOf(spec)]), tensor('centres', [1, cells, 2], cellCentres(spec)), int64Tensor('shape_scores', [1, cells, c]), int64Tensor('shape_box', [1, cells, 4]), int64Tensor('split_2_2', [2, 2]));
   nodes.push(
     node('Conv', [HEAD_FEATURES, HEAD_WEIGHT, HEAD_BIAS], ['logits'], [ints('kernel_shape', [1, 1])]),
     node('Transpose', ['logits'], ['logits_nhwc'], [ints('perm', [0, 2, 3, 1])]),

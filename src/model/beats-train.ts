@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/synthetic.js';
-import { STRIDE, defaultSpec, forward, gridSize, initWeights, isTrainable, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
+import { defaultSpec, forward, gridSize, initWeights, isTrainable, strideOf, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
 import type { Tf } from './tf.js';
 import type * as tfType from '@tensorflow/tfjs';
 
@@ -66,6 +66,7 @@ export interface Targets {
  */
 export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes']): Targets {
   const { gw, gh } = gridSize(spec);
+  const stride = strideOf(spec);
   const c = spec.classes.length;
   const cls = new Float32Array(gh * gw * c);
   const clsWeight = new Float32Array(gh * gw * c).fill(1);
@@ -81,17 +82,17 @@ export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes'])
     const area = bw * bh;
     const bcx = (x1 + x2) / 2;
     const bcy = (y1 + y2) / 2;
-    const radius = 1.5 * STRIDE;
-    for (let gy = Math.max(0, Math.floor(y1 / STRIDE)); gy <= Math.min(gh - 1, Math.floor(y2 / STRIDE)); gy++) {
-      for (let gx = Math.max(0, Math.floor(x1 / STRIDE)); gx <= Math.min(gw - 1, Math.floor(x2 / STRIDE)); gx++) {
-        const cx = (gx + 0.5) * STRIDE;
-        const cy = (gy + 0.5) * STRIDE;
+    const radius = 1.5 * stride;
+    for (let gy = Math.max(0, Math.floor(y1 / stride)); gy <= Math.min(gh - 1, Math.floor(y2 / stride)); gy++) {
+      for (let gx = Math.max(0, Math.floor(x1 / stride)); gx <= Math.min(gw - 1, Math.floor(x2 / stride)); gx++) {
+        const cx = (gx + 0.5) * stride;
+        const cy = (gy + 0.5) * stride;
         const cell = gy * gw + gx;
         if (ignore) {
           if (cx >= x1 && cx <= x2 && cy >= y1 && cy <= y2 && positive[cell] === 0) for (let k = 0; k < c; k++) clsWeight[cell * c + k] = 0;
           continue;
         }
-        const holdsCentre = gx === Math.min(gw - 1, Math.floor(bcx / STRIDE)) && gy === Math.min(gh - 1, Math.floor(bcy / STRIDE));
+        const holdsCentre = gx === Math.min(gw - 1, Math.floor(bcx / stride)) && gy === Math.min(gh - 1, Math.floor(bcy / stride));
         const inside = cx > x1 && cx < x2 && cy > y1 && cy < y2 && Math.abs(cx - bcx) <= radius && Math.abs(cy - bcy) <= radius;
         if (!holdsCentre && !inside) continue;
         if (area >= owner[cell]!) continue;
@@ -113,7 +114,7 @@ export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes'])
 }
 
 /** Sigmoid focal loss (alpha 0.25, gamma 2) + GIoU box loss, both per positive cell. */
-export function detectionLoss(tf: Tf, logits: tfType.Tensor4D, boxRaw: tfType.Tensor4D, t: { cls: tfType.Tensor; clsWeight: tfType.Tensor; ltrb: tfType.Tensor; positive: tfType.Tensor }): { total: tfType.Scalar; cls: tfType.Scalar; box: tfType.Scalar } {
+export function detectionLoss(tf: Tf, stride: number, logits: tfType.Tensor4D, boxRaw: tfType.Tensor4D, t: { cls: tfType.Tensor; clsWeight: tfType.Tensor; ltrb: tfType.Tensor; positive: tfType.Tensor }): { total: tfType.Scalar; cls: tfType.Scalar; box: tfType.Scalar } {
   const numPos = tf.maximum(t.positive.sum(), 1);
   const z = logits;
   const y = t.cls;
@@ -124,7 +125,7 @@ export function detectionLoss(tf: Tf, logits: tfType.Tensor4D, boxRaw: tfType.Te
   const focal = alpha.mul(tf.pow(tf.scalar(1).sub(pt), 2)).mul(ce).mul(t.clsWeight);
   const clsLoss = focal.sum().div(numPos) as tfType.Scalar;
 
-  const pred = tf.exp(boxRaw).mul(STRIDE);
+  const pred = tf.exp(boxRaw).mul(stride);
   const [pl, pt2, pr, pb] = tf.split(pred, 4, 3);
   const [tl, tt, tr, tb] = tf.split(t.ltrb, 4, 3);
   const interW = tf.minimum(pl!, tl!).add(tf.minimum(pr!, tr!));
@@ -152,6 +153,8 @@ export interface TrainRecipe {
    * The current mix is `data.scenes`; the record keeps the shipped model reproducible.
    */
   stages?: Array<{ from: number; scenes: string[] }>;
+  /** A warm start: the checkpoint (file name and step) whose weights of these names began the run. */
+  init?: { checkpoint: string; step: number; weights: string[] };
   spec: BeatsCnnSpec;
 }
 
@@ -227,7 +230,7 @@ export function stageStart(recipe: TrainRecipe): number {
 
 /**
  * Endless training batches from several synthetic scenes at once, advancing a few frames each time.
- * In a later stage (see `TrainRecipe.stages`) each scene is replaced by a fresh seed after about a
+ * In a later stage (see `TrainRecipe.stages`) or a warm start each scene is replaced by a fresh seed after about a
  * minute of stream, so a few hundred steps still see many streets and yards rather than a dozen.
  */
 export class SyntheticBatches {
@@ -239,7 +242,9 @@ export class SyntheticBatches {
   constructor(private readonly recipe: TrainRecipe, count = 12) {
     const from = stageStart(recipe);
     this.rng = (recipe.seed + from) >>> 0 || 1;
-    this.refreshAfter = from > 0 ? 600 : Infinity;
+    // A run from scratch keeps its first dozen scenes (as the shipped recipes did); a later stage or
+    // a warm start is short, and sees more streets and yards by refreshing them.
+    this.refreshAfter = from > 0 || recipe.init ? 600 : Infinity;
     for (let i = 0; i < count; i++) this.scenes.push(this.open(i));
   }
 
@@ -343,7 +348,7 @@ export function trainStep(tf: Tf, spec: BeatsCnnSpec, weights: Weights, optimize
         const out = forward(tf, spec, weights, x, true);
         // minimize() disposes what its function made; the batch statistics are needed after it.
         stats = new Map([...(out.batchStats ?? [])].map(([k, v]) => [k, { mean: tf.keep(v.mean), variance: tf.keep(v.variance) }]));
-        const loss = detectionLoss(tf, out.logits, out.boxRaw, targets);
+        const loss = detectionLoss(tf, strideOf(spec), out.logits, out.boxRaw, targets);
         parts = { loss: 0, cls: loss.cls.dataSync()[0]!, box: loss.box.dataSync()[0]! };
         return loss.total;
       },
