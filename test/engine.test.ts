@@ -747,6 +747,28 @@ describe('the engine (worker thread, versions)', () => {
     expect(() => engine.submit({ time: 0, cells: [cell(0.1, 0.1, 0, 1, [1, 2])] })).toThrow(/2 features/);
     await engine.close();
   });
+
+  it('posts frames to the worker in batches: a full batch at once, a partial one after batch.ms or on idle()', async () => {
+    const store = await openStore('engine-batches');
+    const engine = await BeatsEngine.start({ camera: 'cam', config: config(), store, batch: { frames: 4, ms: 300 } });
+    const scene = new ToyScene(3);
+    for (let i = 0; i < 3; i++) engine.submit(scene.frame(i / 10));
+    // Three frames wait in the outbox: the worker has seen none of them.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(engine.status().framesPending).toBe(3);
+    expect(engine.status().cellsTrained + engine.status().cellsHeldOut).toBe(0);
+    // The fourth fills the batch: all four are processed, acknowledged together.
+    engine.submit(scene.frame(0.3));
+    await waitFor(() => engine.status().framesPending === 0, 5_000);
+    const afterFour = engine.status().cellsTrained + engine.status().cellsHeldOut;
+    expect(afterFour).toBeGreaterThan(0);
+    // A partial batch goes after batch.ms without anything else happening.
+    engine.submit(scene.frame(0.4));
+    expect(engine.status().framesPending).toBe(1);
+    await waitFor(() => engine.status().framesPending === 0, 5_000);
+    expect(engine.status().cellsTrained + engine.status().cellsHeldOut).toBeGreaterThan(afterFour);
+    await engine.close();
+  });
 });
 
 async function waitFor(check: () => boolean, timeoutMs = 20_000): Promise<void> {

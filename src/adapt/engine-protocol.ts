@@ -1,6 +1,7 @@
 /**
  * Messages between the Beats engine (main thread) and its training worker (src/adapt/worker.ts).
- * A supervised frame travels packed in two typed arrays whose buffers are transferred, not copied.
+ * A supervised frame travels packed in two typed arrays whose buffers are transferred, not copied;
+ * frames travel in batches, acknowledged once a batch.
  */
 import type { AdaptConfig, CoreStats, Head, HeadLoss, SupervisedCell, SupervisedFrame, UpdateOutcome } from './engine-types.js';
 
@@ -27,11 +28,12 @@ export interface PackedFrame {
   features: Float32Array;
 }
 
-export type ToWorker = { type: 'frame'; frame: PackedFrame } | { type: 'reset'; head: Head; generation: number };
+export type ToWorker = { type: 'frames'; frames: PackedFrame[] } | { type: 'reset'; head: Head; generation: number };
 
 export type FromWorker =
   | { type: 'ready' }
-  | { type: 'ack'; generation: number; stats: CoreStats }
+  /** `frames` frames processed (one batch). */
+  | { type: 'ack'; generation: number; frames: number; stats: CoreStats }
   | { type: 'outcome'; generation: number; outcome: UpdateOutcome };
 
 const META = 6;

@@ -3,8 +3,8 @@
  * runs the core (local error accumulation, triggers, update, guard) on the frames the engine posts,
  * one at a time, so that inference on the main thread never waits for training.
  *
- * It acknowledges every frame (with the core's counters and error energies) and posts the outcome
- * of every update attempt. It does not catch its own errors: an error ends the worker, and the
+ * It acknowledges every batch of frames (with the core's counters and error energies) and posts the
+ * outcome of every update attempt. It does not catch its own errors: an error ends the worker, and the
  * engine logs it, counts it and starts a new one from the last good head.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -30,10 +30,12 @@ port.on('message', (message: ToWorker) => {
     core.reset(message.head);
     return;
   }
-  frames++;
-  if (init.faultAtFrame !== undefined && frames === init.faultAtFrame) throw new Error(`injected fault at frame ${frames}`);
-  const outcome = core.ingest(unpackFrame(message.frame, dims));
-  if (outcome) post({ type: 'outcome', generation, outcome });
-  post({ type: 'ack', generation, stats: core.stats() });
+  for (const frame of message.frames) {
+    frames++;
+    if (init.faultAtFrame !== undefined && frames === init.faultAtFrame) throw new Error(`injected fault at frame ${frames}`);
+    const outcome = core.ingest(unpackFrame(frame, dims));
+    if (outcome) post({ type: 'outcome', generation, outcome });
+  }
+  post({ type: 'ack', generation, frames: message.frames.length, stats: core.stats() });
 });
 post({ type: 'ready' });
