@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cellCentres, defaultSpec, initWeights, predict, type BeatsCnnSpec, type Weights } from '../src/model/beats-cnn.js';
+import { cellCentres, defaultSpec, initWeights, predict, upsample2, type BeatsCnnSpec, type Weights } from '../src/model/beats-cnn.js';
 import { exportBeatsOnnx, type WeightArrays } from '../src/model/beats-export.js';
 import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/model/beats-train.js';
 import { evaluate } from '../src/model/evaluate.js';
@@ -140,6 +140,16 @@ describe('Beats CNN training', () => {
     };
     expect(centreCellClasses(coarseSpec)).toEqual([0, 0]);
     expect(centreCellClasses(defaultSpec)).toEqual([0, 2]);
+  });
+
+  it('the fine grid\'s upsampling repeats each pixel 2x2, and its gradient sums each 2x2 block', () => {
+    const x = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 1) as import('@tensorflow/tfjs').Tensor4D;
+    const r = tf.randomNormal([2, 6, 8, 5], 0, 1, 'float32', 2);
+    const repeated = x.reshape([2, 3, 1, 4, 1, 5]).tile([1, 1, 2, 1, 2, 1]).reshape([2, 6, 8, 5]);
+    expect(tf.abs(upsample2(tf, x).sub(repeated)).max().dataSync()[0]).toBe(0);
+    const grad = tf.grad((input: import('@tensorflow/tfjs').Tensor) => upsample2(tf, input as import('@tensorflow/tfjs').Tensor4D).mul(r).sum())(x);
+    const blockSums = r.reshape([2, 3, 2, 4, 2, 5]).sum([2, 4]);
+    expect(tf.abs(grad.sub(blockSums)).max().dataSync()[0]).toBeLessThan(1e-5);
   });
 
   it('a few steps on one batch lower the loss (the gradients are right, the model can learn)', async () => {

@@ -112,6 +112,24 @@ export function spaceToDepth(tf: typeof tfType, x: tfType.Tensor4D, block: numbe
   return x.reshape([n, h / block, block, w / block, block, c]).transpose([0, 1, 3, 2, 4, 5]).reshape([n, h / block, w / block, block * block * c]);
 }
 
+/**
+ * Nearest-neighbour upsampling by 2 of an NHWC map. The value is TF.js's resizeNearestNeighbor; the
+ * gradient is written here, each input pixel summing its 2x2 block, because the CPU backend's
+ * ResizeNearestNeighborGrad returns wrong values for this case (tfjs 4.22: off by up to 8 on a 3x4
+ * map, which silently corrupted the coarse branch of a training run; test/beats-cnn.test.ts checks it).
+ */
+export function upsample2(tf: typeof tfType, x: tfType.Tensor4D): tfType.Tensor4D {
+  const up = tf.customGrad((...args: Array<tfType.Tensor | tfType.GradSaveFunc>) => {
+    const input = args[0] as tfType.Tensor4D;
+    const [n, h, w, c] = input.shape;
+    return {
+      value: tf.image.resizeNearestNeighbor(input, [2 * h, 2 * w]),
+      gradFunc: (dy: tfType.Tensor) => dy.reshape([n, h, 2, w, 2, c]).sum([2, 4]),
+    };
+  });
+  return up(x) as tfType.Tensor4D;
+}
+
 export interface ForwardResult {
   /** The head's input: [N, gh, gw, D]. */
   features: tfType.Tensor4D;
@@ -147,7 +165,7 @@ export function forward(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights,
       const weight = w(`${layer.name}.weight`) as tfType.Tensor4D;
       const [coarseWeight, fineWeight] = tf.split(weight, [layer.coarseChannels, layer.fineChannels], 2) as [tfType.Tensor4D, tfType.Tensor4D];
       const coarse = tf.conv2d(x, coarseWeight, 1, 'valid');
-      y = tf.image.resizeNearestNeighbor(coarse, [coarse.shape[1] * 2, coarse.shape[2] * 2]).add(tf.conv2d(fine, fineWeight, 1, 'valid'));
+      y = upsample2(tf, coarse).add(tf.conv2d(fine, fineWeight, 1, 'valid'));
     } else {
       y = tf.conv2d(x, w(`${layer.name}.weight`) as tfType.Tensor4D, 1, 'same');
     }
