@@ -50,7 +50,7 @@ describe('a teacher on keyframes in the running pipeline', () => {
     // One keyframe every 10 frames at most; a keyframe due while the teacher still runs waits for the next one.
     expect(last.teacher!.keyframes + last.teacher!.late).toBeLessThanOrEqual(20);
     expect(last.teacher!.keyframes).toBeGreaterThanOrEqual(10);
-    // Whole keyframes went to the engine: about 300 cells x 3 classes each, a fifth held out.
+    // Whole keyframes went to the engine: every cell of the grid (300 at least) x 3 classes, a fifth held out.
     expect(last.supervised_frames).toBeGreaterThanOrEqual(last.teacher!.keyframes);
     expect(last.cells_trained).toBeGreaterThan(last.teacher!.keyframes * 300);
     await rm(stateDir, { recursive: true, force: true });

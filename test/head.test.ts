@@ -23,6 +23,13 @@ const detectDefaults: DetectOptions = { threshold: 0.35, nmsIou: 0.45, maxDetect
 let tmp: string;
 let savedModelsDir: string | undefined;
 let beatsCard: ModelCard;
+/** The shipped beats-s's grid, from its card (160x120 input). */
+const beatsGrid = () => {
+  const stride = beatsCard.head![0]!.stride;
+  const gw = beatsCard.input.width / stride;
+  const gh = beatsCard.input.height / stride;
+  return { stride, gw, gh, cells: gw * gh };
+};
 let beatsBytes: Uint8Array;
 let yoloxCard: ModelCard;
 
@@ -122,10 +129,10 @@ async function expectCleanModel(bytes: Uint8Array, name: string): Promise<void> 
 describe('finding the head in the graph', () => {
   it('finds the Beats CNN head its card names: one level, 3 classes x 48 channels', () => {
     const heads = discoverHeads(beatsBytes, beatsCard);
-    expect(heads).toEqual([{ level: 0, features: 'head_features', weight: 'head.cls.weight', bias: 'head.cls.bias', stride: 8, conv: 'logits', classes: 3, depth: 48 }]);
+    expect(heads).toEqual([{ level: 0, features: 'head_features', weight: 'head.cls.weight', bias: 'head.cls.bias', stride: beatsGrid().stride, conv: 'logits', classes: 3, depth: 48 }]);
     // The graph does not tell the training loss: a proposal says bce (the default), the card focal.
     const withoutLoss = (entries: NonNullable<ModelCard['head']>) => entries.map(({ loss: _loss, ...entry }) => entry);
-    expect(withoutLoss(proposeHeadEntries(beatsBytes, beatsCard, [8]))).toEqual(withoutLoss(beatsCard.head!));
+    expect(withoutLoss(proposeHeadEntries(beatsBytes, beatsCard, [beatsGrid().stride]))).toEqual(withoutLoss(beatsCard.head!));
     expect(beatsCard.head![0]!.loss).toBe('focal');
   });
 
@@ -165,8 +172,8 @@ describe('finding the head in the graph', () => {
       ['head.cls.bias', 1, [3]],
     ]);
     expect(g1.output.map(shapeOf)).toEqual([
-      ['output', 1, [1, 300, 7]],
-      ['head_features', 1, [1, 48, 15, 20]],
+      ['output', 1, [1, beatsGrid().cells, 7]],
+      ['head_features', 1, [1, 48, beatsGrid().gh, beatsGrid().gw]],
     ]);
     const init = (name: string) => {
       const t = g0.initializer.find((i) => i.name === name)!;
@@ -397,12 +404,13 @@ describe('beats-s with a swappable head', () => {
 
   const runHead = () => swappable.run({ images: plain.toTensor(frame) }, ['output']);
 
-  it('gives the same output as the original, and its features [1,48,15,20]', async () => {
+  it('gives the same output as the original, and its features [1, 48, gh, gw]', async () => {
     const reference = (await original.run({ images: plain.toTensor(frame) }, ['output'])).output!.data as Float32Array;
     const { outputs, levels } = await runHead();
-    expect(outputs.output!.dims).toEqual([1, 300, 7]);
+    const { stride, gw, gh, cells } = beatsGrid();
+    expect(outputs.output!.dims).toEqual([1, cells, 7]);
     expect(maxAbsDiff(outputs.output!.data as Float32Array, reference)).toBeLessThan(1e-5);
-    expect(levels.map((l) => [l.features, l.stride, l.dims])).toEqual([['head_features', 8, [1, 48, 15, 20]]]);
+    expect(levels.map((l) => [l.features, l.stride, l.dims])).toEqual([['head_features', stride, [1, 48, gh, gw]]]);
   });
 
   it('class scores recomputed from the features and the base head match the model within 1e-4', async () => {
@@ -410,8 +418,8 @@ describe('beats-s with a swappable head', () => {
     const out = outputs.output!.data as Float32Array;
     const mine = scoresFromFeatures(levels[0]!, swappable.baseHead()[0]!);
     for (let k = 0; k < 3; k++) {
-      const ours = new Float32Array(300);
-      for (let i = 0; i < 300; i++) ours[i] = mine[i * 3 + k]!;
+      const ours = new Float32Array(beatsGrid().cells);
+      for (let i = 0; i < ours.length; i++) ours[i] = mine[i * 3 + k]!;
       expect(maxAbsDiff(ours, column(out, 7, 4 + k))).toBeLessThan(1e-4);
     }
   });
@@ -421,7 +429,7 @@ describe('beats-s with a swappable head', () => {
     const carBefore = column(before.outputs.output!.data as Float32Array, 7, 4 + CAR);
     swappable.setHead(withBiasShift(swappable.baseHead(), CAR, -10));
     const carAfter = column((await runHead()).outputs.output!.data as Float32Array, 7, 4 + CAR);
-    for (let i = 0; i < 300; i++) expect(carAfter[i]!).toBeLessThan(carBefore[i]! * 1e-3 + 1e-7);
+    for (let i = 0; i < beatsGrid().cells; i++) expect(carAfter[i]!).toBeLessThan(carBefore[i]! * 1e-3 + 1e-7);
     swappable.resetHead();
     expect((await runHead()).outputs.output!.data).toEqual(before.outputs.output!.data);
     const wrong = [{ weight: new Float32Array(4 * 48), bias: new Float32Array(4), shape: [4, 48] as [number, number] }];
