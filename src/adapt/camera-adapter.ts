@@ -209,8 +209,7 @@ export class CameraAdapter {
         return;
       }
       this.teacherStats.keyframes++;
-      const status = this.engine.status();
-      const attempts = status.accepted + status.rejected + status.deferred.rate + status.deferred.compute;
+      const attempts = this.engine.updateAttempts;
       this.schedule?.observe(agreement(student, boxes), attempts > this.attemptsAtKeyframe);
       this.attemptsAtKeyframe = attempts;
       if (cells.length > 0 && this.enabled) this.engine.submit({ time: this.lastTime, cells });

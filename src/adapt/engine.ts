@@ -362,6 +362,16 @@ export class BeatsEngine {
     return this.store.list();
   }
 
+  /**
+   * Updates the triggers asked for so far: accepted, rejected, or deferred by the rate or compute
+   * limits (a bucket firing counts even when the limits held it back). Cheaper than `status()`.
+   */
+  get updateAttempts(): number {
+    const { deferred: s } = this.stats;
+    const { deferred: c } = this.carried;
+    return this.counts.accepted + this.counts.rejected + s.rate + s.compute + c.rate + c.compute;
+  }
+
   status(): EngineStatus {
     const R = this.config.grid;
     const s = this.stats;

@@ -31,14 +31,17 @@
  * labelled is left to the operator's label.
  *
  * A teacher (`teacherCells`) speaks for the whole frame: every cell of every level is a target, y = 1
- * for a teacher box's class on the cells that hold its centre (as the Beats CNN is trained: within
- * 1.5 cells of the centre and inside the box) and y = 0 for the other classes there; y = 0 on every
- * cell outside all teacher boxes; cells inside a box but away from its centre are left out. With
+ * for a teacher box's class on the cells assigned to it as the Beats CNN is trained (src/model/assign.ts:
+ * the cell holding its centre, and those inside it within 1.5 cells of it) and y = 0 for the other
+ * classes there; y = 0 on every cell outside all teacher boxes; cells inside a box but away from its
+ * centre are left out (training makes them negatives, but other detectors, YOLOX among them, are
+ * trained to find objects there too). With
  * many classes (YOLOX's 80), only the classes the teacher or the student saw in the frame are
  * targets.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
+import { INSIDE, assignCells } from '../model/assign.js';
 import { cellFeatures, type FeatureMapView } from './engine-cells.js';
 import { rng } from './engine-core.js';
 import type { SupervisedCell } from './engine-types.js';
@@ -235,42 +238,25 @@ export class SupervisionRing {
     const C = this.options.classes;
     const classes = C <= ALL_CLASSES_UP_TO ? Array.from({ length: C }, (_, c) => c) : [...new Set([...teacher, ...student].map((b) => b.classId))].filter((c) => c >= 0 && c < C);
     const g = rf.geometry;
+    // Teacher boxes in model-input pixels, where the assignment of training applies.
+    const inInput = teacher.map((t) => ({ box: [t.box[0]! * g.scaleX + g.padX, t.box[1]! * g.scaleY + g.padY, t.box[2]! * g.scaleX + g.padX, t.box[3]! * g.scaleY + g.padY] }));
     const out: SupervisedCell[] = [];
     rf.grids.forEach((grid, i) => {
       const map = rf.maps![i]!;
-      const stride = g.width / grid.W;
+      const owner = assignCells({ gw: grid.W, gh: grid.H, stride: g.width / grid.W }, inInput);
       for (let gy = 0; gy < grid.H; gy++) {
         for (let gx = 0; gx < grid.W; gx++) {
-          // The cell's centre in source pixels (through the letterbox).
+          const k = owner[gy * grid.W + gx]!;
+          if (k === INSIDE) continue;
+          // The cell's centre in source pixels (through the letterbox); cells of the padding are not the picture.
           const sx = (((gx + 0.5) * g.width) / grid.W - g.padX) / g.scaleX;
           const sy = (((gy + 0.5) * g.height) / grid.H - g.padY) / g.scaleY;
           if (sx < 0 || sy < 0 || sx > rf.width || sy > rf.height) continue;
-          let owner: LabelledBox | undefined;
-          let ownerArea = Infinity;
-          let inside = false;
-          for (const t of teacher) {
-            const [x1, y1, x2, y2] = t.box as [number, number, number, number];
-            if (!(sx >= x1 && sx <= x2 && sy >= y1 && sy <= y2)) {
-              // The cell that holds the centre of a box smaller than a cell counts even when its centre is outside.
-              const cx = ((x1 + x2) / 2) * g.scaleX + g.padX;
-              const cy = ((y1 + y2) / 2) * g.scaleY + g.padY;
-              if (clampInt(Math.floor((cx * grid.W) / g.width), grid.W) !== gx || clampInt(Math.floor((cy * grid.H) / g.height), grid.H) !== gy) continue;
-            }
-            inside = true;
-            // Centre sampling, in input pixels: within 1.5 cells of the box's centre.
-            const dx = Math.abs(((x1 + x2) / 2 - sx) * g.scaleX);
-            const dy = Math.abs(((y1 + y2) / 2 - sy) * g.scaleY);
-            const area = (x2 - x1) * (y2 - y1);
-            if (dx <= 1.5 * stride && dy <= 1.5 * stride && area < ownerArea) {
-              owner = t;
-              ownerArea = area;
-            }
-          }
-          if (inside && !owner) continue;
+          const positiveClass = k >= 0 ? teacher[k]!.classId : -1;
           const features = cellFeatures(map, gx, gy);
           const x = clamp01(sx / rf.width);
           const y = clamp01(sy / rf.height);
-          for (const c of classes) out.push({ level: grid.level, x, y, classId: c, target: owner?.classId === c ? 1 : 0, features });
+          for (const c of classes) out.push({ level: grid.level, x, y, classId: c, target: positiveClass === c ? 1 : 0, features });
         }
       }
     });

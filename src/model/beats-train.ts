@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/synthetic.js';
 import { defaultSpec, forward, gridSize, initWeights, isTrainable, strideOf, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
+import { IGNORED, assignCells } from './assign.js';
 import type { Tf } from './tf.js';
 import type * as tfType from '@tensorflow/tfjs';
 
@@ -59,56 +60,34 @@ export interface Targets {
 }
 
 /**
- * Anchor-free assignment, FCOS-style with centre sampling: a cell is positive for a box when its
- * centre lies inside the box and within 1.5 cells of the box's centre (the cell holding the centre
- * always is). A cell claimed by two boxes goes to the smaller. Cells inside ignored boxes do not
- * count for classification.
+ * Training targets by the Beats assignment (src/model/assign.ts): a positive cell has its box's
+ * class and its distances to the box's sides; cells inside ignored boxes do not count for
+ * classification; every other cell is a negative.
  */
 export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes']): Targets {
   const { gw, gh } = gridSize(spec);
-  const stride = strideOf(spec);
   const c = spec.classes.length;
   const cls = new Float32Array(gh * gw * c);
   const clsWeight = new Float32Array(gh * gw * c).fill(1);
   const ltrb = new Float32Array(gh * gw * 4);
   const positive = new Float32Array(gh * gw);
-  const owner = new Float32Array(gh * gw).fill(Infinity);
-  for (const { classId, box, ignore } of boxes) {
-    if (classId < 0) continue;
-    const [x1, y1, x2, y2] = box;
-    const bw = x2 - x1;
-    const bh = y2 - y1;
-    if (bw < 1 || bh < 1) continue;
-    const area = bw * bh;
-    const bcx = (x1 + x2) / 2;
-    const bcy = (y1 + y2) / 2;
-    const radius = 1.5 * stride;
-    for (let gy = Math.max(0, Math.floor(y1 / stride)); gy <= Math.min(gh - 1, Math.floor(y2 / stride)); gy++) {
-      for (let gx = Math.max(0, Math.floor(x1 / stride)); gx <= Math.min(gw - 1, Math.floor(x2 / stride)); gx++) {
-        const cx = (gx + 0.5) * stride;
-        const cy = (gy + 0.5) * stride;
-        const cell = gy * gw + gx;
-        if (ignore) {
-          if (cx >= x1 && cx <= x2 && cy >= y1 && cy <= y2 && positive[cell] === 0) for (let k = 0; k < c; k++) clsWeight[cell * c + k] = 0;
-          continue;
-        }
-        const holdsCentre = gx === Math.min(gw - 1, Math.floor(bcx / stride)) && gy === Math.min(gh - 1, Math.floor(bcy / stride));
-        const inside = cx > x1 && cx < x2 && cy > y1 && cy < y2 && Math.abs(cx - bcx) <= radius && Math.abs(cy - bcy) <= radius;
-        if (!holdsCentre && !inside) continue;
-        if (area >= owner[cell]!) continue;
-        owner[cell] = area;
-        positive[cell] = 1;
-        for (let k = 0; k < c; k++) {
-          cls[cell * c + k] = k === classId ? 1 : 0;
-          clsWeight[cell * c + k] = 1;
-        }
-        // The centre cell of a box narrower than a cell may have its centre outside: keep distances positive.
-        ltrb[cell * 4] = Math.max(0.5, cx - x1);
-        ltrb[cell * 4 + 1] = Math.max(0.5, cy - y1);
-        ltrb[cell * 4 + 2] = Math.max(0.5, x2 - cx);
-        ltrb[cell * 4 + 3] = Math.max(0.5, y2 - cy);
-      }
-    }
+  const known = boxes.filter((b) => b.classId >= 0);
+  const stride = strideOf(spec);
+  const owner = assignCells({ gw, gh, stride }, known);
+  for (let cell = 0; cell < owner.length; cell++) {
+    const k = owner[cell]!;
+    if (k === IGNORED) clsWeight.fill(0, cell * c, (cell + 1) * c);
+    if (k < 0) continue;
+    const { classId, box } = known[k]!;
+    positive[cell] = 1;
+    cls[cell * c + classId] = 1;
+    const cx = ((cell % gw) + 0.5) * stride;
+    const cy = (Math.floor(cell / gw) + 0.5) * stride;
+    // The centre cell of a box narrower than a cell may have its centre outside: keep distances positive.
+    ltrb[cell * 4] = Math.max(0.5, cx - box[0]);
+    ltrb[cell * 4 + 1] = Math.max(0.5, cy - box[1]);
+    ltrb[cell * 4 + 2] = Math.max(0.5, box[2] - cx);
+    ltrb[cell * 4 + 3] = Math.max(0.5, box[3] - cy);
   }
   return { cls, clsWeight, ltrb, positive };
 }
