@@ -108,7 +108,7 @@ async function loadTeacher(loaded: LoadedPipeline, camera: CameraConfig, student
   const config = camera.adapt.teacher;
   if (!config) return undefined;
   const i = loaded.config.cameras.indexOf(camera);
-  const detector = await Detector.load(config.model, { runtime: providerSettings(loaded.config), inputSize: config.input_size }).catch((err: unknown) => {
+  const detector = await Detector.load(config.model, { runtime: { ...providerSettings(loaded.config), threads: config.threads }, inputSize: config.input_size }).catch((err: unknown) => {
     throw new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.teacher.model`, message: errorMessage(err) }]);
   });
   const teacher = new ModelTeacher(detector, student.card.classes, { threshold: config.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });

@@ -53,7 +53,7 @@ export interface AdaptEvalOptions {
   shiftAt?: number;
   verdicts?: VerdictPolicy;
   /** `truth`: the ground truth on keyframes; else a model (name or card) with its input size. */
-  teacher?: { model: 'truth' | string; inputSize?: number; threshold: number };
+  teacher?: { model: 'truth' | string; inputSize?: number; threshold: number; threads?: number };
   /** Windowed F1: window length, seconds (default 10). */
   windowS?: number;
   /** Stream seconds per wall second (default 1: real time; 0: unpaced). */
@@ -277,7 +277,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   let teacher: KeyframeLabeller | undefined;
   if (options.teacher?.model === 'truth') teacher = new TruthTeacher(options.truthOf, frozen.card.classes);
   else if (options.teacher) {
-    const detector = await Detector.load(options.teacher.model, { runtime, inputSize: options.teacher.inputSize }).catch(async (err: unknown) => {
+    const detector = await Detector.load(options.teacher.model, { runtime: { ...runtime, threads: options.teacher.threads ?? runtime.threads }, inputSize: options.teacher.inputSize }).catch(async (err: unknown) => {
       await frozen.close();
       throw err;
     });

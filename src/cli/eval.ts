@@ -217,7 +217,7 @@ export async function evaluateAdaptStream(target: string, options: EvalOptions):
         return boxes ? { frame: frame.index, boxes: boxes.map((b) => ({ label: b.label, box: b.box, ignore: b.visible < MIN_VISIBLE })) } : undefined;
       },
       verdicts: options.verdicts ? { budget: options.verdicts, everyS: options.verdictEvery ?? 1, from: options.verdictsFrom } : undefined,
-      teacher: teacher ? { model: teacher.model, inputSize: teacher.input_size, threshold: teacher.threshold } : undefined,
+      teacher: teacher ? { model: teacher.model, inputSize: teacher.input_size, threshold: teacher.threshold, threads: teacher.threads } : undefined,
       windowS: options.window,
       speed: options.speed,
       onFrame: (pass, index) => bar.update(index + 1, { pass }),

@@ -97,6 +97,11 @@ export const teacherSchema = z
     input_size: z.number().int().positive().optional(),
     /** The teacher's boxes at or above this score are targets. */
     threshold: z.number().gt(0).lt(1).default(0.5),
+    /**
+     * onnxruntime intra-op threads of the teacher (0: onnxruntime's choice). One by default: a
+     * keyframe may take a while, and the other cores stay with the student's frame path.
+     */
+    threads: z.number().int().min(0).default(1),
     /** A keyframe every N frames... */
     every_n_frames: z.number().int().min(1).optional(),
     /** ...or an adaptive stride (JITNet): halved while the student disagrees with the teacher or buckets fire, doubled while quiet. */
