@@ -179,6 +179,35 @@ describe('Beats CNN training', () => {
   });
 });
 
+describe('beats train --init-from (a warm start)', () => {
+  it('copies the weights whose names and shapes fit, trains the rest from fresh, and records it in the recipe', async () => {
+    const { trainCommand } = await import('../src/cli/train.js');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-warm-'));
+    // A coarse (stride-8) checkpoint, as the shipped models before the fine grid.
+    const coarse = asVariables(tf, randomised(4, coarseSpec));
+    const from = path.join(dir, 'coarse.bin');
+    await saveCheckpoint(from, { format: 'beats-cnn-checkpoint/1', step: 77, recipe: { ...defaultRecipe, spec: coarseSpec }, history: [], weights: coarse });
+    await trainCommand({ out: path.join(dir, 'fine'), steps: 1, batch: 1, initFrom: from });
+    const fine = await loadCheckpoint(tf, path.join(dir, 'fine', 'checkpoint.bin'));
+    expect(fine.recipe.spec.stride).toBe(4);
+    expect(fine.recipe.init?.checkpoint).toBe('coarse.bin');
+    expect(fine.recipe.init?.step).toBe(77);
+    // Every coarse layer fits the fine body; the fusion layer is new.
+    expect(fine.recipe.init?.weights).toContain('c5.weight');
+    expect(fine.recipe.init?.weights).toContain('head.cls.weight');
+    expect(fine.recipe.init?.weights.some((w) => w.startsWith('c6.'))).toBe(false);
+    // One step of a warming-up learning rate moves a copied weight by little, and keeps its moving statistics.
+    const before = coarse.get('c3.weight')!.dataSync();
+    const after = fine.weights.get('c3.weight')!.dataSync();
+    let worst = 0;
+    for (let i = 0; i < before.length; i++) worst = Math.max(worst, Math.abs(after[i]! - before[i]!));
+    expect(worst).toBeGreaterThan(0);
+    expect(worst).toBeLessThan(1e-3);
+    expect(Array.from(fine.weights.get('c3.bn.mean')!.dataSync()).slice(0, 4)).not.toEqual([0, 0, 0, 0]);
+    await expect(trainCommand({ out: path.join(dir, 'none'), steps: 1, initFrom: path.join(dir, 'missing.bin') })).rejects.toThrow(/--init-from .*missing\.bin: no such checkpoint/);
+  }, 120_000);
+});
+
 describe('fast convolution gradients of the pure-JS backend', () => {
   type T4 = import('@tensorflow/tfjs').Tensor4D;
   it('agree with finite differences (same and valid padding, 1x1 and 3x3; stride 2 goes to the original kernel)', () => {
