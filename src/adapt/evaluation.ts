@@ -348,10 +348,12 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       const kept = all.filter((d) => d.score >= low);
       const update = tracker.update(kept, frame);
       active.observe(frame, kept, update.active, source, features);
+      // The frame path ends here, as the frozen pass's does after tracking. What the simulated
+      // operator sees is what a pipeline publishes, in both passes alike; its verdicts reach a
+      // pipeline from MQTT, off the frame path.
+      beatsMs.push(performance.now() - t0);
       const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
       const published = kept.flatMap((d, i) => (d.score >= threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
-      // The frame path ends here; verdicts reach a pipeline from MQTT, off it.
-      beatsMs.push(performance.now() - t0);
       const verdict = operator?.verdict(frame, published, options.truthOf(source), camera.name);
       if (verdict) active.onVerdict(verdict);
       beatsPredictions.push(toPredicted(frame.index, all));
