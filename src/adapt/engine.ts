@@ -5,8 +5,9 @@
  * The main-thread side is this class. `submit(frame)` packs a frame's supervised cells for a worker
  * thread (src/adapt/worker.ts), returning at once, and posts them in batches (a message and its
  * acknowledgement per frame cost the frame path about 0.2 ms, a tenth of a beats-s inference); the
- * worker runs the core (src/adapt/engine-core.ts): local error accumulation in (region, class) buckets, triggers, an
- * optimizer step on a shadow head (TensorFlow.js), the guard. Accepted heads become versions on disk
+ * worker runs the core (src/adapt/engine-core.ts): local error accumulation in (region, class)
+ * buckets, triggers, an optimizer step on a shadow head (TensorFlow.js), the guard. Accepted heads
+ * become versions on disk
  * (src/adapt/versions.ts) and come out of `updates$` with their version number; inference swaps
  * them in between two frames (`HeadSwappableSession.setHead`, src/adapt/head.ts).
  *
