@@ -172,9 +172,11 @@ describe('ModelTeacher (beats-s as the teacher)', () => {
     const small = await teacher.label(frame);
     const big = await teacher.label(bigFrame);
     expect(big.map((b) => b.classId).sort()).toEqual(small.map((b) => b.classId).sort());
+    // The two frames are rendered at their own sizes and scaled to the model's 160x120 from there, so
+    // the boxes move by a pixel or two; a box mapped back at the wrong scale (2x) would overlap by 0.25 at most.
     for (const s of small) {
       const same = big.find((b) => b.classId === s.classId)!;
-      expect(iou(s.box as [number, number, number, number], same.box as [number, number, number, number])).toBeGreaterThan(0.8);
+      expect(iou(s.box as [number, number, number, number], same.box as [number, number, number, number])).toBeGreaterThan(0.6);
     }
   });
 
