@@ -35,9 +35,8 @@
  * the cell holding its centre, and those inside it within 1.5 cells of it) and y = 0 for the other
  * classes there; y = 0 on every cell outside all teacher boxes; cells inside a box but away from its
  * centre are left out (training makes them negatives, but other detectors, YOLOX among them, are
- * trained to find objects there too). With
- * many classes (YOLOX's 80), only the classes the teacher or the student saw in the frame are
- * targets.
+ * trained to find objects there too). With many classes (YOLOX's 80), only the classes the teacher
+ * or the student saw in the frame are targets.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
