@@ -565,12 +565,11 @@ export class BeatsCore {
           for (let d = 0; d < 2 * D1; d++) g[i * D1 + (d % D1)]! += s.G[2 * b * D1 + d]!;
         }
         const n = negatives + positives;
-        const cells = n;
         const per = positives > 0 ? positives : n;
         for (let d = 0; d < D1; d++) g[i * D1 + d]! /= per;
         // Normalised step (NLMS): in units of the mean squared norm of [f, 1] over the cells, so
         // that lr means the same for any model's features; the pull is scaled alike.
-        const m = sq / cells + 1;
+        const m = sq / n + 1;
         lr[i] = s.lr[c]! / m;
         lam[i] = lambda * m;
         updated.push({ level, classId: c, lr: s.lr[c]!, n });

@@ -99,10 +99,10 @@ export function exportBeatsOnnx(spec: BeatsCnnSpec, weights: WeightArrays, meta:
       // Batch norm folded into the 1x1 weight over both inputs, then the weight cut in two: the
       // stride-8 part runs before the upsampling (4x fewer cells), the bias goes with the other.
       const { w, dims, b } = foldConv(weights, layer.name);
-      const [out, , kh, kw] = dims as [number, number, number, number];
+      const [out, inChannels, kh, kw] = dims as [number, number, number, number];
       const part = (from: number, count: number) => {
         const cut = new Float32Array(out * count);
-        for (let o = 0; o < out; o++) cut.set(w.subarray(o * (layer.coarseChannels + layer.fineChannels) + from, o * (layer.coarseChannels + layer.fineChannels) + from + count), o * count);
+        for (let o = 0; o < out; o++) cut.set(w.subarray(o * inChannels + from, o * inChannels + from + count), o * count);
         return cut;
       };
       initializers.push(
