@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -653,6 +653,29 @@ describe('the engine (worker thread, versions)', () => {
     expect(next).toBeDefined();
     if (next?.kind === 'accepted') expect(next.parent).toBe(vb.version);
     await again.close();
+  });
+
+  it.runIf(process.platform === 'linux')('trains at a lower priority than the frame path: its thread alone is reniced', async () => {
+    const niceOfThreads = async () => {
+      const tasks = await readdir('/proc/self/task');
+      const nice = await Promise.all(
+        tasks.map(async (t) => {
+          const stat = await readFile(`/proc/self/task/${t}/stat`, 'utf8').catch(() => '');
+          // Field 19 of stat(5) is the nice value; fields are counted after the command's ")".
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+        }),
+      );
+      return nice.filter((n) => Number.isFinite(n));
+    };
+    const before = await niceOfThreads();
+    const engine = await BeatsEngine.start({ camera: 'cam', config: config(), store: await openStore('engine-nice') });
+    try {
+      const during = await niceOfThreads();
+      expect(during.filter((n) => n === 10).length).toBe(before.filter((n) => n === 10).length + 1);
+      expect(os.getPriority()).toBe(0);
+    } finally {
+      await engine.close();
+    }
   });
 
   it('survives a worker that throws: logs it, counts it, restarts it from the last good head', async () => {

@@ -7,15 +7,25 @@
  * outcome of every update attempt. It does not catch its own errors: an error ends the worker, and the
  * engine logs it, counts it and starts a new one from the last good head.
  */
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTf } from '../model/tf.js';
 import { BeatsCore } from './engine-core.js';
 import { unpackFrame, type FromWorker, type ToWorker, type WorkerInit } from './engine-protocol.js';
 
+/** Nice value of the training thread: a lower priority than the frame path's threads (nice 0). */
+const TRAINING_NICE = 10;
+
 const port = parentPort;
 if (!port) throw new Error('src/adapt/worker.ts runs in a worker thread (started by the Beats engine)');
 
 const init = workerData as WorkerInit;
+// On a board with a few cores, the training thread would take turns with onnxruntime's threads and
+// ffmpeg at equal priority, and every turn it took would be a frame late. On Linux the nice value
+// is per thread (setpriority(2) on the calling thread), so this makes the scheduler prefer the frame
+// path without touching it; elsewhere it would renice the whole process, so it is left alone.
+// Raising one's own nice value never needs a privilege.
+if (process.platform === 'linux') os.setPriority(TRAINING_NICE);
 const { tf } = await loadTf();
 const core = new BeatsCore({ config: init.config, base: init.base, head: init.head, tf, seed: init.seed, loss: init.loss });
 const dims = init.base.map((l) => l.shape[1]);
