@@ -130,10 +130,11 @@ describe('finding the head in the graph', () => {
   it('finds the Beats CNN head its card names: one level, 3 classes x 48 channels', () => {
     const heads = discoverHeads(beatsBytes, beatsCard);
     expect(heads).toEqual([{ level: 0, features: 'head_features', weight: 'head.cls.weight', bias: 'head.cls.bias', stride: beatsGrid().stride, conv: 'logits', classes: 3, depth: 48 }]);
-    // The graph does not tell the training loss: a proposal says bce (the default), the card focal.
-    const withoutLoss = (entries: NonNullable<ModelCard['head']>) => entries.map(({ loss: _loss, ...entry }) => entry);
-    expect(withoutLoss(proposeHeadEntries(beatsBytes, beatsCard, [beatsGrid().stride]))).toEqual(withoutLoss(beatsCard.head!));
-    expect(beatsCard.head![0]!.loss).toBe('focal');
+    // The graph does not tell how the model was trained: a proposal says bce and ignore (the
+    // defaults), the card focal and off-centre negatives.
+    const withoutTraining = (entries: NonNullable<ModelCard['head']>) => entries.map(({ loss: _loss, off_centre: _offCentre, ...entry }) => entry);
+    expect(withoutTraining(proposeHeadEntries(beatsBytes, beatsCard, [beatsGrid().stride]))).toEqual(withoutTraining(beatsCard.head!));
+    expect(beatsCard.head![0]).toMatchObject({ loss: 'focal', off_centre: 'negative' });
   });
 
   it('rejects a card whose head names a missing initializer, naming the card and the initializer', () => {
@@ -220,9 +221,9 @@ describe.skipIf(needsAssets)('YOLOX-Nano with a swappable head', () => {
 
   it('its card names the three cls_preds convolutions, which the graph confirms; the surgered file is valid', async () => {
     expect(yoloxCard.head).toEqual([
-      { features: '1044', weight: 'head.cls_preds.0.weight', bias: 'head.cls_preds.0.bias', stride: 8, loss: 'bce' },
-      { features: '1086', weight: 'head.cls_preds.1.weight', bias: 'head.cls_preds.1.bias', stride: 16, loss: 'bce' },
-      { features: '1128', weight: 'head.cls_preds.2.weight', bias: 'head.cls_preds.2.bias', stride: 32, loss: 'bce' },
+      { features: '1044', weight: 'head.cls_preds.0.weight', bias: 'head.cls_preds.0.bias', stride: 8, loss: 'bce', off_centre: 'ignore' },
+      { features: '1086', weight: 'head.cls_preds.1.weight', bias: 'head.cls_preds.1.bias', stride: 16, loss: 'bce', off_centre: 'ignore' },
+      { features: '1128', weight: 'head.cls_preds.2.weight', bias: 'head.cls_preds.2.bias', stride: 32, loss: 'bce', off_centre: 'ignore' },
     ]);
     expect(proposeHeadEntries(yoloxBytes, yoloxCard, [8, 16, 32])).toEqual(yoloxCard.head);
     const heads = discoverHeads(yoloxBytes, yoloxCard);

@@ -315,6 +315,24 @@ describe('SupervisionRing.teacherCells', () => {
     expect(one.features[1]).toBe(-one.features[0]!);
   });
 
+  it('a model trained with off-centre negatives (its card says so) gets them from the teacher too', () => {
+    const cells = ringWith({ offCentre: ['negative', 'negative'] }).teacherCells(0, [B, A, C])!;
+    const key = (level: number, gx: number, gy: number) => `${level}:${gx}:${gy}`;
+    const byKey = new Map<string, Array<{ classId: number; target: number }>>();
+    for (const c of cells) byKey.set(keyOf(c.features), [...(byKey.get(keyOf(c.features)) ?? []), { classId: c.classId, target: c.target }]);
+    // Every cell of the picture is a target now: 16 rows x 20 at level 0, 8 x 10 at level 1.
+    expect([...byKey.keys()].filter((k) => k.startsWith('0:'))).toHaveLength(16 * 20);
+    expect([...byKey.keys()].filter((k) => k.startsWith('1:'))).toHaveLength(8 * 10);
+    // B's cells away from its centre and A's edge cells: y = 0 for every class.
+    for (const k of [key(0, 1, 5), key(0, 7, 15), key(0, 3, 8), key(0, 12, 9), key(0, 12, 10), key(1, 2, 2), key(1, 7, 4)]) {
+      expect(byKey.get(k)?.map((t) => t.classId).sort(), k).toEqual([0, 1, 2]);
+      expect(byKey.get(k)!.every((t) => t.target === 0), k).toBe(true);
+    }
+    // The centres are positives as before.
+    expect(byKey.get(key(0, 4, 10))!.find((t) => t.target === 1)?.classId).toBe(0);
+    expect(byKey.get(key(0, 13, 9))!.find((t) => t.target === 1)?.classId).toBe(1);
+  });
+
   it('no teacher boxes: every cell of every level is a negative for every class', () => {
     const cells = ringWith().teacherCells(0, [])!;
     // Level 0: 16 rows x 20; level 1: rows 1..8 (centres at y 8..232) x 10.

@@ -103,6 +103,7 @@ export class CameraAdapter {
       trackMisses: misses.enabled ? { threshold: camera.detect.threshold, minHits: misses.min_hits } : undefined,
       // What the model is sure of, for the guard only: one frame in 10 keeps the replay sample current without flooding it.
       anchors: { threshold: Math.max(camera.detect.threshold, 0.5), every: 10 },
+      offCentre: detector.card.head?.map((h) => h.off_centre),
     });
     if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
     this.subscriptions.push(
@@ -126,7 +127,7 @@ export class CameraAdapter {
     const { camera, detector } = options;
     if (!detector.heads) throw new Error(`camera ${camera.name}: the detector was not loaded adaptable`);
     const store = await VersionStore.open({ stateDir: options.stateDir, camera: camera.name, base: detector.heads.baseHead(), keep: camera.adapt.keep_versions });
-    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store, seed: options.seed, loss: detector.card.head?.map((h) => h.loss) });
+    const engine = await BeatsEngine.start({ camera: camera.name, config: camera.adapt, store, seed: options.seed, loss: detector.card.head?.map((h) => h.loss), threshold: camera.detect.threshold });
     if (engine.version > 0) detector.setHead(engine.head, `v${engine.version}`);
     return new CameraAdapter(camera, detector, engine, Math.min(options.ringFrames ?? 150, 150), options.teacher);
   }

@@ -198,7 +198,7 @@ export function proposeHeadEntries(bytes: Uint8Array, card: ModelCard, strides: 
   });
   if (found.length !== strides.length) throw new HeadError(card.name, `found ${found.length} 1x1 convolutions with ${card.classes.length} outputs (${found.map((n) => n.name).join(', ') || 'none'}), expected ${strides.length} (one per stride)`);
   // YOLOX and YOLOv8 train their class scores with binary cross-entropy.
-  return found.map((n, i) => ({ features: n.input![0]!, weight: n.input![1]!, bias: n.input![2]!, stride: strides[i]!, loss: 'bce' as const }));
+  return found.map((n, i) => ({ features: n.input![0]!, weight: n.input![1]!, bias: n.input![2]!, stride: strides[i]!, loss: 'bce' as const, off_centre: 'ignore' as const }));
 }
 
 function dim(v: number | string): Dim {

@@ -33,9 +33,10 @@
  * A teacher (`teacherCells`) speaks for the whole frame: every cell of every level is a target, y = 1
  * for a teacher box's class on the cells assigned to it as the Beats CNN is trained (src/model/assign.ts:
  * the cell holding its centre, and those inside it within 1.5 cells of it) and y = 0 for the other
- * classes there; y = 0 on every cell outside all teacher boxes; cells inside a box but away from its
- * centre are left out (training makes them negatives, but other detectors, YOLOX among them, are
- * trained to find objects there too). With many classes (YOLOX's 80), only the classes the teacher
+ * classes there; y = 0 on every cell outside all teacher boxes. Cells inside a box but away from its
+ * centre get what the model learnt there (`offCentre`, from its card): y = 0 for every class for the
+ * Beats CNN, whose training makes them negatives; left out for a detector trained to find objects
+ * there too (YOLOX), and by default. With many classes (YOLOX's 80), only the classes the teacher
  * or the student saw in the frame are targets.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
@@ -104,6 +105,11 @@ export interface SupervisionOptions {
    * that detection's cells, and y = 0 on the frame's background.
    */
   anchors?: { threshold: number; every: number };
+  /**
+   * Per head level, the teacher's targets on cells inside a box but assigned to none (the model
+   * card's head[].off_centre): negatives, or left out (the default).
+   */
+  offCentre?: ReadonlyArray<'negative' | 'ignore'>;
 }
 
 /** A box of a teacher or of the student, source pixels. */
@@ -246,7 +252,7 @@ export class SupervisionRing {
       for (let gy = 0; gy < grid.H; gy++) {
         for (let gx = 0; gx < grid.W; gx++) {
           const k = owner[gy * grid.W + gx]!;
-          if (k === INSIDE) continue;
+          if (k === INSIDE && this.options.offCentre?.[grid.level] !== 'negative') continue;
           // The cell's centre in source pixels (through the letterbox); cells of the padding are not the picture.
           const sx = (((gx + 0.5) * g.width) / grid.W - g.padX) / g.scaleX;
           const sy = (((gy + 0.5) * g.height) / grid.H - g.padY) / g.scaleY;

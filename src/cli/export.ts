@@ -43,7 +43,7 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
     output: 'output',
     decoder: { kind: 'beats', stride: strideOf(spec) },
     classes: [...spec.classes],
-    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: strideOf(spec), loss: 'focal' }],
+    head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: strideOf(spec), loss: 'focal', off_centre: 'negative' }],
     training: {
       recipe: cp.recipe,
       steps_done: cp.step,

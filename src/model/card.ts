@@ -67,6 +67,13 @@ export const modelCardSchema = z.strictObject({
          * so that on the model's own domain a good teacher moves nothing. YOLOX: bce; the Beats CNN: focal.
          */
         loss: z.enum(['bce', 'focal']).default('bce'),
+        /**
+         * What the model learnt to score in cells inside an object's box but away from its centre
+         * (assigned to no object): `negative` when its training made them negatives (the Beats CNN,
+         * src/model/assign.ts); `ignore` when that is not known (YOLOX assigns cells per object by
+         * cost, so some of them were positives). A teacher's targets there follow it.
+         */
+        off_centre: z.enum(['negative', 'ignore']).default('ignore'),
       }),
     )
     .min(1)
