@@ -492,6 +492,33 @@ describe('the guard', () => {
     expect(a.f1).toBe(1);
     expect(b.f1).toBeCloseTo(2 / 3);
     expect(judge({ holdout: { cells: 3, lossBefore: a.loss, lossAfter: b.loss, f1Before: a.f1, f1After: b.f1 }, replay: { cells: 0, lossBefore: 0, lossAfter: 0 } }, 0.01)).toBe('holdout_f1');
+    // At the camera's threshold: a head that lifts a negative from 0.27 to 0.45 (z -1 to -0.2) has
+    // a lower loss over these cells but makes a false alarm at 0.35, which F1 at 0.5 does not see.
+    const c = evaluateCells(head(1, 1, () => 0.8, () => 0.6), cells); // z = 1.4, 0.68, -0.2
+    expect(c.loss).toBeLessThan(a.loss);
+    expect(evaluateCells(head(1, 1, () => 0.8, () => 0.6), cells, 0.5).f1).toBe(1);
+    expect(evaluateCells(head(1, 1, () => 1, () => 0), cells, 0.35).f1).toBe(1);
+    expect(c.f1).toBe(1);
+    expect(evaluateCells(head(1, 1, () => 0.8, () => 0.6), cells, 0.35)).toMatchObject({ tp: 2, fp: 1, fn: 0 });
+  });
+
+  it('counts holdout F1 at the camera\'s detection threshold', () => {
+    // Every cell scores 0.4 under the base head (weight 0, bias logit(0.4)): positive at 0.35,
+    // negative at 0.5. The first update's figures show the holdout F1 it was judged by.
+    const figuresAt = (threshold: number) => {
+      const core = new BeatsCore({ config: config({ n_min: 2, theta: 0.01, min_interval_s: 0, max_train_share: 1, holdout: { share: 0.5, max_cells: 64, min_cells: 1 } }), base: head(1, 1, () => 0, () => Math.log(0.4 / 0.6)), tf, threshold });
+      for (let t = 0; t < 50; t++) {
+        const outcome = core.ingest({ time: t, cells: [cell(0.1, 0.1, 0, 1, [1]), cell(0.1, 0.1, 0, 1, [1]), cell(0.1, 0.1, 0, 0, [-1]), cell(0.1, 0.1, 0, 0, [-1])] });
+        if (outcome) return outcome.figures.holdout;
+      }
+      throw new Error('no update in 50 frames');
+    };
+    const at035 = figuresAt(0.35);
+    const at05 = figuresAt(0.5);
+    // At 0.35 the base head finds every positive (and every negative is a false alarm); at 0.5 it finds nothing.
+    expect(at035.f1Before).toBeGreaterThan(0.5);
+    expect(at05.f1Before).toBe(0);
+    expect(() => new BeatsCore({ config: config(), base: head(1, 1, () => 0, () => 0), tf, threshold: 1 })).toThrow(/threshold 1/);
   });
 });
 

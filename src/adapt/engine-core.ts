@@ -86,8 +86,12 @@ export function logit(level: HeadLevelWeights, classId: number, f: Float32Array)
   return z;
 }
 
-/** Mean BCE and F1 at 0.5 of a head on cells. F1 is 2TP / (2TP + FP + FN), and 1 when that is 0 / 0. */
-export function evaluateCells(head: Head, cells: readonly StoredCell[]): { loss: number; f1: number; tp: number; fp: number; fn: number } {
+/**
+ * Mean BCE and F1 of a head on cells, a cell counting positive when its score is at least
+ * `threshold` (0.5 by default). F1 is 2TP / (2TP + FP + FN), and 1 when that is 0 / 0.
+ */
+export function evaluateCells(head: Head, cells: readonly StoredCell[], threshold = 0.5): { loss: number; f1: number; tp: number; fp: number; fn: number } {
+  const zThreshold = Math.log(threshold / (1 - threshold));
   let loss = 0;
   let tp = 0;
   let fp = 0;
@@ -95,7 +99,7 @@ export function evaluateCells(head: Head, cells: readonly StoredCell[]): { loss:
   for (const c of cells) {
     const z = logit(head[c.level]!, c.classId, c.features);
     loss += bce(z, c.target);
-    const positive = z >= 0; // sigmoid(z) >= 0.5
+    const positive = z >= zThreshold;
     if (positive && c.target === 1) tp++;
     else if (positive) fp++;
     else if (c.target === 1) fn++;
@@ -284,6 +288,8 @@ export interface CoreOptions {
   computeWindowMs?: number;
   /** Per level, the loss the model was trained with: the gradient G accumulates (default bce). */
   loss?: readonly HeadLoss[];
+  /** The score at which the guard counts a cell positive for its holdout F1: the camera's detection threshold (default 0.5). */
+  threshold?: number;
 }
 
 interface RowPlan {
@@ -312,6 +318,7 @@ export class BeatsCore {
   private current: HeadLevelWeights[];
   private readonly levels: LevelState[];
   private readonly loss: readonly HeadLoss[];
+  private readonly threshold: number;
   private readonly holdout: Ring<StoredCell>;
   private readonly replayPositives: Reservoir<StoredCell>;
   private readonly replayNegatives: Reservoir<StoredCell>;
@@ -333,6 +340,8 @@ export class BeatsCore {
     checkSameShape(head, this.base);
     this.current = copyHead(head);
     this.loss = this.base.map((_, i) => options.loss?.[i] ?? 'bce');
+    this.threshold = options.threshold ?? 0.5;
+    if (!(this.threshold > 0 && this.threshold < 1)) throw new RangeError(`threshold ${this.threshold}: a score strictly between 0 and 1`);
     const R2 = this.grid * this.grid;
     this.levels = this.base.map((l) => {
       const [C, D] = l.shape;
@@ -606,8 +615,10 @@ export class BeatsCore {
 
     // The guard: the shadow head against the current one.
     const holdout = this.holdout.toArray();
-    const before = evaluateCells(this.current, holdout);
-    const after = evaluateCells(shadow, holdout);
+    // F1 where the camera publishes: a head that lifts background cells over the detection
+    // threshold but not over 0.5 makes false alarms that an F1 at 0.5 would not see.
+    const before = evaluateCells(this.current, holdout, this.threshold);
+    const after = evaluateCells(shadow, holdout, this.threshold);
     // The holdout's loss is balanced like the replay's: a teacher's frame is mostly easy negatives.
     const heldPositives = holdout.filter((c) => c.target === 1);
     const heldNegatives = holdout.filter((c) => c.target === 0);

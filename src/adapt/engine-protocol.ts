@@ -12,6 +12,8 @@ export interface WorkerInit {
   base: Head;
   /** Per level, the loss whose gradient the step follows (default bce). */
   loss?: HeadLoss[];
+  /** The guard's holdout F1 counts scores at or above it (the camera's detection threshold; default 0.5). */
+  threshold?: number;
   /** The head to start from: the last good one. */
   head: Head;
   /** Results carry it; the engine ignores results of an older generation (before a reset). */

@@ -35,7 +35,8 @@
  *   supervised cells, never trained on, the last `holdout.max_cells` of them kept, and (b) the replay
  *   reservoir, a uniform sample of everything supervised so far (half positives, half negatives,
  *   `replay` cells in all; held-out cells join it when they leave the holdout). Accepted iff the
- *   holdout loss (mean BCE) does not rise, the holdout F1 at 0.5 does not fall, and the replay loss
+ *   holdout loss (mean BCE) does not rise, the holdout F1 at the camera's detection threshold does
+ *   not fall (an update that lifts background over it makes false alarms), and the replay loss
  *   (the mean of the positives' and the negatives' mean BCE) rises by at most epsilon. A rejected
  *   update halves its classes' learning rates (down to lr / 1024) and clears their momentum; each
  *   accepted one grows them back by 25 %, up to lr.
@@ -158,6 +159,8 @@ export interface BeatsEngineOptions {
   seed?: number;
   /** Per head level, the loss the model was trained with (its card's head[].loss; default bce). */
   loss?: HeadLoss[];
+  /** The camera's detection threshold: the guard's holdout F1 is counted there (default 0.5). */
+  threshold?: number;
   /** Restart backoff after repeated worker faults (default 500 ms doubling to 30 s). */
   restart?: { initialMs: number; maxMs: number };
   /** Tests: the first worker throws when it gets its Nth frame. */
@@ -233,6 +236,7 @@ export class BeatsEngine {
   private faultAtFrame: number | undefined;
   private readonly seed: number;
   private readonly loss: HeadLoss[] | undefined;
+  private readonly threshold: number | undefined;
   private readonly restart: { initialMs: number; maxMs: number };
   private waiters: Array<() => void> = [];
   /** The live worker's last stats, and the sums of those of the workers before it. */
@@ -264,6 +268,7 @@ export class BeatsEngine {
     this.batch = options.batch ?? { frames: 8, ms: 1000 };
     this.seed = options.seed ?? 1;
     this.loss = options.loss;
+    this.threshold = options.threshold;
     this.restart = options.restart ?? { initialMs: 500, maxMs: 30_000 };
     this.faultAtFrame = options.faultAtFrame;
     this.stats = emptyStats(options.config.grid);
@@ -468,6 +473,7 @@ export class BeatsEngine {
       generation: this.generation,
       seed: this.seed,
       ...(this.loss ? { loss: this.loss } : {}),
+      ...(this.threshold !== undefined ? { threshold: this.threshold } : {}),
       ...(this.faultAtFrame !== undefined ? { faultAtFrame: this.faultAtFrame } : {}),
     };
     this.faultAtFrame = undefined;

@@ -27,7 +27,7 @@ const init = workerData as WorkerInit;
 // Raising one's own nice value never needs a privilege.
 if (process.platform === 'linux') os.setPriority(TRAINING_NICE);
 const { tf } = await loadTf();
-const core = new BeatsCore({ config: init.config, base: init.base, head: init.head, tf, seed: init.seed, loss: init.loss });
+const core = new BeatsCore({ config: init.config, base: init.base, head: init.head, tf, seed: init.seed, loss: init.loss, threshold: init.threshold });
 const dims = init.base.map((l) => l.shape[1]);
 let generation = init.generation;
 let frames = 0;
