@@ -10,6 +10,7 @@ import { readModelCard } from '../src/model/card.js';
 import { builtinModelsDir } from '../src/model/registry.js';
 import { runPipeline, type FrameResult, type RunSummary } from '../src/pipeline.js';
 import { MqttPublisher, type DetectionsMessage } from '../src/publish/mqtt.js';
+import { Outbox } from '../src/publish/outbox.js';
 import { assets, needsAssets } from './helpers/assets.js';
 import {
   brokerKinds,
@@ -303,6 +304,31 @@ describe.each(brokerKinds)('MQTT with %s', (kind: BrokerKind) => {
         expect(s.messages.map((m) => m.payload)).toEqual(['back']);
       } finally {
         await publisher.close();
+      }
+    });
+
+    it('sends events written to the outbox while the broker was away once it is back, in order', async () => {
+      const prefix = `outage-${kind}`;
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-outbox-'));
+      const publisher = new MqttPublisher({ url: broker.url, prefix, qos: 1, outbox: await Outbox.open({ dir, maxMessages: 100 }) });
+      try {
+        await publisher.waitConnected(10_000);
+        await publisher.publishDurable(`${prefix}/events`, 'before');
+        await waitFor(() => publisher.outboxDepth === 0 || undefined, 10_000, 'the first event sent');
+        await broker.stop();
+        await waitFor(() => !publisher.stats.connected, 15_000, 'the publisher to see the broker go');
+        // Offline: each of these starts a pump that has nothing to do until the broker is back.
+        for (const n of [1, 2, 3]) await publisher.publishDurable(`${prefix}/events`, `during ${n}`);
+        expect(publisher.outboxDepth).toBe(3);
+        await broker.restart!();
+        const s = await sub(`${prefix}/events`);
+        await waitFor(() => publisher.outboxDepth === 0 || undefined, 15_000, 'the outbox to drain after the restart');
+        await s.waitForMessage((m) => m.payload === 'during 3', 10_000, 'the last event of the outage');
+        expect(s.messages.map((m) => m.payload)).toEqual(['during 1', 'during 2', 'during 3']);
+        expect(publisher.stats.durableSent).toBe(4);
+      } finally {
+        await publisher.close();
+        await rm(dir, { recursive: true, force: true });
       }
     });
 

@@ -250,11 +250,17 @@ export class MqttPublisher {
   private pump(): Promise<void> {
     const outbox = this.options.outbox;
     if (!outbox) return Promise.resolve();
-    this.pumping ??= (async () => {
+    if (this.pumping) return this.pumping;
+    let finished = false;
+    const run = (async () => {
       try {
         while (this.client.connected && !this.closing) {
           const next = await outbox.oldest();
-          if (!next) break;
+          // A message pushed while `oldest` looked found this pump running: look again.
+          if (!next) {
+            if (outbox.depth === 0) break;
+            continue;
+          }
           const { topic, payload, qos, retain } = next.message;
           const acked = await new Promise<boolean>((resolve) => this.client.publish(topic, payload, { qos, retain }, (err) => resolve(!err)));
           this.log.debug(`outbox ${next.seq}: ${acked ? 'acknowledged' : 'not acknowledged, kept'}`);
@@ -263,10 +269,15 @@ export class MqttPublisher {
           this.stats.durableSent++;
         }
       } finally {
+        finished = true;
         this.pumping = undefined;
       }
     })();
-    return this.pumping;
+    // Offline, the pump ends before `run` is returned (nothing to await): it must not be kept as
+    // the running pump, or every later call would get that settled promise and nothing would ever
+    // be sent again (events written during an outage stayed on disk after it).
+    if (!finished) this.pumping = run;
+    return run;
   }
 
   /** Publishes awaiting their callback (never more than `maxPending`). */
