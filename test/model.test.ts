@@ -315,6 +315,32 @@ describe('YOLOv8 layout [1, 4 + classes, N] end to end', () => {
     expect(() => detector.classIds(['cat', 'horse'])).toThrow(/has no class "horse"/);
   });
 
+  it('reuses its input buffer from frame to frame without changing a result; overlapping detects each get their own', async () => {
+    const beats = await Detector.load('beats-s', { runtime: cpuRuntime });
+    try {
+      const frames = await consumeFrames({ camera: 'b', url: 'synthetic:scene=street&seed=3&seconds=10', output: beats.frameOutput() }, (f) => f, (f$) => f$.pipe(take(40)));
+      const [a, b] = [frames[0]!, frames[39]!];
+      const fresh = async (f: Frame) => {
+        const once = await Detector.load('beats-s', { runtime: cpuRuntime });
+        try {
+          return await once.detect(f, detectDefaults);
+        } finally {
+          await once.close();
+        }
+      };
+      const [wantA, wantB] = [await fresh(a), await fresh(b)];
+      expect(wantA).not.toEqual(wantB);
+      // In turn: a, b, a on one detector, each run on the buffer the one before used.
+      expect(await beats.detect(a, detectDefaults)).toEqual(wantA);
+      expect(await beats.detect(b, detectDefaults)).toEqual(wantB);
+      expect(await beats.detect(a, detectDefaults)).toEqual(wantA);
+      // At once: the second cannot take the buffer the first holds.
+      expect(await Promise.all([beats.detect(b, detectDefaults), beats.detect(a, detectDefaults)])).toEqual([wantB, wantA]);
+    } finally {
+      await beats.close();
+    }
+  });
+
   it('builds the input tensor from the interleaved pixels: planar NCHW, or NHWC with mean and std', async () => {
     const plane = 64 * 64;
     const px = frame.pixels;
