@@ -7,6 +7,7 @@ import { logger } from './log.js';
 import { Detector, type Detection } from './model/detector.js';
 import type { ProviderSettings } from './model/providers.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/broker.js';
+import { EventQueue } from './publish/event-queue.js';
 import { EventPublisher } from './publish/events.js';
 import { MqttPublisher, detectionsMessage } from './publish/mqtt.js';
 import { Outbox } from './publish/outbox.js';
@@ -175,17 +176,24 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
     return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended) };
   };
 
+  // Events leave the frame path here: the next frame goes on while snapshots render and events are
+  // written to the outbox, in order. Backpressure: 32 frames' outputs waiting hold the frame path.
+  const eventQueue = new EventQueue({
+    publish: (output) => events.publish(output),
+    maxPending: 32,
+    onError: (err, output) => log.error(`camera ${camera.name}: event output not published (${output.messages.map((m) => `${m.type} ${m.after.id}`).join(', ') || 'counts and snapshots only'}): ${errorMessage(err)}`),
+  });
   const publish = (result: FrameResult) => {
     stats.processed++;
     stats.detections += result.detections.length;
     if (result.detections.length > 0) publisher.publishDetections(detectionsMessage(camera.name, result.frame, model, result.detections));
-    return from(events.publish(result.events)).pipe(map(() => result));
+    return from(eventQueue.push(result.events)).pipe(map(() => result));
   };
 
   const endOpenEvents = defer(() => {
     tracker.flush();
     const output = builder.flush();
-    return from(events.publish(output)).pipe(
+    return from(eventQueue.push(output).then(() => eventQueue.drain())).pipe(
       tap(() => output.messages.forEach((m) => options.onEvent?.(m))),
       ignoreElements(),
     );
