@@ -178,8 +178,12 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
 
   // Events leave the frame path here: the next frame goes on while snapshots render and events are
   // written to the outbox, in order. Backpressure: 32 frames' outputs waiting hold the frame path.
+  // An event is announced (onEvent: the live page, tests) once published, so its snapshot exists.
   const eventQueue = new EventQueue({
-    publish: (output) => events.publish(output),
+    publish: async (output) => {
+      await events.publish(output);
+      output.messages.forEach((m) => options.onEvent?.(m));
+    },
     maxPending: 32,
     onError: (err, output) => log.error(`camera ${camera.name}: event output not published (${output.messages.map((m) => `${m.type} ${m.after.id}`).join(', ') || 'counts and snapshots only'}): ${errorMessage(err)}`),
   });
@@ -193,10 +197,7 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
   const endOpenEvents = defer(() => {
     tracker.flush();
     const output = builder.flush();
-    return from(eventQueue.push(output).then(() => eventQueue.drain())).pipe(
-      tap(() => output.messages.forEach((m) => options.onEvent?.(m))),
-      ignoreElements(),
-    );
+    return from(eventQueue.push(output).then(() => eventQueue.drain())).pipe(ignoreElements());
   });
 
   return readFrames(
@@ -222,7 +223,6 @@ function cameraChain({ camera, detector, publisher, events, stats, adapter }: Ca
       return detect(frame).pipe(
         map(track(frame, sourceFrame)),
         concatMap(publish),
-        tap((result) => result.events.messages.forEach((m) => options.onEvent?.(m))),
         // A frame that fails is logged and skipped; the camera goes on.
         catchError((err: unknown) => {
           log.error(`camera ${camera.name}: frame ${frame.index} failed: ${errorMessage(err)}`);

@@ -85,7 +85,12 @@ describe.skipIf(needsAssets).each(brokerKinds)('feedback over MQTT on %s', (kind
   const send = (payload: unknown) => sender.publishAsync('beats/highway/feedback', typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 });
 
   it.skipIf(skip)('a verdict on a detection is resolved to its detection, track and frames, and emitted on accepted$', async () => {
-    const d = trackedDetection(served.latestTracked()!);
+    // A track confirmed on this very frame has no other buffered frame yet: take one seen for a while.
+    const d = await waitFor(() => {
+      const latest = served.latestTracked();
+      const candidate = latest && trackedDetection(latest);
+      return candidate && candidate.hits >= 8 ? candidate : undefined;
+    }, 30_000, 'a detection of a track matched on 8 frames');
     const before = served.accepted.length;
     await send({ detection: { frame: d.frame, box: d.box }, verdict: 'correct' });
     const f = await waitFor(() => served.accepted[before], 10_000, 'the verdict on accepted$');

@@ -92,9 +92,11 @@ export async function servePipeline(yaml: string, options: { brokerUrl?: string 
 }
 
 /** A detection of a frame that belongs to a confirmed track, as a verdict payload names it. */
-export function trackedDetection(result: FrameResult): { frame: number; box: [number, number, number, number]; label: string; trackId: number } {
-  const d = result.detections.find((x) => x.trackId !== undefined)!;
-  return { frame: result.frame.index, box: d.box.map((v) => Math.round(v * 10) / 10) as [number, number, number, number], label: d.label, trackId: d.trackId! };
+/** The frame's tracked detection whose track was matched on the most frames (`hits`). */
+export function trackedDetection(result: FrameResult): { frame: number; box: [number, number, number, number]; label: string; trackId: number; hits: number } {
+  const hitsOf = (id: number | undefined) => result.tracks.find((t) => t.id === id)?.hits ?? 0;
+  const d = result.detections.filter((x) => x.trackId !== undefined).sort((a, b) => hitsOf(b.trackId) - hitsOf(a.trackId))[0]!;
+  return { frame: result.frame.index, box: d.box.map((v) => Math.round(v * 10) / 10) as [number, number, number, number], label: d.label, trackId: d.trackId!, hits: hitsOf(d.trackId) };
 }
 
 export interface Sample {
