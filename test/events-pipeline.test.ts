@@ -9,7 +9,7 @@ import { parsePipeline } from '../src/config/load.js';
 import { runPipeline, type RunOptions } from '../src/pipeline.js';
 import type { EventMessage } from '../src/track/events.js';
 import { assets, needsAssets } from './helpers/assets.js';
-import { accepts, brokerKinds, brokerMissing, freePort, mosquittoPath, sleep, startBroker, subscriber, waitFor, type TestBroker } from './helpers/brokers.js';
+import { accepts, brokerKinds, brokerMissing, freePort, mosquittoPath, startBroker, subscriber, waitFor, type TestBroker } from './helpers/brokers.js';
 
 interface Truth {
   fps: number;

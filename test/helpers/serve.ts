@@ -91,8 +91,10 @@ export async function servePipeline(yaml: string, options: { brokerUrl?: string 
   };
 }
 
-/** A detection of a frame that belongs to a confirmed track, as a verdict payload names it. */
-/** The frame's tracked detection whose track was matched on the most frames (`hits`). */
+/**
+ * A detection of a frame that belongs to a confirmed track, as a verdict payload names it: of the
+ * frame's tracked detections, the one whose track was matched on the most frames (`hits`).
+ */
 export function trackedDetection(result: FrameResult): { frame: number; box: [number, number, number, number]; label: string; trackId: number; hits: number } {
   const hitsOf = (id: number | undefined) => result.tracks.find((t) => t.id === id)?.hits ?? 0;
   const d = result.detections.filter((x) => x.trackId !== undefined).sort((a, b) => hitsOf(b.trackId) - hitsOf(a.trackId))[0]!;
