@@ -249,10 +249,11 @@ export class SupervisionRing {
     rf.grids.forEach((grid, i) => {
       const map = rf.maps![i]!;
       const owner = assignCells({ gw: grid.W, gh: grid.H, stride: g.width / grid.W }, inInput);
+      const offCentreNegative = this.options.offCentre?.[grid.level] === 'negative';
       for (let gy = 0; gy < grid.H; gy++) {
         for (let gx = 0; gx < grid.W; gx++) {
           const k = owner[gy * grid.W + gx]!;
-          if (k === INSIDE && this.options.offCentre?.[grid.level] !== 'negative') continue;
+          if (k === INSIDE && !offCentreNegative) continue;
           // The cell's centre in source pixels (through the letterbox); cells of the padding are not the picture.
           const sx = (((gx + 0.5) * g.width) / grid.W - g.padX) / g.scaleX;
           const sy = (((gy + 0.5) * g.height) / grid.H - g.padY) / g.scaleY;
