@@ -228,6 +228,7 @@ export class BeatsEngine {
   /** Packed frames not yet posted (counted in `pending`). */
   private outbox: PackedFrame[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
+  private flushSoon: NodeJS.Immediate | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private chainDepth = 0;
   private closed = false;
@@ -323,7 +324,8 @@ export class BeatsEngine {
     }
     this.outbox.push(packFrame(frame));
     this.pending++;
-    if (this.outbox.length >= Math.min(this.batch.frames, this.maxPending)) this.flush();
+    // A full batch is posted once the caller's frame is done (setImmediate), not inside its frame path.
+    if (this.outbox.length >= Math.min(this.batch.frames, this.maxPending)) this.flushSoon ??= setImmediate(() => this.flush());
     else this.flushTimer ??= setTimeout(() => this.flush(), this.batch.ms).unref();
     return true;
   }
@@ -331,7 +333,9 @@ export class BeatsEngine {
   /** Posts the batch waiting in the outbox. */
   private flush(): void {
     clearTimeout(this.flushTimer);
+    clearImmediate(this.flushSoon);
     this.flushTimer = undefined;
+    this.flushSoon = undefined;
     const frames = this.outbox;
     if (frames.length === 0 || !this.worker) return;
     this.outbox = [];
@@ -341,7 +345,9 @@ export class BeatsEngine {
   /** Frames submitted but never to be processed (a worker fault, a restart, close). */
   private dropOutbox(): void {
     clearTimeout(this.flushTimer);
+    clearImmediate(this.flushSoon);
     this.flushTimer = undefined;
+    this.flushSoon = undefined;
     this.outbox = [];
     this.pending = 0;
   }

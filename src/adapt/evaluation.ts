@@ -1,7 +1,7 @@
 /**
  * `beats eval --adapt` (BEATS.md, "How it is measured"): a stream with ground truth, replayed in
- * order, through the frozen model and through the same model adapting with Beats, one after the
- * other on the same frames, with the pipeline's own parts (detector, tracker, CameraAdapter with its
+ * order, through the frozen model and through the same model adapting with Beats, side by side on
+ * every frame, with the pipeline's own parts (detector, tracker, CameraAdapter with its
  * supervision ring, engine worker and versions in a scratch directory).
  *
  * Supervision is simulated: operator verdicts drawn from the ground truth (with a budget, from a
@@ -9,7 +9,7 @@
  * published detections make: a false alarm, a wrong class or a miss), and/or a teacher on keyframes
  * (a model, or the ground truth standing in for a perfect one).
  *
- * Both passes are paced at `speed` times real time, so the engine's worker trains while frames come
+ * The replay is paced at `speed` times real time, so the engine's worker trains while frames come
  * as they would from a camera (0: as fast as frames are processed).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -59,7 +59,7 @@ export interface AdaptEvalOptions {
   /** Stream seconds per wall second (default 1: real time; 0: unpaced). */
   speed?: number;
   /** Each replayed frame (progress). */
-  onFrame?: (pass: 'frozen' | 'beats' | 'first-domain', index: number) => void;
+  onFrame?: (pass: 'frozen+beats' | 'first-domain', index: number) => void;
 }
 
 export interface Figures {
@@ -271,8 +271,8 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   const truth: TruthFrame[] = [];
   const times: number[] = [];
 
-  // The teacher first: with a model teacher the source delivers the larger input, and every pass
-  // makes the student's frame from it the same way (relayoutFrame), so the passes see the same pixels.
+  // The teacher first: with a model teacher the source delivers the larger input, and both arms
+  // make their frame from it the same way (relayoutFrame), so they see the same pixels.
   const frozen = await Detector.load(camera.model, { runtime, inputSize });
   let teacher: KeyframeLabeller | undefined;
   if (options.teacher?.model === 'truth') teacher = new TruthTeacher(options.truthOf, frozen.card.classes);
@@ -286,40 +286,28 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   const teacherOutput = teacher?.frameOutput?.();
   const sourceOutput = teacherOutput ? largerOutput(frozen.frameOutput(), teacherOutput) : frozen.frameOutput();
 
-  // Pass 1: the frozen model.
+  // One replay, both arms on every frame: the frozen model, and the same model adapting. Their frame
+  // paths (detection and tracking, and for Beats its adaptation work) are timed on the same frames,
+  // in alternating order, so that the machine's load (a shared machine drifts over minutes), the
+  // engine worker's training and the garbage collector weigh on both alike: what the ratio shows is
+  // the frame path's own cost of adapting. The worker's CPU is reported beside it (ms per update).
   const frozenPredictions: PredictedFrame[] = [];
   const frozenMs: number[] = [];
-  // The frame path of both passes is the pipeline's: detection and tracking (and for Beats its adaptation work).
   const frozenTracker = new Tracker(trackerOptions(camera));
-  try {
-    await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
-      const t0 = performance.now();
-      const frame = relayoutFrame(source, frozen.frameOutput());
-      const detections = await frozen.detect(frame, evalDetect);
-      frozenTracker.update(
-        detections.filter((d) => d.score >= low),
-        frame,
-      );
-      frozenMs.push(performance.now() - t0);
-      frozenPredictions.push(toPredicted(source.index, detections));
-      const t = options.truthOf(source);
-      truth.push({ frame: source.index, boxes: t?.boxes ?? [] });
-      times.push(source.streamTime);
-      options.onFrame?.('frozen', source.index);
-    });
-  } catch (err) {
-    await teacher?.close?.();
-    throw err;
-  } finally {
-    await frozen.close();
-  }
-  const shiftAt = options.shiftAt;
-  const preIdx = times.flatMap((t, i) => (t < (shiftAt ?? -Infinity) ? [i] : []));
-  const preShiftF1 = preIdx.length ? evaluate(preIdx.map((i) => truth[i]!), preIdx.map((i) => frozenPredictions[i]!), threshold).f1 : undefined;
+  const frozenStep = async (source: Frame): Promise<void> => {
+    const t0 = performance.now();
+    const frame = relayoutFrame(source, frozen.frameOutput());
+    const detections = await frozen.detect(frame, evalDetect);
+    frozenTracker.update(
+      detections.filter((d) => d.score >= low),
+      frame,
+    );
+    frozenMs.push(performance.now() - t0);
+    frozenPredictions.push(toPredicted(source.index, detections));
+  };
 
-  // Pass 2: the same frames, adapting.
   const stateDir = await mkdtemp(path.join(tmpdir(), 'beats-adapt-eval-'));
-  const student = await Detector.load(camera.model, { runtime, inputSize, adaptable: true });
+  let student: Detector | undefined;
   let adapter: CameraAdapter | undefined;
   const beatsPredictions: PredictedFrame[] = [];
   const beatsMs: number[] = [];
@@ -329,9 +317,13 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   let forgetting: AdaptEvalReport['forgetting'] = null;
   let teacherStatus: CameraAdapter['teacherStatus'];
   let status: ReturnType<CameraAdapter['statusMessage']> | undefined;
+  const shiftAt = options.shiftAt;
+  let preIdx: number[] = [];
   try {
+    student = await Detector.load(camera.model, { runtime, inputSize, adaptable: true });
+    const adaptive = student;
     const adaptCamera: CameraConfig = { ...camera, adapt: { ...camera.adapt, enabled: true } };
-    adapter = await CameraAdapter.start({ camera: adaptCamera, detector: student, stateDir, teacher });
+    adapter = await CameraAdapter.start({ camera: adaptCamera, detector: adaptive, stateDir, teacher });
     const active = adapter;
     const sub = active.engine.updates$.subscribe((event: EngineEvent) => {
       if (event.kind === 'rolled_back') return;
@@ -339,25 +331,38 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       if (event.kind === 'accepted') acceptedAt.push(event.figures.streamTime);
     });
     const tracker = new Tracker(trackerOptions(camera));
-    if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, student.card.classes);
-    await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
+    if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, adaptive.card.classes);
+    const beatsStep = async (source: Frame): Promise<void> => {
       const t0 = performance.now();
       const frame = active.studentFrame(source);
-      const all = await student.detect(frame, evalDetect);
-      const features = student.headFeatures(all);
+      const all = await adaptive.detect(frame, evalDetect);
+      const features = adaptive.headFeatures(all);
       const kept = all.filter((d) => d.score >= low);
       const update = tracker.update(kept, frame);
       active.observe(frame, kept, update.active, source, features);
-      // The frame path ends here, as the frozen pass's does after tracking. What the simulated
-      // operator sees is what a pipeline publishes, in both passes alike; its verdicts reach a
-      // pipeline from MQTT, off the frame path.
+      // The frame path ends here, as the frozen arm's does after tracking. What the simulated
+      // operator sees is what a pipeline publishes; its verdicts reach a pipeline from MQTT, off the
+      // frame path.
       beatsMs.push(performance.now() - t0);
       const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
       const published = kept.flatMap((d, i) => (d.score >= threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
       const verdict = operator?.verdict(frame, published, options.truthOf(source), camera.name);
       if (verdict) active.onVerdict(verdict);
       beatsPredictions.push(toPredicted(frame.index, all));
-      options.onFrame?.('beats', frame.index);
+    };
+    let n = 0;
+    await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
+      if (n++ % 2 === 0) {
+        await frozenStep(source);
+        await beatsStep(source);
+      } else {
+        await beatsStep(source);
+        await frozenStep(source);
+      }
+      const t = options.truthOf(source);
+      truth.push({ frame: source.index, boxes: t?.boxes ?? [] });
+      times.push(source.streamTime);
+      options.onFrame?.('frozen+beats', source.index);
     });
     await active.teacherIdle();
     await active.engine.idle();
@@ -365,11 +370,12 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     teacherStatus = active.teacherStatus;
     status = active.statusMessage();
 
-    // Pass 3: the first domain again, with the final head.
+    // Then the first domain again, with the final head.
+    preIdx = times.flatMap((t, i) => (t < (shiftAt ?? -Infinity) ? [i] : []));
     if (preIdx.length > 0) {
       const again: PredictedFrame[] = [];
       await replay(options.url, sourceOutput, preIdx.length, 0, async (source) => {
-        again.push(toPredicted(source.index, await student.detect(relayoutFrame(source, student.frameOutput()), evalDetect)));
+        again.push(toPredicted(source.index, await adaptive.detect(relayoutFrame(source, adaptive.frameOutput()), evalDetect)));
         options.onFrame?.('first-domain', source.index);
       });
       const preTruth = preIdx.map((i) => truth[i]!);
@@ -382,9 +388,11 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       throw new Error(`closing the adaptation: ${errorMessage(err)}`);
     });
     if (!adapter) await teacher?.close?.();
-    await student.close();
+    await student?.close();
+    await frozen.close();
     await rm(stateDir, { recursive: true, force: true });
   }
+  const preShiftF1 = preIdx.length ? evaluate(preIdx.map((i) => truth[i]!), preIdx.map((i) => frozenPredictions[i]!), threshold).f1 : undefined;
 
   const frozenArm = armReport(times, truth, frozenPredictions, threshold, shiftAt, windowS, frozenMs, preShiftF1);
   const beatsArm = armReport(times, truth, beatsPredictions, threshold, shiftAt, windowS, beatsMs, preShiftF1);

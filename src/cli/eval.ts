@@ -196,7 +196,7 @@ export async function evaluateAdaptStream(target: string, options: EvalOptions):
   if (frames === undefined && !byTeacher) throw new BeatsError(`${url}: give seconds= in the URL or --max-frames`);
   const shiftAt = options.shiftAt ?? synthetic?.shift?.at;
   const bar = new SingleBar({ format: 'eval --adapt {pass} [{bar}] {value}/{total} frames {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000 });
-  bar.start(frames ?? 0, 0, { pass: byTeacher ? 'teacher labels' : 'frozen' });
+  bar.start(frames ?? 0, 0, { pass: byTeacher ? 'teacher labels' : 'frozen+beats' });
   try {
     if (byTeacher) {
       const student = await resolveModel(camera.model);
