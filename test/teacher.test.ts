@@ -333,6 +333,17 @@ describe('SupervisionRing.teacherCells', () => {
     expect(byKey.get(key(0, 13, 9))!.find((t) => t.target === 1)?.classId).toBe(1);
   });
 
+  it('teacherPositives false: the cells assigned to a box are left out, everything else is as before', () => {
+    const all = ringWith({ offCentre: ['negative', 'negative'] }).teacherCells(0, [B, A, C])!;
+    const negativesOnly = ringWith({ offCentre: ['negative', 'negative'], teacherPositives: false }).teacherCells(0, [B, A, C])!;
+    expect(negativesOnly.every((c) => c.target === 0)).toBe(true);
+    // Exactly the cells holding a positive are gone, with their entries for every class.
+    const positiveCells = new Set(all.filter((c) => c.target === 1).map((c) => keyOf(c.features)));
+    expect(positiveCells.size).toBe(9 + 4 + 1 + 9 + 2 + 1);
+    const kept = all.filter((c) => !positiveCells.has(keyOf(c.features)));
+    expect(negativesOnly.map((c) => `${keyOf(c.features)}/${c.classId}`)).toEqual(kept.map((c) => `${keyOf(c.features)}/${c.classId}`));
+  });
+
   it('no teacher boxes: every cell of every level is a negative for every class', () => {
     const cells = ringWith().teacherCells(0, [])!;
     // Level 0: 16 rows x 20; level 1: rows 1..8 (centres at y 8..232) x 10.
@@ -545,14 +556,15 @@ ${adapt
     throw new Error('expected a ConfigError');
   }
 
-  it('defaults: no teacher, track misses off (min_hits 5); a teacher threshold of 0.5, on one onnxruntime thread', () => {
+  it('defaults: no teacher, track misses off (min_hits 5); a teacher threshold of 0.5, on one onnxruntime thread, negatives only', () => {
     const adapt = parsePipeline(pipeline('enabled: true'), file).cameras[0]!.adapt;
     expect(adapt.teacher).toBeUndefined();
     expect(adapt.track_misses).toEqual({ enabled: false, min_hits: 5 });
     const every = parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15 }'), file).cameras[0]!.adapt.teacher;
-    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, threads: 1, every_n_frames: 15 });
+    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: false, threads: 1, every_n_frames: 15 });
     const adaptive = parsePipeline(pipeline('teacher: { model: yolox-nano, input_size: 640, adaptive: {} }'), file).cameras[0]!.adapt.teacher;
-    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
+    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: false, threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
+    expect(parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: true }'), file).cameras[0]!.adapt.teacher!.positives).toBe(true);
     expect(parsePipeline(pipeline('track_misses: { enabled: true }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 5 });
     expect(parsePipeline(pipeline('track_misses: { enabled: true, min_hits: 9 }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 9 });
   });

@@ -37,7 +37,9 @@
  * centre get what the model learnt there (`offCentre`, from its card): y = 0 for every class for the
  * Beats CNN, whose training makes them negatives; left out for a detector trained to find objects
  * there too (YOLOX), and by default. With many classes (YOLOX's 80), only the classes the teacher
- * or the student saw in the frame are targets.
+ * or the student saw in the frame are targets. Without `teacherPositives` (the pipeline's default,
+ * cameras[].adapt.teacher.positives) the cells assigned to a teacher box are left out: the teacher
+ * only says where there is nothing.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
@@ -110,6 +112,11 @@ export interface SupervisionOptions {
    * card's head[].off_centre): negatives, or left out (the default).
    */
   offCentre?: ReadonlyArray<'negative' | 'ignore'>;
+  /**
+   * The teacher's boxes are positives on the cells assigned to them (default true: the whole frame
+   * is a target). false: those cells are left out, and a teacher only gives negatives.
+   */
+  teacherPositives?: boolean;
 }
 
 /** A box of a teacher or of the student, source pixels. */
@@ -250,10 +257,12 @@ export class SupervisionRing {
       const map = rf.maps![i]!;
       const owner = assignCells({ gw: grid.W, gh: grid.H, stride: g.width / grid.W }, inInput);
       const offCentreNegative = this.options.offCentre?.[grid.level] === 'negative';
+      const positives = this.options.teacherPositives !== false;
       for (let gy = 0; gy < grid.H; gy++) {
         for (let gx = 0; gx < grid.W; gx++) {
           const k = owner[gy * grid.W + gx]!;
           if (k === INSIDE && !offCentreNegative) continue;
+          if (k >= 0 && !positives) continue;
           // The cell's centre in source pixels (through the letterbox); cells of the padding are not the picture.
           const sx = (((gx + 0.5) * g.width) / grid.W - g.padX) / g.scaleX;
           const sy = (((gy + 0.5) * g.height) / grid.H - g.padY) / g.scaleY;

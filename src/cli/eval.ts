@@ -38,6 +38,8 @@ export interface EvalOptions {
   teacher?: string;
   teacherSize?: number;
   keyframes?: string;
+  /** The teacher's boxes are positives too (cameras[].adapt.teacher.positives). */
+  teacherPositives?: boolean;
   shiftAt?: number;
   window?: number;
   speed?: number;
@@ -174,15 +176,17 @@ async function adaptCamera(target: string, options: EvalOptions): Promise<{ came
 function teacherConfig(options: EvalOptions): TeacherConfig | undefined {
   if (!options.teacher) return undefined;
   const k = options.keyframes ?? '10';
-  if (k === 'adaptive') return teacherSchema.parse({ model: options.teacher, input_size: options.teacherSize, adaptive: {} });
+  const common = { model: options.teacher, input_size: options.teacherSize, positives: options.teacherPositives };
+  if (k === 'adaptive') return teacherSchema.parse({ ...common, adaptive: {} });
   const n = Number(k);
   if (!Number.isInteger(n) || n < 1) throw new BeatsError(`--keyframes: "${k}" is neither a number of frames nor "adaptive"`);
-  return teacherSchema.parse({ model: options.teacher, input_size: options.teacherSize, every_n_frames: n });
+  return teacherSchema.parse({ ...common, every_n_frames: n });
 }
 
 export async function evaluateAdaptStream(target: string, options: EvalOptions): Promise<AdaptEvalReport> {
   const { camera: base, runtime, url } = await adaptCamera(target, options);
-  const teacher = teacherConfig(options) ?? base.adapt.teacher;
+  const fromPipeline = base.adapt.teacher && options.teacherPositives ? { ...base.adapt.teacher, positives: true } : base.adapt.teacher;
+  const teacher = teacherConfig(options) ?? fromPipeline;
   if (!teacher && !options.verdicts) throw new BeatsError('--adapt needs supervision: --verdicts N (simulated operator verdicts) and/or --teacher truth|MODEL (or the pipeline\'s adapt.teacher)');
   const camera: CameraConfig = { ...base, adapt: { ...base.adapt, enabled: true, teacher } };
   const kind = sourceKind(url);
