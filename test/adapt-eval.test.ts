@@ -58,7 +58,7 @@ describe('evaluateAdaptation: frozen and adapting on a stream with a shift, simu
     expect(report.model).toBe('beats-s');
     expect(report.threshold).toBe(0.35);
     // The operator looks from the shift on (the default).
-    expect(report.supervision).toEqual({ verdicts: { budget: 6, everyS: 1, from: 8 }, teacher: null, keyframePolicy: null });
+    expect(report.supervision).toEqual({ verdicts: { budget: 6, everyS: 1, from: 8 }, teacher: null, keyframePolicy: null, teacherTargets: null });
     expect(report.labels.teacherKeyframes).toBe(0);
     expect(report.labels.teacherShare).toBe(0);
   });
@@ -159,6 +159,7 @@ describe('evaluateAdaptStream (beats eval --adapt)', () => {
     expect(report.stream.shiftAt).toBe(8);
     expect(report.supervision.teacher).toBe('ground truth');
     expect(report.supervision.keyframePolicy).toBe('every 10 frames');
+    expect(report.supervision.teacherTargets).toBe('positives and negatives');
     expect(report.supervision.verdicts).toBeNull();
     expect(report.labels.verdicts).toBe(0);
     expect(report.labels.teacherKeyframes).toBeGreaterThanOrEqual(12);
@@ -168,6 +169,16 @@ describe('evaluateAdaptStream (beats eval --adapt)', () => {
     // Whole keyframes: many more cells than a handful of verdicts.
     expect(report.labels.cellsTrained).toBeGreaterThan(1000);
     expectWindowed(report.beats, 4, 16);
+  });
+
+  it('--teacher-negatives-only: the teacher gives negatives only, and fewer cells than with its positives', async () => {
+    const both = await evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '10', speed: 0, window: 4 });
+    const negatives = await evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '10', speed: 0, window: 4, teacherNegativesOnly: true });
+    expect(negatives.supervision.teacherTargets).toBe('negatives only');
+    expect(negatives.labels.teacherKeyframes).toBe(both.labels.teacherKeyframes);
+    // The cells assigned to boxes are left out (the stream has objects on every keyframe).
+    expect(negatives.labels.cellsTrained).toBeLessThan(both.labels.cellsTrained);
+    expect(negatives.labels.cellsTrained).toBeGreaterThan(1000);
   });
 
   it('without --verdicts or --teacher it says which supervision to give', async () => {

@@ -556,15 +556,15 @@ ${adapt
     throw new Error('expected a ConfigError');
   }
 
-  it('defaults: no teacher, track misses off (min_hits 5); a teacher threshold of 0.5, on one onnxruntime thread, negatives only', () => {
+  it('defaults: no teacher, track misses off (min_hits 5); a teacher threshold of 0.5, on one onnxruntime thread, positives and negatives', () => {
     const adapt = parsePipeline(pipeline('enabled: true'), file).cameras[0]!.adapt;
     expect(adapt.teacher).toBeUndefined();
     expect(adapt.track_misses).toEqual({ enabled: false, min_hits: 5 });
     const every = parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15 }'), file).cameras[0]!.adapt.teacher;
-    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: false, threads: 1, every_n_frames: 15 });
+    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: true, threads: 1, every_n_frames: 15 });
     const adaptive = parsePipeline(pipeline('teacher: { model: yolox-nano, input_size: 640, adaptive: {} }'), file).cameras[0]!.adapt.teacher;
-    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: false, threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
-    expect(parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: true }'), file).cameras[0]!.adapt.teacher!.positives).toBe(true);
+    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: true, threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
+    expect(parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: false }'), file).cameras[0]!.adapt.teacher!.positives).toBe(false);
     expect(parsePipeline(pipeline('track_misses: { enabled: true }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 5 });
     expect(parsePipeline(pipeline('track_misses: { enabled: true, min_hits: 9 }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 9 });
   });

@@ -37,8 +37,8 @@
  * centre get what the model learnt there (`offCentre`, from its card): y = 0 for every class for the
  * Beats CNN, whose training makes them negatives; left out for a detector trained to find objects
  * there too (YOLOX), and by default. With many classes (YOLOX's 80), only the classes the teacher
- * or the student saw in the frame are targets. Without `teacherPositives` (the pipeline's default,
- * cameras[].adapt.teacher.positives) the cells assigned to a teacher box are left out: the teacher
+ * or the student saw in the frame are targets. With `teacherPositives: false`
+ * (cameras[].adapt.teacher.positives) the cells assigned to a teacher box are left out: the teacher
  * only says where there is nothing.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';

@@ -98,15 +98,14 @@ export const teacherSchema = z
     /** The teacher's boxes at or above this score are targets. */
     threshold: z.number().gt(0).lt(1).default(0.5),
     /**
-     * The teacher's boxes are also positives (y = 1 on their centre cells): BEATS.md's targets for
-     * the whole frame. Off by default: the teacher then says where there is nothing (y = 0 outside
-     * its boxes), and its boxes' centres are left out. Measured with a perfect teacher on 6 % of
-     * frames (README, "On-device adaptation"): positives lowered F1 after the shift (decoys
-     * 61.5 -> 55.7, rain 49.3 -> 38.3), negatives only raised it (63.5, 60.1). Lifting a miss
-     * through the class head alone lifts the cells that look like it too; misses are better left
-     * to operator verdicts and to tracks.
+     * The teacher's boxes are positives (y = 1 on their centre cells) as well as its negatives
+     * everywhere else: BEATS.md's targets for the whole frame, the default. false: negatives only,
+     * its boxes' centre cells left out. Which is better depends on the model (README, "On-device
+     * adaptation"): with a perfect teacher on 6 % of frames, beats-s's F1 after a shift fell with
+     * positives (decoys 61.5 -> 55.7, rain 49.3 -> 38.3) and rose without (63.5, 60.1); YOLOX-Nano
+     * on the highway kept its F1 with positives (69.8) and lost recall without (65.4).
      */
-    positives: z.boolean().default(false),
+    positives: z.boolean().default(true),
     /**
      * onnxruntime intra-op threads of the teacher (0: onnxruntime's choice). One by default: a
      * keyframe may take a while, and the other cores stay with the student's frame path.
