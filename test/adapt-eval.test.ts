@@ -58,7 +58,7 @@ describe('evaluateAdaptation: frozen and adapting on a stream with a shift, simu
     expect(report.model).toBe('beats-s');
     expect(report.threshold).toBe(0.35);
     // The operator looks from the shift on (the default).
-    expect(report.supervision).toEqual({ verdicts: { budget: 6, everyS: 1, from: 8 }, teacher: null, keyframePolicy: null, teacherTargets: null });
+    expect(report.supervision).toEqual({ verdicts: { budget: 6, everyS: 1, from: 8 }, teacher: null, keyframePolicy: null, teacherPositives: null });
     expect(report.labels.teacherKeyframes).toBe(0);
     expect(report.labels.teacherShare).toBe(0);
   });
@@ -159,7 +159,7 @@ describe('evaluateAdaptStream (beats eval --adapt)', () => {
     expect(report.stream.shiftAt).toBe(8);
     expect(report.supervision.teacher).toBe('ground truth');
     expect(report.supervision.keyframePolicy).toBe('every 10 frames');
-    expect(report.supervision.teacherTargets).toBe('positives and negatives');
+    expect(report.supervision.teacherPositives).toBe('centre');
     expect(report.supervision.verdicts).toBeNull();
     expect(report.labels.verdicts).toBe(0);
     expect(report.labels.teacherKeyframes).toBeGreaterThanOrEqual(12);
@@ -171,14 +171,19 @@ describe('evaluateAdaptStream (beats eval --adapt)', () => {
     expectWindowed(report.beats, 4, 16);
   });
 
-  it('--teacher-negatives-only: the teacher gives negatives only, and fewer cells than with its positives', async () => {
-    const both = await evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '10', speed: 0, window: 4 });
-    const negatives = await evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '10', speed: 0, window: 4, teacherNegativesOnly: true });
-    expect(negatives.supervision.teacherTargets).toBe('negatives only');
-    expect(negatives.labels.teacherKeyframes).toBe(both.labels.teacherKeyframes);
-    // The cells assigned to boxes are left out (the stream has objects on every keyframe).
-    expect(negatives.labels.cellsTrained).toBeLessThan(both.labels.cellsTrained);
-    expect(negatives.labels.cellsTrained).toBeGreaterThan(1000);
+  it('--teacher-positives: assigned > centre > none in cells, the same keyframes; a wrong value is named', async () => {
+    const run = (teacherPositives: string) => evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '10', speed: 0, window: 4, teacherPositives });
+    const assigned = await run('assigned');
+    const centre = await run('centre');
+    const none = await run('none');
+    expect([assigned, centre, none].map((r) => r.supervision.teacherPositives)).toEqual(['assigned', 'centre', 'none']);
+    expect(centre.labels.teacherKeyframes).toBe(assigned.labels.teacherKeyframes);
+    expect(none.labels.teacherKeyframes).toBe(assigned.labels.teacherKeyframes);
+    // Fewer of a box's cells are targets (the stream has objects on every keyframe).
+    expect(centre.labels.cellsTrained).toBeLessThan(assigned.labels.cellsTrained);
+    expect(none.labels.cellsTrained).toBeLessThan(centre.labels.cellsTrained);
+    expect(none.labels.cellsTrained).toBeGreaterThan(1000);
+    await expect(run('some')).rejects.toThrow(/--teacher-positives: "some"/);
   });
 
   it('without --verdicts or --teacher it says which supervision to give', async () => {

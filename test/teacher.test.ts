@@ -333,15 +333,35 @@ describe('SupervisionRing.teacherCells', () => {
     expect(byKey.get(key(0, 13, 9))!.find((t) => t.target === 1)?.classId).toBe(1);
   });
 
-  it('teacherPositives false: the cells assigned to a box are left out, everything else is as before', () => {
+  it("teacherPositives none: the cells assigned to a box are left out, everything else is as with 'assigned'", () => {
     const all = ringWith({ offCentre: ['negative', 'negative'] }).teacherCells(0, [B, A, C])!;
-    const negativesOnly = ringWith({ offCentre: ['negative', 'negative'], teacherPositives: false }).teacherCells(0, [B, A, C])!;
+    const negativesOnly = ringWith({ offCentre: ['negative', 'negative'], teacherPositives: 'none' }).teacherCells(0, [B, A, C])!;
     expect(negativesOnly.every((c) => c.target === 0)).toBe(true);
     // Exactly the cells holding a positive are gone, with their entries for every class.
     const positiveCells = new Set(all.filter((c) => c.target === 1).map((c) => keyOf(c.features)));
     expect(positiveCells.size).toBe(9 + 4 + 1 + 9 + 2 + 1);
     const kept = all.filter((c) => !positiveCells.has(keyOf(c.features)));
     expect(negativesOnly.map((c) => `${keyOf(c.features)}/${c.classId}`)).toEqual(kept.map((c) => `${keyOf(c.features)}/${c.classId}`));
+  });
+
+  it('teacherPositives centre: one positive cell per box and level, the one holding its centre; its other assigned cells left out', () => {
+    const all = ringWith({ offCentre: ['negative', 'negative'] }).teacherCells(0, [B, A, C])!;
+    const centre = ringWith({ offCentre: ['negative', 'negative'], teacherPositives: 'centre' }).teacherCells(0, [B, A, C])!;
+    const positives = centre.filter((c) => c.target === 1).map((c) => `${keyOf(c.features)}/${c.classId}`);
+    expect(positives).toHaveLength(3 * 2);
+    // B's centre (70, 130) and C's (292, 62) as the assignment finds them; every positive is one of 'assigned'.
+    expect(positives).toEqual(expect.arrayContaining(['0:4:10/0', '0:18:6/2', '1:9:3/2']));
+    const assigned = new Set(all.filter((c) => c.target === 1).map((c) => `${keyOf(c.features)}/${c.classId}`));
+    for (const p of positives) expect(assigned.has(p), p).toBe(true);
+    // The other assigned cells are no targets at all; the rest of the frame is as with 'assigned'.
+    const centreCells = new Set(centre.filter((c) => c.target === 1).map((c) => keyOf(c.features)));
+    const assignedCells = new Set(all.filter((c) => c.target === 1).map((c) => keyOf(c.features)));
+    const leftOut = [...assignedCells].filter((k) => !centreCells.has(k));
+    expect(leftOut).toHaveLength(26 - 6);
+    for (const k of leftOut) expect(centre.some((c) => keyOf(c.features) === k), k).toBe(false);
+    expect(centre.filter((c) => !assignedCells.has(keyOf(c.features))).map((c) => `${keyOf(c.features)}/${c.classId}/${c.target}`)).toEqual(
+      all.filter((c) => !assignedCells.has(keyOf(c.features))).map((c) => `${keyOf(c.features)}/${c.classId}/${c.target}`),
+    );
   });
 
   it('no teacher boxes: every cell of every level is a negative for every class', () => {
@@ -556,15 +576,16 @@ ${adapt
     throw new Error('expected a ConfigError');
   }
 
-  it('defaults: no teacher, track misses off (min_hits 5); a teacher threshold of 0.5, on one onnxruntime thread, positives and negatives', () => {
+  it('defaults: no teacher, track misses off (min_hits 5); a teacher threshold of 0.5, on one onnxruntime thread, positives at box centres', () => {
     const adapt = parsePipeline(pipeline('enabled: true'), file).cameras[0]!.adapt;
     expect(adapt.teacher).toBeUndefined();
     expect(adapt.track_misses).toEqual({ enabled: false, min_hits: 5 });
     const every = parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15 }'), file).cameras[0]!.adapt.teacher;
-    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: true, threads: 1, every_n_frames: 15 });
+    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: 'centre', threads: 1, every_n_frames: 15 });
     const adaptive = parsePipeline(pipeline('teacher: { model: yolox-nano, input_size: 640, adaptive: {} }'), file).cameras[0]!.adapt.teacher;
-    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: true, threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
-    expect(parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: false }'), file).cameras[0]!.adapt.teacher!.positives).toBe(false);
+    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: 'centre', threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
+    expect(parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: none }'), file).cameras[0]!.adapt.teacher!.positives).toBe('none');
+    expect(() => parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: true }'), file)).toThrow(/cameras\[0\]\.adapt\.teacher\.positives/);
     expect(parsePipeline(pipeline('track_misses: { enabled: true }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 5 });
     expect(parsePipeline(pipeline('track_misses: { enabled: true, min_hits: 9 }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 9 });
   });

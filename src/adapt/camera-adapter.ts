@@ -104,7 +104,7 @@ export class CameraAdapter {
       // What the model is sure of, for the guard only: one frame in 10 keeps the replay sample current without flooding it.
       anchors: { threshold: Math.max(camera.detect.threshold, 0.5), every: 10 },
       offCentre: detector.card.head?.map((h) => h.off_centre),
-      teacherPositives: camera.adapt.teacher?.positives ?? true,
+      teacherPositives: camera.adapt.teacher?.positives,
     });
     if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
     this.subscriptions.push(

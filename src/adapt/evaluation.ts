@@ -87,7 +87,7 @@ export interface AdaptEvalReport {
   stream: { url: string; frames: number; seconds: number; shiftAt: number | null };
   model: string;
   threshold: number;
-  supervision: { verdicts: VerdictPolicy | null; teacher: string | null; keyframePolicy: string | null; teacherTargets: 'positives and negatives' | 'negatives only' | null };
+  supervision: { verdicts: VerdictPolicy | null; teacher: string | null; keyframePolicy: string | null; teacherPositives: 'centre' | 'assigned' | 'none' | null };
   frozen: ArmReport;
   beats: ArmReport;
   labels: { verdicts: number; verdictsByKind: Record<Verdict, number>; teacherKeyframes: number; teacherShare: number; trackMissFrames: number; cellsTrained: number };
@@ -404,7 +404,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     supervision: {
       verdicts: options.verdicts ? { ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 } : null,
       teacher: teacher ? teacher.name : null,
-      teacherTargets: camera.adapt.teacher ? (camera.adapt.teacher.positives ? 'positives and negatives' : 'negatives only') : null,
+      teacherPositives: camera.adapt.teacher?.positives ?? null,
       keyframePolicy: camera.adapt.teacher ? (camera.adapt.teacher.adaptive ? `adaptive ${camera.adapt.teacher.adaptive.min_frames}..${camera.adapt.teacher.adaptive.max_frames} frames` : `every ${camera.adapt.teacher.every_n_frames} frames`) : null,
     },
     frozen: frozenArm,

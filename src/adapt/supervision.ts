@@ -37,9 +37,10 @@
  * centre get what the model learnt there (`offCentre`, from its card): y = 0 for every class for the
  * Beats CNN, whose training makes them negatives; left out for a detector trained to find objects
  * there too (YOLOX), and by default. With many classes (YOLOX's 80), only the classes the teacher
- * or the student saw in the frame are targets. With `teacherPositives: false`
- * (cameras[].adapt.teacher.positives) the cells assigned to a teacher box are left out: the teacher
- * only says where there is nothing.
+ * or the student saw in the frame are targets. `teacherPositives` (cameras[].adapt.teacher.positives)
+ * narrows a box's positives to the cell holding its centre (`centre`, the pipeline's default), or
+ * leaves them all out (`none`: the teacher only says where there is nothing); the cells left out
+ * are no targets at all.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
@@ -113,11 +114,15 @@ export interface SupervisionOptions {
    */
   offCentre?: ReadonlyArray<'negative' | 'ignore'>;
   /**
-   * The teacher's boxes are positives on the cells assigned to them (default true: the whole frame
-   * is a target). false: those cells are left out, and a teacher only gives negatives.
+   * Where a teacher's box is a positive: on every cell assigned to it (`assigned`, the default: as the
+   * Beats CNN is trained), only on the cell holding its centre (`centre`: the box's other assigned
+   * cells are left out), or nowhere (`none`: its assigned cells are left out, the teacher only gives
+   * negatives).
    */
-  teacherPositives?: boolean;
+  teacherPositives?: TeacherPositives;
 }
+
+export type TeacherPositives = 'assigned' | 'centre' | 'none';
 
 /** A box of a teacher or of the student, source pixels. */
 export interface LabelledBox {
@@ -257,12 +262,18 @@ export class SupervisionRing {
       const map = rf.maps![i]!;
       const owner = assignCells({ gw: grid.W, gh: grid.H, stride: g.width / grid.W }, inInput);
       const offCentreNegative = this.options.offCentre?.[grid.level] === 'negative';
-      const positives = this.options.teacherPositives !== false;
+      const positives = this.options.teacherPositives ?? 'assigned';
+      const stride = g.width / grid.W;
+      // The cell holding a box's centre, as assignCells finds it.
+      const holdsCentre = (k: number, gx: number, gy: number) => {
+        const b = inInput[k]!.box;
+        return gx === Math.max(0, Math.min(grid.W - 1, Math.floor((b[0]! + b[2]!) / 2 / stride))) && gy === Math.max(0, Math.min(grid.H - 1, Math.floor((b[1]! + b[3]!) / 2 / stride)));
+      };
       for (let gy = 0; gy < grid.H; gy++) {
         for (let gx = 0; gx < grid.W; gx++) {
           const k = owner[gy * grid.W + gx]!;
           if (k === INSIDE && !offCentreNegative) continue;
-          if (k >= 0 && !positives) continue;
+          if (k >= 0 && (positives === 'none' || (positives === 'centre' && !holdsCentre(k, gx, gy)))) continue;
           // The cell's centre in source pixels (through the letterbox); cells of the padding are not the picture.
           const sx = (((gx + 0.5) * g.width) / grid.W - g.padX) / g.scaleX;
           const sy = (((gy + 0.5) * g.height) / grid.H - g.padY) / g.scaleY;

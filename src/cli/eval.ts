@@ -38,8 +38,8 @@ export interface EvalOptions {
   teacher?: string;
   teacherSize?: number;
   keyframes?: string;
-  /** The teacher gives negatives only (cameras[].adapt.teacher.positives: false). */
-  teacherNegativesOnly?: boolean;
+  /** Where the teacher's boxes are positives (cameras[].adapt.teacher.positives). */
+  teacherPositives?: string;
   shiftAt?: number;
   window?: number;
   speed?: number;
@@ -173,10 +173,17 @@ async function adaptCamera(target: string, options: EvalOptions): Promise<{ came
   return { camera, runtime, url };
 }
 
+function teacherPositives(options: EvalOptions): TeacherConfig['positives'] | undefined {
+  const p = options.teacherPositives;
+  if (p === undefined) return undefined;
+  if (p !== 'centre' && p !== 'assigned' && p !== 'none') throw new BeatsError(`--teacher-positives: "${p}" is none of centre, assigned, none`);
+  return p;
+}
+
 function teacherConfig(options: EvalOptions): TeacherConfig | undefined {
   if (!options.teacher) return undefined;
   const k = options.keyframes ?? '10';
-  const common = { model: options.teacher, input_size: options.teacherSize, positives: !options.teacherNegativesOnly };
+  const common = { model: options.teacher, input_size: options.teacherSize, positives: teacherPositives(options) };
   if (k === 'adaptive') return teacherSchema.parse({ ...common, adaptive: {} });
   const n = Number(k);
   if (!Number.isInteger(n) || n < 1) throw new BeatsError(`--keyframes: "${k}" is neither a number of frames nor "adaptive"`);
@@ -185,7 +192,8 @@ function teacherConfig(options: EvalOptions): TeacherConfig | undefined {
 
 export async function evaluateAdaptStream(target: string, options: EvalOptions): Promise<AdaptEvalReport> {
   const { camera: base, runtime, url } = await adaptCamera(target, options);
-  const fromPipeline = base.adapt.teacher && options.teacherNegativesOnly ? { ...base.adapt.teacher, positives: false } : base.adapt.teacher;
+  const positives = teacherPositives(options);
+  const fromPipeline = base.adapt.teacher && positives ? { ...base.adapt.teacher, positives } : base.adapt.teacher;
   const teacher = teacherConfig(options) ?? fromPipeline;
   if (!teacher && !options.verdicts) throw new BeatsError('--adapt needs supervision: --verdicts N (simulated operator verdicts) and/or --teacher truth|MODEL (or the pipeline\'s adapt.teacher)');
   const camera: CameraConfig = { ...base, adapt: { ...base.adapt, enabled: true, teacher } };
@@ -246,7 +254,7 @@ async function evalAdaptCommand(target: string, options: EvalOptions): Promise<v
   out.push(`mAP@0.5 after shift   ${pct(report.frozen.afterShift?.map50)}   ${pct(report.beats.afterShift?.map50)}`);
   out.push(`F1 after shift        ${pct(report.frozen.afterShift?.f1)}   ${pct(report.beats.afterShift?.f1)}`);
   out.push(`back to 90 % of pre-shift F1: frozen ${sec(report.frozen.secondsToRecover)}, Beats ${sec(report.beats.secondsToRecover)} after the shift (plateau within 2 points: ${sec(report.beats.secondsToPlateau)})`);
-  out.push(`labels: ${report.labels.verdicts} verdicts, ${report.labels.teacherKeyframes} teacher keyframes (${pct(report.labels.teacherShare)} % of frames${report.supervision.teacherTargets ? `, ${report.supervision.teacherTargets}` : ''}), ${report.labels.trackMissFrames} track-miss frames, ${report.labels.cellsTrained} cells trained`);
+  out.push(`labels: ${report.labels.verdicts} verdicts, ${report.labels.teacherKeyframes} teacher keyframes (${pct(report.labels.teacherShare)} % of frames${report.supervision.teacherPositives ? `, positives: ${report.supervision.teacherPositives}` : ''}), ${report.labels.trackMissFrames} track-miss frames, ${report.labels.cellsTrained} cells trained`);
   if (report.forgetting) out.push(`first domain mAP@0.5: base head ${pct(report.forgetting.frozenMap50)}, final head ${pct(report.forgetting.beatsMap50)} (forgetting ${report.forgetting.dropPoints.toFixed(1)} points)`);
   out.push(`updates: ${report.updates.accepted} accepted, ${report.updates.rejected} rejected, ${report.updates.rolledBack} rolled back; ${report.updates.msMean === null ? '-' : report.updates.msMean.toFixed(1)} ms per update (max ${report.updates.msMax === null ? '-' : report.updates.msMax.toFixed(1)})`);
   out.push(`frame path: frozen ${report.frozen.fps.toFixed(0)} fps, Beats ${report.beats.fps.toFixed(0)} fps (ratio ${report.fpsRatio.toFixed(2)}); peak RSS ${report.peakRssMb.toFixed(0)} MB`);

@@ -148,7 +148,7 @@ program
   .option('--teacher <model>', '--adapt: teacher on keyframes: a model, or "truth" (the ground truth as a perfect teacher)')
   .option('--teacher-size <n>', '--adapt: the teacher\'s input size (resizable models)', positiveInt)
   .option('--keyframes <n|adaptive>', '--adapt: a teacher keyframe every N frames (default 10), or adaptive')
-  .option('--teacher-negatives-only', '--adapt: the teacher gives negatives only (adapt.teacher.positives: false)')
+  .option('--teacher-positives <where>', "--adapt: where the teacher's boxes are positives: centre (default), assigned or none (adapt.teacher.positives)")
   .option('--shift-at <s>', '--adapt: stream seconds of the domain shift (synthetic URLs carry it)', nonNegativeNumber)
   .option('--window <s>', '--adapt: windowed F1 window, seconds (default 10)', positiveNumber)
   .option('--speed <x>', '--adapt: replay at X times real time (default 1; 0: unpaced)', nonNegativeNumber)

@@ -98,14 +98,16 @@ export const teacherSchema = z
     /** The teacher's boxes at or above this score are targets. */
     threshold: z.number().gt(0).lt(1).default(0.5),
     /**
-     * The teacher's boxes are positives (y = 1 on their centre cells) as well as its negatives
-     * everywhere else: BEATS.md's targets for the whole frame, the default. false: negatives only,
-     * its boxes' centre cells left out. Which is better depends on the model (README, "On-device
-     * adaptation"): with a perfect teacher on 6 % of frames, beats-s's F1 after a shift fell with
-     * positives (decoys 61.5 -> 55.7, rain 49.3 -> 38.3) and rose without (63.5, 60.1); YOLOX-Nano
-     * on the highway kept its F1 with positives (69.8) and lost recall without (65.4).
+     * Where a teacher's box is a positive (y = 1 for its class; y = 0 everywhere outside the boxes
+     * in every case): `centre`, the cell holding its centre (the default); `assigned`, every cell
+     * the Beats CNN's training assigns to it (its centre and the cells within 1.5 cells of it);
+     * `none`, nowhere (negatives only). The cells left out are no targets. Measured with a perfect
+     * teacher on 6 % of frames (README, "On-device adaptation"), beats-s's F1 after a shift:
+     * assigned 55.7 / 38.3, centre 65.3 / 54.9, none 63.5 / 60.1 on decoys / rain (frozen 61.5 /
+     * 49.3). Lifting nine cells of a box lifts their look-alikes too; none costs YOLOX-Nano's recall
+     * on the highway (F1 69.8 -> 65.4).
      */
-    positives: z.boolean().default(true),
+    positives: z.enum(['centre', 'assigned', 'none']).default('centre'),
     /**
      * onnxruntime intra-op threads of the teacher (0: onnxruntime's choice). One by default: a
      * keyframe may take a while, and the other cores stay with the student's frame path.
