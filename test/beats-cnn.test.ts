@@ -208,6 +208,29 @@ describe('beats train --init-from (a warm start)', () => {
   }, 120_000);
 });
 
+describe('beats export', () => {
+  it('writes the ONNX and its card; the version tells apart two checkpoints of the same step and day', async () => {
+    const { exportCommand } = await import('../src/cli/export.js');
+    const { readModelCard } = await import('../src/model/card.js');
+    const { createHash } = await import('node:crypto');
+    const { readFile } = await import('node:fs/promises');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-export-'));
+    const versions: string[] = [];
+    for (const seed of [4, 5]) {
+      const file = path.join(dir, `c${seed}.bin`);
+      await saveCheckpoint(file, { format: 'beats-cnn-checkpoint/1', step: 1000, recipe: { ...defaultRecipe, seed }, history: [{ step: 1000, loss: 0.5, cls: 0.1, box: 0.3 }], weights: asVariables(tf, randomised(seed, defaultSpec)) });
+      const out = path.join(dir, `m${seed}`);
+      const written = await exportCommand({ checkpoint: file, out, name: 'beats-t' });
+      const { card } = await readModelCard(written.card);
+      expect(card.version).toMatch(/^1000-\d{4}-\d{2}-\d{2}-[0-9a-f]{8}$/);
+      expect((card.training as { recipe: { seed: number } }).recipe.seed).toBe(seed);
+      expect((card.training as { sha256: string }).sha256).toBe(createHash('sha256').update(await readFile(written.onnx)).digest('hex'));
+      versions.push(card.version);
+    }
+    expect(versions[0]).not.toBe(versions[1]);
+  }, 60_000);
+});
+
 describe('fast convolution gradients of the pure-JS backend', () => {
   type T4 = import('@tensorflow/tfjs').Tensor4D;
   it('agree with finite differences (same and valid padding, 1x1 and 3x3; stride 2 goes to the original kernel)', () => {
