@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -8,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { cellCentres, defaultSpec, initWeights, predict, upsample2, type BeatsCnnSpec, type Weights } from '../src/model/beats-cnn.js';
 import { exportBeatsOnnx, type WeightArrays } from '../src/model/beats-export.js';
 import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/model/beats-train.js';
+import { readModelCard } from '../src/model/card.js';
 import { evaluate } from '../src/model/evaluate.js';
 import { evaluateStream } from '../src/cli/eval.js';
 import { loadTf, type Tf } from '../src/model/tf.js';
@@ -211,9 +213,6 @@ describe('beats train --init-from (a warm start)', () => {
 describe('beats export', () => {
   it('writes the ONNX and its card; the version tells apart two checkpoints of the same step and day', async () => {
     const { exportCommand } = await import('../src/cli/export.js');
-    const { readModelCard } = await import('../src/model/card.js');
-    const { createHash } = await import('node:crypto');
-    const { readFile } = await import('node:fs/promises');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-export-'));
     const versions: string[] = [];
     for (const seed of [4, 5]) {

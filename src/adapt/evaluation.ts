@@ -28,7 +28,7 @@ import { Tracker, trackerOptions } from '../track/tracker.js';
 import { CameraAdapter } from './camera-adapter.js';
 import type { EngineEvent } from './engine.js';
 import type { AcceptedFeedback, Verdict } from './feedback.js';
-import type { LabelledBox } from './supervision.js';
+import type { LabelledBox, TeacherPositives } from './supervision.js';
 import { ModelTeacher, type KeyframeLabeller } from './teacher.js';
 
 export interface VerdictPolicy {
@@ -87,7 +87,7 @@ export interface AdaptEvalReport {
   stream: { url: string; frames: number; seconds: number; shiftAt: number | null };
   model: string;
   threshold: number;
-  supervision: { verdicts: VerdictPolicy | null; teacher: string | null; keyframePolicy: string | null; teacherPositives: 'centre' | 'assigned' | 'none' | null };
+  supervision: { verdicts: VerdictPolicy | null; teacher: string | null; keyframePolicy: string | null; teacherPositives: TeacherPositives | null };
   frozen: ArmReport;
   beats: ArmReport;
   labels: { verdicts: number; verdictsByKind: Record<Verdict, number>; teacherKeyframes: number; teacherShare: number; trackMissFrames: number; cellsTrained: number };

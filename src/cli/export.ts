@@ -28,7 +28,10 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
   const spec = cp.recipe.spec;
   // Step and date alone repeat across runs (two runs of 1000 steps on one day); the weights do not.
   const weightsHash = createHash('sha256');
-  for (const name of [...weights.keys()].sort()) weightsHash.update(name).update(new Uint8Array(weights.get(name)!.data.buffer, weights.get(name)!.data.byteOffset, weights.get(name)!.data.byteLength));
+  for (const name of [...weights.keys()].sort()) {
+    const { data } = weights.get(name)!;
+    weightsHash.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
   const version = `${cp.step}-${new Date().toISOString().slice(0, 10)}-${weightsHash.digest('hex').slice(0, 8)}`;
   const bytes = exportBeatsOnnx(spec, weights, { version, docString: `Beats CNN ${options.name}, trained ${cp.step} steps on the synthetic camera` });
   await mkdir(options.out, { recursive: true });
