@@ -332,22 +332,24 @@ export class BeatsEngine {
 
   /** Posts the batch waiting in the outbox. */
   private flush(): void {
-    clearTimeout(this.flushTimer);
-    clearImmediate(this.flushSoon);
-    this.flushTimer = undefined;
-    this.flushSoon = undefined;
+    this.cancelFlush();
     const frames = this.outbox;
     if (frames.length === 0 || !this.worker) return;
     this.outbox = [];
     this.worker.postMessage({ type: 'frames', frames } satisfies ToWorker, frames.flatMap((f) => [f.meta.buffer as ArrayBuffer, f.features.buffer as ArrayBuffer]));
   }
 
-  /** Frames submitted but never to be processed (a worker fault, a restart, close). */
-  private dropOutbox(): void {
+  /** Forgets a flush that was scheduled (by timer, or after the caller's frame). */
+  private cancelFlush(): void {
     clearTimeout(this.flushTimer);
     clearImmediate(this.flushSoon);
     this.flushTimer = undefined;
     this.flushSoon = undefined;
+  }
+
+  /** Frames submitted but never to be processed (a worker fault, a restart, close). */
+  private dropOutbox(): void {
+    this.cancelFlush();
     this.outbox = [];
     this.pending = 0;
   }

@@ -44,7 +44,7 @@
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
 import type { FrameHeadFeatures } from './head.js';
-import { INSIDE, assignCells } from '../model/assign.js';
+import { INSIDE, assignCells, centreCell } from '../model/assign.js';
 import { cellFeatures, type FeatureMapView } from './engine-cells.js';
 import { rng } from './engine-core.js';
 import type { SupervisedCell } from './engine-types.js';
@@ -258,17 +258,14 @@ export class SupervisionRing {
     // Teacher boxes in model-input pixels, where the assignment of training applies.
     const inInput = teacher.map((t) => ({ box: [t.box[0]! * g.scaleX + g.padX, t.box[1]! * g.scaleY + g.padY, t.box[2]! * g.scaleX + g.padX, t.box[3]! * g.scaleY + g.padY] }));
     const out: SupervisedCell[] = [];
+    const positives = this.options.teacherPositives ?? 'assigned';
     rf.grids.forEach((grid, i) => {
       const map = rf.maps![i]!;
-      const owner = assignCells({ gw: grid.W, gh: grid.H, stride: g.width / grid.W }, inInput);
+      const assignGrid = { gw: grid.W, gh: grid.H, stride: g.width / grid.W };
+      const owner = assignCells(assignGrid, inInput);
       const offCentreNegative = this.options.offCentre?.[grid.level] === 'negative';
-      const positives = this.options.teacherPositives ?? 'assigned';
-      const stride = g.width / grid.W;
-      // The cell holding a box's centre, as assignCells finds it.
-      const holdsCentre = (k: number, gx: number, gy: number) => {
-        const b = inInput[k]!.box;
-        return gx === Math.max(0, Math.min(grid.W - 1, Math.floor((b[0]! + b[2]!) / 2 / stride))) && gy === Math.max(0, Math.min(grid.H - 1, Math.floor((b[1]! + b[3]!) / 2 / stride)));
-      };
+      const centres = inInput.map((t) => centreCell(assignGrid, t.box));
+      const holdsCentre = (k: number, gx: number, gy: number) => centres[k]![0] === gx && centres[k]![1] === gy;
       for (let gy = 0; gy < grid.H; gy++) {
         for (let gx = 0; gx < grid.W; gx++) {
           const k = owner[gy * grid.W + gx]!;

@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { evaluateAdaptation, labelWithTeacher, type AdaptEvalReport } from '../adapt/evaluation.js';
 import { resolveModel } from '../model/registry.js';
 import { writeAdaptationPlot } from '../adapt/plot.js';
-import { cameraSchema, teacherSchema, type CameraConfig, type TeacherConfig } from '../config/schema.js';
+import { cameraSchema, teacherPositivesSchema, teacherSchema, type CameraConfig, type TeacherConfig } from '../config/schema.js';
 import type { ProviderSettings } from '../model/providers.js';
 import { SingleBar } from 'cli-progress';
 import { Subject, concatMap, from, lastValueFrom, map, take, tap, toArray } from 'rxjs';
@@ -176,8 +176,9 @@ async function adaptCamera(target: string, options: EvalOptions): Promise<{ came
 function teacherPositives(options: EvalOptions): TeacherConfig['positives'] | undefined {
   const p = options.teacherPositives;
   if (p === undefined) return undefined;
-  if (p !== 'centre' && p !== 'assigned' && p !== 'none') throw new BeatsError(`--teacher-positives: "${p}" is none of centre, assigned, none`);
-  return p;
+  const parsed = teacherPositivesSchema.safeParse(p);
+  if (!parsed.success) throw new BeatsError(`--teacher-positives: "${p}" is none of ${teacherPositivesSchema.options.join(', ')}`);
+  return parsed.data;
 }
 
 function teacherConfig(options: EvalOptions): TeacherConfig | undefined {

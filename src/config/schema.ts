@@ -89,6 +89,9 @@ export const eventsSchema = z.strictObject({
   snapshots: z.boolean().default(true),
 });
 
+/** Where a teacher's box is a positive (teacherSchema.positives). */
+export const teacherPositivesSchema = z.enum(['centre', 'assigned', 'none']);
+
 export const teacherSchema = z
   .strictObject({
     /** A pulled model's name, or a path to a model card (.json) or an .onnx beside its card. */
@@ -107,7 +110,7 @@ export const teacherSchema = z
      * 49.3). Lifting nine cells of a box lifts their look-alikes too; none costs YOLOX-Nano's recall
      * on the highway (F1 69.8 -> 65.4).
      */
-    positives: z.enum(['centre', 'assigned', 'none']).default('centre'),
+    positives: teacherPositivesSchema.default('centre'),
     /**
      * onnxruntime intra-op threads of the teacher (0: onnxruntime's choice). One by default: a
      * keyframe may take a while, and the other cores stay with the student's frame path.

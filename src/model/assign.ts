@@ -31,6 +31,12 @@ export interface AssignBox {
   ignore?: boolean;
 }
 
+/** The cell [gx, gy] holding a box's centre (clamped to the grid): a positive of the box unless a smaller box claims it. */
+export function centreCell(grid: AssignGrid, box: readonly number[]): [number, number] {
+  const clamp = (v: number, n: number) => Math.max(0, Math.min(n - 1, v));
+  return [clamp(Math.floor((box[0]! + box[2]!) / 2 / grid.stride), grid.gw), clamp(Math.floor((box[1]! + box[3]!) / 2 / grid.stride), grid.gh)];
+}
+
 /**
  * Per cell, row-major: the index in `boxes` of the box it is positive for, or OUTSIDE, INSIDE or
  * IGNORED.
@@ -40,15 +46,13 @@ export function assignCells(grid: AssignGrid, boxes: readonly AssignBox[]): Int3
   const owner = new Int32Array(gw * gh).fill(OUTSIDE);
   const ownerArea = new Float64Array(gw * gh).fill(Infinity);
   const radius = 1.5 * stride;
-  const clamp = (v: number, n: number) => Math.max(0, Math.min(n - 1, v));
   boxes.forEach(({ box, ignore }, k) => {
     const [x1, y1, x2, y2] = box as [number, number, number, number];
     if (!(x2 - x1 >= 1 && y2 - y1 >= 1)) return;
     const area = (x2 - x1) * (y2 - y1);
     const bcx = (x1 + x2) / 2;
     const bcy = (y1 + y2) / 2;
-    const centreX = clamp(Math.floor(bcx / stride), gw);
-    const centreY = clamp(Math.floor(bcy / stride), gh);
+    const [centreX, centreY] = centreCell(grid, box);
     for (let gy = Math.max(0, Math.floor(y1 / stride)); gy <= Math.min(gh - 1, Math.floor(y2 / stride)); gy++) {
       for (let gx = Math.max(0, Math.floor(x1 / stride)); gx <= Math.min(gw - 1, Math.floor(x2 / stride)); gx++) {
         const cx = (gx + 0.5) * stride;
