@@ -8,7 +8,9 @@ import { ConfigError } from '../src/errors.js';
 import { renderSnapshot, SnapshotStore } from '../src/publish/snapshots.js';
 import type { Frame } from '../src/source/frames.js';
 import { letterbox } from '../src/source/geometry.js';
+import type { Detection } from '../src/model/detector.js';
 import { EventBuilder, type TrackedObject } from '../src/track/events.js';
+import { Tracker } from '../src/track/tracker.js';
 import { compileZones, pointInPolygon, ZonePresence } from '../src/track/zones.js';
 
 function frameAt(index: number, fps = 10, width = 200, height = 100): Frame {
@@ -143,6 +145,31 @@ describe('events', () => {
     expect(flushed.snapshots).toHaveLength(1);
     expect(flushed.snapshots[0]!.frame.index).toBe(1);
     expect(b.openEvents).toEqual([]);
+  });
+
+  it('keeps no state of tracks the tracker dropped unconfirmed (flicker would grow it without bound)', () => {
+    const b = builder({}, { minFrames: 3 });
+    const tracker = new Tracker({ minHits: 3 });
+    let withEvents = 0;
+    for (let i = 0; i < 400; i++) {
+      // A person who stays, and a one-frame false positive somewhere new on every other frame.
+      const detections: Detection[] = [{ box: [10, 10, 30, 60], score: 0.9, classId: 0, label: 'person' }];
+      if (i % 2 === 0) detections.push({ box: [100 + (i % 7) * 12, 20, 110 + (i % 7) * 12, 40], score: 0.7, classId: 0, label: 'person' });
+      const update = tracker.update(detections, frameAt(i));
+      const out = b.update(frameAt(i), update.active, update.ended);
+      withEvents += out.messages.filter((m) => m.type === 'new').length;
+      expect(b.trackedStates).toBeLessThanOrEqual(update.active.length);
+    }
+    expect(withEvents).toBe(1);
+    expect(b.openEvents).toHaveLength(1);
+  });
+
+  it('a track that vanishes without being reported ended still gets its end', () => {
+    const b = builder({}, { minFrames: 1 });
+    expect(b.update(frameAt(0), [track(1, [10, 10, 30, 60])], []).messages.map((m) => m.type)).toEqual(['new']);
+    const out = b.update(frameAt(1), [], []);
+    expect(out.messages.map((m) => m.type)).toEqual(['end']);
+    expect(b.trackedStates).toBe(0);
   });
 });
 

@@ -166,8 +166,29 @@ export class EventBuilder {
       if (!state?.event) continue;
       this.endEvent(state, out);
     }
+    this.forgetGone(active, out);
     this.countChanges(out);
     return out;
+  }
+
+  /**
+   * State lives only while its track does: a track that is neither alive nor ended this frame was
+   * dropped (a tentative track the tracker gave up without a word), and its state, best frame
+   * included, goes with it. An event it had still gets its `end`.
+   */
+  private forgetGone(active: readonly TrackedObject[], out: EventOutput): void {
+    if (this.tracks.size === active.length) return;
+    const alive = new Set(active.map((t) => t.id));
+    for (const [id, state] of this.tracks) {
+      if (alive.has(id)) continue;
+      this.tracks.delete(id);
+      if (state.event) this.endEvent(state, out);
+    }
+  }
+
+  /** Tracks whose state is kept (alive ones only), for tools and tests. */
+  get trackedStates(): number {
+    return this.tracks.size;
   }
 
   /** Ends every open event (end of the stream, or shutdown). */
