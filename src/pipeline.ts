@@ -14,6 +14,7 @@ import { Outbox } from './publish/outbox.js';
 import { SnapshotStore } from './publish/snapshots.js';
 import type { FeedbackIntake } from './adapt/feedback.js';
 import { CameraAdapter, adaptiveModelHistory } from './adapt/camera-adapter.js';
+import { feedbackPublishers } from './adapt/feedback-acl.js';
 import { HeadError } from './adapt/head.js';
 import { ModelTeacher } from './adapt/teacher.js';
 import { baseModelHistory } from './serve/model-history.js';
@@ -269,7 +270,8 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     }
     if (!url) {
       const embedded = config.mqtt?.embedded ?? { host: '127.0.0.1', port: 1883 };
-      const feedbackUsers = mqttConfig.feedback_users ? { prefix: mqttConfig.prefix, users: mqttConfig.feedback_users } : undefined;
+      const users = feedbackPublishers(config.mqtt, true);
+      const feedbackUsers = users ? { prefix: mqttConfig.prefix, users } : undefined;
       broker = await startEmbeddedBroker({ ...embedded, fallbackToFreePort: true, feedbackUsers });
       log.info(`embedded MQTT broker listening on ${broker.url} (try: mosquitto_sub -h ${broker.host} -p ${broker.port} -t '${mqttConfig.prefix}/#' -v)`);
     }
@@ -302,6 +304,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
       config,
       publisher,
       prefix: mqttConfig.prefix,
+      mqttOperators: feedbackPublishers(config.mqtt, !url) !== undefined,
       cameras: config.cameras.map((camera) => ({ camera, model: detectors.get(camera.name)!.card, stats: cameras[camera.name]! })),
       adaptation: () => new Map([...adapters].map(([name, adapter]) => [name, adapter.statusMessage()])),
       modelHistory: adaptiveModelHistory(adapters, baseModelHistory(new Map(config.cameras.map((c) => [c.name, { name: detectors.get(c.name)!.card.name, version: detectors.get(c.name)!.card.version }])))),

@@ -167,6 +167,9 @@ describe.skipIf(needsAssets).each(brokerKinds)('feedback over MQTT on %s', (kind
       { name: 'box out of frame', payload: { detection: { frame: d.frame, box: [300, 200, 400, 260] }, verdict: 'correct' }, reason: /outside the 320x240 frame/ },
       { name: 'missed box out of frame', payload: { detection: { frame: d.frame }, verdict: 'missed', label: 'car', box: [-50, 10, 20, 30] }, reason: /outside the 320x240 frame/ },
       { name: 'missed without box', payload: { detection: { frame: d.frame }, verdict: 'missed', label: 'car' }, reason: /box: is required for missed/ },
+      // No mqtt.feedback_users here: a missed verdict, which names no detection, needs an operator.
+      { name: 'missed from a client not known as an operator', payload: { detection: { frame: d.frame }, verdict: 'missed', label: 'car', box: [200, 60, 230, 150] }, reason: /^missed verdicts are taken from operators only/ },
+      { name: 'missed with an implausible box', payload: { detection: { frame: d.frame }, verdict: 'missed', label: 'car', box: [0, 0, 320, 230] }, reason: /covers 96 % of the 320x240 frame/ },
       { name: 'box that matches no detection', payload: { detection: { frame: d.frame, box: [0, 0, 1.5, 1.5] }, verdict: 'correct' }, reason: /no detection of frame \d+ matches the box/ },
       { name: 'unknown event', payload: { event: 'no-such-event', verdict: 'correct' }, reason: /unknown event "no-such-event"/ },
       { name: 'stale frame', payload: { detection: { frame: first.frame.index, box: [10, 10, 50, 50] }, verdict: 'correct' }, reason: new RegExp(`^stale frame ${first.frame.index}`) },

@@ -1,4 +1,5 @@
 import type { Aedes, AuthenticateError, Client } from 'aedes';
+import type { MqttConfig } from '../config/schema.js';
 import { logger } from '../log.js';
 
 export interface FeedbackAcl {
@@ -40,6 +41,19 @@ export function restrictFeedbackPublishers(aedes: Aedes, acl: FeedbackAcl): void
     }
     authorizePublish(client, packet, callback);
   };
+}
+
+/**
+ * The MQTT users who may publish verdicts and adaptation control: mqtt.feedback_users, else, on the
+ * embedded broker once it has a login (mqtt.embedded.username), that user. Undefined when no user is
+ * configured: then any client of the broker may publish there, and the pipeline takes no `missed`
+ * verdict from MQTT (feedback.missed_from). With an external broker, mqtt.feedback_users says that
+ * its ACL lets only those users publish verdicts (README, "Who may send verdicts").
+ */
+export function feedbackPublishers(mqtt: Pick<MqttConfig, 'feedback_users' | 'embedded'> | undefined, embedded: boolean): string[] | undefined {
+  if (mqtt?.feedback_users) return [...mqtt.feedback_users];
+  const user = embedded ? mqtt?.embedded?.username : undefined;
+  return user === undefined ? undefined : [user];
 }
 
 /** `<prefix>/<one level>/feedback`, exactly (rejections on `.../feedback/rejected` are the pipeline's). */

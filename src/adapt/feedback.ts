@@ -67,7 +67,9 @@ export type RejectionCode =
   | 'stale'
   | 'out_of_range'
   | 'no_match'
-  | 'unknown_camera';
+  | 'unknown_camera'
+  | 'implausible'
+  | 'untrusted';
 
 /** The payload of `<prefix>/<camera>/feedback/rejected`. */
 export interface Rejection {
@@ -93,7 +95,15 @@ export interface FeedbackOrigin {
   via: 'mqtt' | 'http' | 'simulated';
   /** Who sent it, when known. */
   user?: string;
+  /**
+   * The sender is known to be an operator: the broker lets only mqtt.feedback_users publish
+   * verdicts, or the request carried http.token. Only operators may say an object was missed.
+   */
+  operator?: boolean;
 }
+
+/** Who may send `missed` verdicts (feedback.missed_from): operators only, or any sender. */
+export type MissedFrom = 'operators' | 'anyone';
 
 /** An accepted verdict, resolved against the camera's buffered frames. */
 export interface AcceptedFeedback {
@@ -139,6 +149,8 @@ export interface FeedbackIntakeOptions {
   onRejected?: (camera: string, rejection: Rejection) => void;
   /** Monotonic milliseconds, for the token bucket (tests). */
   now?: () => number;
+  /** Who may send `missed` verdicts (default operators: see FeedbackOrigin.operator). */
+  missedFrom?: MissedFrom;
 }
 
 export interface FeedbackCounts {
@@ -148,6 +160,17 @@ export interface FeedbackCounts {
 
 /** A verdict needs at least this IoU with a buffered detection to be about it. */
 export const MATCH_IOU = 0.5;
+
+/**
+ * What a missed object's box may be. A `missed` verdict needs no detection, so nothing the camera
+ * saw vouches for it; a box is refused when no real object could have it:
+ * - a side under 4 px: smaller than the stride-8 cell that would learn it (and than any detector's
+ *   smallest box at its input size);
+ * - more than half the picture: an object that large is not missed by a working detector, and its
+ *   centre cell would teach the head the whole scene;
+ * - longer than 10 times its width, or the other way round: a person is about 1:3, a bus side-on 1:4.
+ */
+export const MISSED_BOX = Object.freeze({ minSidePx: 4, maxFrameFraction: 0.5, maxAspect: 10 });
 
 /** A fixed-size ring of frames in index order (indices only grow), found by binary search. */
 class FrameRing {
@@ -374,6 +397,13 @@ export class FeedbackIntake {
     if (p.verdict === 'missed') {
       const box = p.box!;
       checkInside(box, frame, 'box');
+      checkPlausible(box, frame);
+      if ((this.options.missedFrom ?? 'operators') === 'operators' && !origin.operator) {
+        throw new Rejected(
+          'untrusted',
+          `missed verdicts are taken from operators only (an mqtt.feedback_users user, or the live page with http.token); this one came over ${origin.via} from a sender not known to be one (feedback.missed_from: anyone lifts this)`,
+        );
+      }
       const covered = frame.detections.find((d) => d.label === label!.name && iou(d.box, box) >= MATCH_IOU);
       if (covered) throw new Rejected('invalid', `not missed: a ${covered.label} detection of frame ${frame.index} covers the box (IoU ${iou(covered.box, box).toFixed(2)})`);
       return { ...base, frame: frameOf(frame), box: [...box], trackFrames: [] };
@@ -457,6 +487,21 @@ function checkInside(box: readonly number[], frame: BufferedFrame, name: string)
     throw new Rejected('out_of_range', `${name} [${box.join(', ')}] is outside the ${frame.width}x${frame.height} frame`);
   }
 }
+
+/** A missed object's box that no real object could have (MISSED_BOX) is refused. */
+function checkPlausible(box: readonly number[], frame: BufferedFrame): void {
+  const [x1, y1, x2, y2] = box as Box;
+  const w = x2 - x1;
+  const h = y2 - y1;
+  const shown = `box [${box.join(', ')}]`;
+  if (Math.min(w, h) < MISSED_BOX.minSidePx) throw new Rejected('implausible', `${shown} is ${round1(w)}x${round1(h)} px: a missed object's box needs sides of at least ${MISSED_BOX.minSidePx} px`);
+  if (w * h > MISSED_BOX.maxFrameFraction * frame.width * frame.height) {
+    throw new Rejected('implausible', `${shown} covers ${Math.round((100 * w * h) / (frame.width * frame.height))} % of the ${frame.width}x${frame.height} frame: a missed object's box covers at most ${MISSED_BOX.maxFrameFraction * 100} %`);
+  }
+  if (Math.max(w / h, h / w) > MISSED_BOX.maxAspect) throw new Rejected('implausible', `${shown} is ${round1(w)}x${round1(h)} px: no object is more than ${MISSED_BOX.maxAspect} times longer than wide`);
+}
+
+const round1 = (v: number) => Math.round(v * 10) / 10;
 
 /** What a rejection says it received: the JSON when it parses (and is short), else the first 500 characters. */
 function received(text: string): unknown {

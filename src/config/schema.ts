@@ -310,6 +310,11 @@ export const feedbackSchema = z.strictObject({
   /** Token bucket per camera: verdicts per second, and how many at once; past it they are rejected. */
   rate_per_s: z.number().positive().default(5),
   burst: z.number().int().min(1).default(20),
+  /**
+   * Who may send `missed` verdicts, which name no detection and so are only as good as their sender:
+   * `operators` (an mqtt.feedback_users user, or the live page with http.token), or `anyone`.
+   */
+  missed_from: z.enum(['operators', 'anyone']).default('operators'),
 });
 
 export const runtimeSchema = z.strictObject({

@@ -98,7 +98,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       const camera = knownCamera(m[1]!);
       checkStateChange(req, options.token);
       const body = await readBody(req);
-      const result = options.intake.submit(camera, body, { via: 'http' });
+      // Past checkStateChange, a request with http.token configured carried it: an operator's.
+      const result = options.intake.submit(camera, body, { via: 'http', operator: options.token !== undefined });
       if (result.accepted) {
         const f = result.feedback;
         return sendJson(res, 200, {

@@ -24,6 +24,8 @@ export interface MonitoringOptions {
   cameras: readonly MonitoredCamera[];
   publisher: MqttPublisher;
   prefix: string;
+  /** The broker lets only operators publish verdicts (mqtt.feedback_users, or the embedded broker's user). */
+  mqttOperators?: boolean;
   /** The model panel's data; default: the base model, adaptation off. */
   modelHistory?: ModelHistorySource;
   /** Adapting cameras' status, for /metrics. */
@@ -53,6 +55,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     cameras: options.cameras.map((c) => ({ name: c.camera.name, classes: c.model.classes })),
     ringFrames: config.feedback.ring_frames,
     rate: { perSecond: config.feedback.rate_per_s, burst: config.feedback.burst },
+    missedFrom: config.feedback.missed_from,
     // QoS 0: a flood of bad verdicts must not fill the acknowledgement window detections need.
     onRejected: (camera, rejection) => publisher.publish(rejectedTopic(prefix, camera), JSON.stringify(rejection), { qos: 0, retain: false }),
   });
@@ -61,7 +64,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     publisher.subscribe(feedbackTopic(prefix, camera), (payload) => {
       // An exception here would escape into mqtt.js's event emitter and end the process.
       try {
-        intake.submit(camera, payload, { via: 'mqtt' });
+        intake.submit(camera, payload, { via: 'mqtt', operator: options.mqttOperators ?? false });
       } catch (err) {
         log.error(`camera ${camera}: feedback failed: ${errorMessage(err)}`);
       }
