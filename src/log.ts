@@ -1,7 +1,10 @@
 /**
  * A small leveled logger to stderr. One line per record: human-readable by default, JSON lines when
  * BEATS_LOG_FORMAT=json (for journald or a log shipper). Level from BEATS_LOG_LEVEL (default info).
+ * Every record's URLs lose their credentials here, whatever the caller did (redact.ts).
  */
+import { redactSecrets } from './redact.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -46,9 +49,15 @@ export interface Logger {
   child(component: string): Logger;
 }
 
+function redactFields(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) out[key] = typeof value === 'string' ? redactSecrets(value) : value;
+  return out;
+}
+
 export function logger(component: string): Logger {
   const at = (level: LogLevel) => (msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[level] >= threshold) sink({ level, component, msg, fields });
+    if (ORDER[level] >= threshold) sink({ level, component, msg: redactSecrets(msg), fields: fields && redactFields(fields) });
   };
   return {
     debug: at('debug'),

@@ -15,7 +15,8 @@ import { pulledModelsDir, resolveModel } from '../model/registry.js';
 import { availableProviders, systemProbe } from '../model/providers.js';
 import { readTlsFiles, type TlsMaterial } from '../publish/tls.js';
 import { ffmpegVersion, locateFfmpeg, parseStreamInfo } from '../source/ffmpeg-binary.js';
-import { redactUrl, sourceKind } from '../source/kind.js';
+import { redactSecrets, redactUrl } from '../redact.js';
+import { sourceKind } from '../source/kind.js';
 
 const run = promisify(execFile);
 
@@ -467,11 +468,6 @@ function readOneFrame(ffmpeg: string, url: string, kind: ReturnType<typeof sourc
       resolve({ ok: false, detail: said ? redactSecrets(said) : `ffmpeg exited with code ${code} and no video frame` });
     });
   });
-}
-
-/** Any `scheme://user:password@` in a message loses its password. */
-function redactSecrets(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+):[^@/\s]*@/gi, '$1:***@');
 }
 
 async function checkCamera(camera: PipelineConfig['cameras'][number], ffmpeg: string | undefined, timeoutMs: number): Promise<Check> {

@@ -7,6 +7,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { ModelError, errorMessage } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import { isModelPath } from '../config/load.js';
 import { readModelCard, type LoadedCard } from './card.js';
 
@@ -133,7 +134,7 @@ export async function pullModel(name: string, options: PullOptions = {}): Promis
     await pipeline(body, meter, createWriteStream(partial), { signal: options.signal });
     const digest = hash.digest('hex');
     if (digest !== card.download.sha256) {
-      throw new ModelError(name, `checksum mismatch for ${from}: got sha256 ${digest}, expected ${card.download.sha256}`);
+      throw new ModelError(name, `checksum mismatch for ${redactUrl(from)}: got sha256 ${digest}, expected ${card.download.sha256}`);
     }
     const handle = await open(partial, 'r');
     try {
@@ -147,7 +148,7 @@ export async function pullModel(name: string, options: PullOptions = {}): Promis
     await rm(partial, { force: true });
     if (err instanceof ModelError) throw err;
     if (options.signal?.aborted) throw new ModelError(name, 'download interrupted; nothing was written');
-    throw new ModelError(name, `cannot fetch ${from}: ${errorMessage(err)}`, { cause: err });
+    throw new ModelError(name, `cannot fetch ${redactUrl(from)}: ${errorMessage(err)}`, { cause: err });
   }
 }
 

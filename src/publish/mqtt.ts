@@ -1,5 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { redactUrl } from '../source/kind.js';
+import { redactUrl } from '../redact.js';
 import { logger } from '../log.js';
 import type { Detection } from '../model/detector.js';
 import type { Outbox } from './outbox.js';

@@ -4,9 +4,10 @@ import ffmpeg from 'fluent-ffmpeg';
 import { Observable } from 'rxjs';
 import { SourceError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../log.js';
+import { redactUrl } from '../redact.js';
 import { ffmpegBinary, parseStreamInfo, type StreamInfo } from './ffmpeg-binary.js';
 import { letterbox, type Letterbox, type PadAlign } from './geometry.js';
-import { isLive, redactUrl, sourceKind, type SourceKind } from './kind.js';
+import { isLive, sourceKind, type SourceKind } from './kind.js';
 import { readSyntheticFrames } from './synthetic-source.js';
 
 /** One decoded frame, already letterboxed by ffmpeg to the model's input size. */

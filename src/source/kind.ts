@@ -14,8 +14,3 @@ export function sourceKind(url: string): SourceKind {
 export function isLive(kind: SourceKind): boolean {
   return kind !== 'file' && kind !== 'synthetic';
 }
-
-/** A URL for logs: the password of rtsp://user:pass@host is not printed. */
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z]+:\/\/[^:/@\s]+):[^@/\s]*@/i, '$1:***@');
-}
