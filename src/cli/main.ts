@@ -103,12 +103,13 @@ program
 
 program
   .command('train')
-  .description('train the Beats CNN on the synthetic camera (resumes from its checkpoint)')
+  .description('train the Beats CNN on the synthetic camera and real footage (resumes from its checkpoint)')
   .option('--out <dir>', 'where the checkpoint goes', '.beats/train/beats-s')
   .option('--steps <n>', 'optimizer steps', positiveInt)
   .option('--batch <n>', 'frames per step', positiveInt)
   .option('--seed <n>', 'seed of the recipe', positiveInt)
   .option('--every <n>', 'checkpoint every N steps', positiveInt)
+  .option('--keep <n>', 'also keep a copy of the checkpoint every N steps (step-N.bin), to choose among on validation', positiveInt)
   .option('--fresh', 'ignore an existing checkpoint')
   .option('--scenes <list>', 'scenes, one per slot, comma separated (yard,yard,street: twice as many yards); a new mix on a resumed run starts a stage', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .option('--lr <rate>', 'peak learning rate', (v: string) => {
@@ -117,9 +118,27 @@ program
     return n;
   })
   .option('--init-from <checkpoint>', 'a new run starts from the weights of this checkpoint that fit its architecture (a warm start, recorded in the recipe)')
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; fresh?: boolean; scenes?: string[]; initFrom?: string }) => {
+  .option('--real <videos>', 'real clips to mix in, comma separated: labelled by the teacher (yolox-nano at 640, cached) and recorded in the recipe with their sha256', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .option('--real-share <share>', 'share of each batch that is real footage (default 0.5)', Number)
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
+  });
+
+program
+  .command('label')
+  .description("a teacher's boxes for every frame of real footage, as truth lines (cached by the video's sha256)")
+  .argument('<videos...>', 'video files')
+  .option('--teacher <model>', 'the teacher (default yolox-nano)')
+  .option('--teacher-size <n>', "the teacher's input size (default 640)", positiveInt)
+  .option('--threshold <t>', 'a box at or above this score is a positive (default 0.5)', Number)
+  .option('--ignore-below <t>', 'boxes between this and --threshold are ignore regions (default 0.25)', Number)
+  .option('--student <model>', 'the model whose classes are labelled (default beats-s)')
+  .option('-o, --out <file>', 'the truth file (one video only; default .beats/labels/NAME.labels.jsonl)')
+  .option('--cache-dir <dir>', 'label cache (default .beats/labels)')
+  .action(async (videos: string[], opts: import('./label.js').LabelCliOptions) => {
+    const { labelCommand } = await import('./label.js');
+    await labelCommand(videos, opts);
   });
 
 type EvalCliOptions = import('./eval.js').EvalOptions;

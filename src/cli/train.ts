@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { logger } from '../log.js';
@@ -9,6 +9,7 @@ import type { Weights } from '../model/beats-cnn.js';
 import type { Tf } from '../model/tf.js';
 import { SYNTHETIC_SCENES } from '../source/synthetic.js';
 import { loadTf } from '../model/tf.js';
+import { loadRealData, mixedBatch, realRecipe } from '../train/real-data.js';
 
 const log = logger('train');
 
@@ -20,6 +21,8 @@ export interface TrainOptions {
   lr?: number;
   /** Write a checkpoint every this many steps. */
   every?: number;
+  /** Also keep a copy of the checkpoint every this many steps (`step-N.bin`), to choose among on validation. */
+  keep?: number;
   /** Start again from scratch even when a checkpoint exists. */
   fresh?: boolean;
   /**
@@ -32,6 +35,10 @@ export interface TrainOptions {
    * (the fine grid keeps every layer of the coarse one and adds a fusion layer).
    */
   initFrom?: string;
+  /** Real clips to mix in (teacher-labelled, see `beats label`); recorded in the recipe. */
+  real?: string[];
+  /** Share of each batch that is real (default 0.5). */
+  realShare?: number;
 }
 
 /**
@@ -66,6 +73,11 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     recipe.data = { ...recipe.data, scenes: options.scenes };
   }
   const spec = recipe.spec;
+  const labelCache = path.join('.beats', 'labels');
+  if (options.real?.length) {
+    if (checkpoint) log.warn(`--real ignored: resuming ${file}, whose recipe names its own clips`);
+    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
+  }
   let initial = checkpoint?.weights ?? initWeights(tf, spec, recipe.seed);
   if (options.initFrom && !checkpoint) {
     const warm = await warmStart(tf, options.initFrom, initial);
@@ -80,10 +92,16 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
   if (checkpoint?.optimizer?.length) await optimizer.setWeights(checkpoint.optimizer);
   const history = checkpoint?.history ?? [];
   const data = new SyntheticBatches(recipe);
+  const real = recipe.data.real;
+  // Real samples are drawn afresh on a resumed run (seeded by the step it resumes at): replaying the
+  // augmentations up to there would cost as much as the steps themselves.
+  const realData = real ? await loadRealData(real, spec, recipe.seed * 100_003 + (checkpoint?.step ?? 0), labelCache) : undefined;
+  if (real) log.info(`real footage: ${real.clips.length} clips (${real.clips.map((c) => path.basename(c.file)).join(', ')}), ${Math.round(real.share * 100)} % of each batch`);
   // Resuming replays the data stream (of this stage) up to where it stopped, so a resumed run sees what a straight one would.
-  for (let s = stageStart(recipe); s < (checkpoint?.step ?? 0); s++) data.take(spec, recipe.batch);
+  const syntheticPerBatch = recipe.batch - (real ? Math.round(recipe.batch * real.share) : 0);
+  for (let s = stageStart(recipe); s < (checkpoint?.step ?? 0); s++) data.take(spec, syntheticPerBatch);
 
-  log.info(`TensorFlow.js ${pkg} (${backend}); ${recipe.steps} steps of ${recipe.batch} synthetic frames (${recipe.data.scenes.join(', ')}, seeds ${recipe.data.seeds.join('..')})`);
+  log.info(`TensorFlow.js ${pkg} (${backend}); ${recipe.steps} steps of ${recipe.batch} frames (synthetic: ${recipe.data.scenes.join(', ')}, seeds ${recipe.data.seeds.join('..')})`);
   const bar = new SingleBar({ format: 'train [{bar}] {value}/{total} loss {loss} (cls {cls}, box {box}) {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 10_000, etaBuffer: 50 });
   let step = checkpoint?.step ?? 0;
   bar.start(recipe.steps, step, { loss: '-', cls: '-', box: '-' });
@@ -105,7 +123,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
       const progress = step / recipe.steps;
       const rate = recipe.lr * Math.min(1, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * progress)));
       (optimizer as unknown as { learningRate: number }).learningRate = rate;
-      const result = trainStep(tf, spec, weights, optimizer, data.take(spec, recipe.batch));
+      const result = trainStep(tf, spec, weights, optimizer, mixedBatch(spec, recipe.batch, data, realData, real?.share ?? 0));
       if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${step}: not saving this`);
       step++;
       window.push(result);
@@ -116,6 +134,10 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
         window = [];
       }
       if (step % every === 0) await save();
+      if (options.keep && step % options.keep === 0) {
+        if (step % every !== 0) await save();
+        await copyFile(file, path.join(options.out, `step-${step}.bin`));
+      }
       // A step is synchronous work: let signals (Ctrl-C) and timers through between steps.
       await new Promise((resolve) => setImmediate(resolve));
     }

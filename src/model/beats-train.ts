@@ -126,7 +126,7 @@ export interface TrainRecipe {
   batch: number;
   lr: number;
   /** Training data: synthetic scenes with these seeds, frames taken every few frames. */
-  data: { scenes: string[]; seeds: [number, number]; domain: string[]; width: number; height: number; fps: number };
+  data: { scenes: string[]; seeds: [number, number]; domain: string[]; width: number; height: number; fps: number; real?: RealDataRecipe };
   /**
    * Where a resumed run changed the data mix (`beats train --scenes`): the scenes from each step on.
    * The current mix is `data.scenes`; the record keeps the shipped model reproducible.
@@ -135,6 +135,19 @@ export interface TrainRecipe {
   /** A warm start: the checkpoint (file name and step) whose weights of these names began the run. */
   init?: { checkpoint: string; step: number; weights: string[] };
   spec: BeatsCnnSpec;
+}
+
+/**
+ * Real footage in the mix (`beats train --real`): teacher-labelled clips, each named with its
+ * sha256 so the recipe says exactly which footage made a model, and the share of every batch they
+ * fill (the rest is synthetic).
+ */
+export interface RealDataRecipe {
+  clips: Array<{ file: string; sha256: string; frames: number }>;
+  share: number;
+  teacher: { name: string; version: string; size: number; threshold: number; ignoreBelow: number };
+  maxFramesPerClip: number;
+  jpegShare: number;
 }
 
 export const defaultRecipe: TrainRecipe = {

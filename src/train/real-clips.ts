@@ -1,0 +1,105 @@
+/**
+ * Real footage for training the Beats CNN: teacher-labelled clips (src/train/teacher-labels.ts),
+ * decoded once into memory at twice the model input (letterboxed as inference letterboxes them), a
+ * share of them through a low-quality JPEG round trip (the artefacts of real camera streams), and
+ * drawn as augmented samples (src/train/augment.ts), clip by clip in turn so a long clip does not
+ * drown a short one.
+ *
+ * Frames are taken with a stride that keeps at most `maxFramesPerClip` of a clip: consecutive
+ * frames of a 60 fps camera teach the same thing.
+ */
+import path from 'node:path';
+import sharp from 'sharp';
+import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
+import { BeatsError } from '../errors.js';
+import type { BeatsCnnSpec } from '../model/beats-cnn.js';
+import type { TrainingSample } from '../model/beats-train.js';
+import { readFrames } from '../source/frames.js';
+import type { Letterbox } from '../source/geometry.js';
+import { augment, seededRandom, type Random, type StoredFrame } from './augment.js';
+import type { TeacherLabelFile } from './teacher-labels.js';
+
+export interface RealClipOptions {
+  /** Stored frame size: twice the model input, so zooming in keeps detail. */
+  width: number;
+  height: number;
+  maxFramesPerClip: number;
+  /** Share of frames stored through a JPEG round trip, and its quality range. */
+  jpegShare: number;
+  jpegQuality: [number, number];
+  seed: number;
+}
+
+export interface RealClip {
+  name: string;
+  frames: StoredFrame[];
+}
+
+/** A box in source pixels to stored pixels through the letterbox. */
+function toStored(box: readonly [number, number, number, number], lb: Letterbox): [number, number, number, number] {
+  return [box[0] * lb.scaleX + lb.padX, box[1] * lb.scaleY + lb.padY, box[2] * lb.scaleX + lb.padX, box[3] * lb.scaleY + lb.padY];
+}
+
+async function jpegRoundTrip(pixels: Uint8Array, width: number, height: number, quality: number): Promise<Uint8Array> {
+  const raw = { width, height, channels: 3 as const };
+  const jpeg = await sharp(pixels, { raw }).jpeg({ quality }).toBuffer();
+  const { data } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Decodes `video` and pairs its frames with the teacher's labels (class names to the student's ids). */
+export async function loadRealClip(video: string, labels: TeacherLabelFile, classes: readonly string[], options: RealClipOptions): Promise<RealClip> {
+  const byFrame = new Map(labels.frames.map((f) => [f.frame, f]));
+  const stride = Math.max(1, Math.ceil(labels.frames.length / options.maxFramesPerClip));
+  const random = seededRandom(options.seed);
+  const frames: StoredFrame[] = [];
+  const demand$ = new Subject<void>();
+  await lastValueFrom(
+    readFrames({ camera: 'train', url: path.resolve(video), output: { width: options.width, height: options.height, pixelFormat: 'rgb24', padValue: 114, align: 'center' } }, demand$).pipe(
+      take(labels.frames.length),
+      concatMap((frame) =>
+        from(
+          (async () => {
+            const truth = byFrame.get(frame.index);
+            if (!truth || frame.index % stride !== 0) return;
+            let pixels: Uint8Array = new Uint8Array(frame.pixels);
+            if (random() < options.jpegShare) {
+              const [lo, hi] = options.jpegQuality;
+              pixels = await jpegRoundTrip(pixels, options.width, options.height, Math.round(lo + random() * (hi - lo)));
+            }
+            const boxes = truth.boxes.map((b) => ({ classId: classes.indexOf(b.label), box: toStored(b.box, frame.geometry), ignore: b.ignore === true }));
+            frames.push({ pixels, width: options.width, height: options.height, boxes });
+          })(),
+        ),
+      ),
+      tap(() => demand$.next()),
+    ),
+    { defaultValue: undefined },
+  );
+  if (frames.length === 0) throw new BeatsError(`${video}: no labelled frame decoded (labels for ${labels.frames.length} frames of ${labels.video})`);
+  return { name: path.basename(video), frames };
+}
+
+/** Endless augmented samples from real clips, clip by clip in turn, frames at random. */
+export class RealBatches {
+  private readonly random: Random;
+  private next = 0;
+
+  constructor(
+    private readonly clips: readonly RealClip[],
+    seed: number,
+  ) {
+    if (clips.length === 0) throw new BeatsError('no real clips to train on');
+    this.random = seededRandom(seed);
+  }
+
+  take(spec: BeatsCnnSpec, n: number): TrainingSample[] {
+    const out: TrainingSample[] = [];
+    for (let i = 0; i < n; i++) {
+      const clip = this.clips[this.next++ % this.clips.length]!;
+      const frame = clip.frames[Math.floor(this.random() * clip.frames.length)]!;
+      out.push(augment(frame, spec.inputWidth, spec.inputHeight, this.random));
+    }
+    return out;
+  }
+}
