@@ -47,6 +47,13 @@ export class PublishError extends BeatsError {
   }
 }
 
+/** A folder or file of state_dir (outbox, snapshots, head versions) that cannot be made or written. */
+export class StateError extends BeatsError {
+  constructor(readonly where: string, message: string, options?: { cause?: unknown }) {
+    super(`${where}: ${message}`, options);
+  }
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

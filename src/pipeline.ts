@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { EMPTY, Subject, catchError, concatMap, concatWith, defer, finalize, from, ignoreElements, interval, map, merge, take, takeUntil, tap, type Observable } from 'rxjs';
-import { ConfigError, errorMessage } from './errors.js';
+import { ConfigError, StateError, errorMessage } from './errors.js';
+import { ensurePrivateDir } from './fs-private.js';
 import type { LoadedPipeline } from './config/load.js';
 import { mqttSchema, type CameraConfig, type PipelineConfig } from './config/schema.js';
 import { logger } from './log.js';
@@ -258,6 +259,10 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
   let broker: EmbeddedBroker | undefined;
   let publisher: MqttPublisher | undefined;
   let monitoring: Monitoring | undefined;
+  // First: a state_dir that cannot be made is a config error, before anything slow starts.
+  await ensurePrivateDir(config.state_dir).catch((err: unknown) => {
+    throw err instanceof StateError ? new ConfigError(loaded.file, [{ path: 'state_dir', message: err.message }]) : err;
+  });
   const detectors = await loadDetectors(loaded);
   const adapters = new Map<string, CameraAdapter>();
   try {

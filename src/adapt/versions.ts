@@ -24,10 +24,11 @@
  * figures, and last `sha256`: the SHA-256 of the JSON text of everything before it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BeatsError, errorMessage } from '../errors.js';
 import { isAtomicLeftover, writeFileAtomic } from '../fs-atomic.js';
+import { ensurePrivateDir } from '../fs-private.js';
 import { logger } from '../log.js';
 import { checkSameShape, copyHead, type Head, type HeadLevelWeights, type UpdateFigures } from './engine-types.js';
 
@@ -191,7 +192,7 @@ export class VersionStore {
     const keep = options.keep ?? 100;
     if (!(Number.isInteger(keep) && keep >= 1)) throw new RangeError(`keep must be a positive integer (got ${keep})`);
     const store = new VersionStore(versionsDir(options.stateDir, options.camera), options.camera, options.base, keep, options.now ?? Date.now);
-    await mkdir(store.dir, { recursive: true });
+    await ensurePrivateDir(store.dir);
     for (const name of await readdir(store.dir)) {
       if (isAtomicLeftover(name)) {
         await rm(path.join(store.dir, name), { force: true });

@@ -1,6 +1,7 @@
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isAtomicLeftover, writeFileAtomic } from '../fs-atomic.js';
+import { ensurePrivateDir } from '../fs-private.js';
 import { logger } from '../log.js';
 
 /** A message that must reach the broker: kept on disk until the broker acknowledged it. */
@@ -37,7 +38,7 @@ export class Outbox {
 
   static async open(options: OutboxOptions): Promise<Outbox> {
     const outbox = new Outbox(options);
-    await mkdir(options.dir, { recursive: true });
+    await ensurePrivateDir(options.dir);
     const names = await readdir(options.dir);
     for (const name of names) {
       if (isAtomicLeftover(name)) await rm(path.join(options.dir, name), { force: true });

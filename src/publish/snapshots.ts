@@ -1,7 +1,8 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../fs-atomic.js';
+import { ensurePrivateDir } from '../fs-private.js';
 import { logger } from '../log.js';
 import type { Frame } from '../source/frames.js';
 
@@ -91,7 +92,7 @@ export class SnapshotStore {
 
   async save(camera: string, eventId: string, images: SnapshotImages): Promise<string> {
     const dir = path.join(this.options.dir, camera);
-    await mkdir(dir, { recursive: true });
+    await ensurePrivateDir(dir);
     const files = await this.index();
     const full = path.join(dir, `${eventId}.jpg`);
     const crop = path.join(dir, `${eventId}-crop.jpg`);
