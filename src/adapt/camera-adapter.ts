@@ -253,14 +253,14 @@ export class CameraAdapter {
         return;
       }
       this.engine.rollback(target).catch((err: unknown) => {
-        this.log.warn(`${name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
+        this.log.limited(rollbackTopic(prefix, name)).warn(`${name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
         reject(errorMessage(err));
       });
     });
     publisher.subscribe(adaptSetTopic(prefix, name), (payload) => {
       const text = payload.toString('utf8').trim().toLowerCase();
       if (text === 'on' || text === 'off') this.setEnabled(text === 'on');
-      else this.log.warn(`${name}: ${adaptSetTopic(prefix, name)}: "${text.slice(0, 50)}" is neither on nor off; ignored`);
+      else this.log.limited(adaptSetTopic(prefix, name)).warn(`${name}: ${adaptSetTopic(prefix, name)}: "${text.slice(0, 50)}" is neither on nor off; ignored`);
     });
     const tick = () => {
       const text = JSON.stringify(this.statusMessage());

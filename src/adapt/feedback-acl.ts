@@ -34,7 +34,7 @@ export function restrictFeedbackPublishers(aedes: Aedes, acl: FeedbackAcl): void
     if (client && (control || isFeedbackTopic(packet.topic, acl.prefix))) {
       const user = usernames.get(client);
       if (user === undefined || !users.has(user)) {
-        log.warn(`refused ${control ? 'model control' : 'feedback'} on ${packet.topic} from client ${client.id} (user ${user === undefined ? 'none' : `"${user}"`} is not in mqtt.feedback_users)`);
+        log.limited(control ? 'refused model control' : 'refused feedback').warn(`refused ${control ? 'model control' : 'feedback'} on ${packet.topic} from client ${client.id} (user ${user === undefined ? 'none' : `"${user}"`} is not in mqtt.feedback_users)`);
         callback(new Error(control ? 'not allowed to control the model' : 'not allowed to publish feedback'));
         return;
       }

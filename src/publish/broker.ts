@@ -44,7 +44,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       ? {
           authenticate: (client, user, pass, done) => {
             if (user !== undefined && sameSecret(user, username ?? '') && pass !== undefined && sameSecret(pass, password ?? '')) return done(null, true);
-            log.warn(`client ${client.id} refused: bad username or password`);
+            log.limited('bad username or password').warn(`client ${client.id} refused: bad username or password`);
             const error = Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError;
             done(error, false);
           },
