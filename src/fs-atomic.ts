@@ -6,11 +6,13 @@ import path from 'node:path';
  * or the new one, never a half-written file: write a temporary file beside it, fsync, rename, and
  * fsync the folder so the rename itself survives a power cut.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   try {
-    const handle = await open(tmp, 'w');
+    const handle = await open(tmp, 'w', options.mode);
     try {
+      // open's mode passes through the umask: a file given one gets it exactly.
+      if (options.mode !== undefined) await handle.chmod(options.mode);
       await handle.writeFile(data);
       await handle.sync();
     } finally {

@@ -4,11 +4,15 @@ import path from 'node:path';
 import { StateError } from './errors.js';
 
 /**
- * Folders of state_dir (outbox, snapshots, head versions): made one level at a time, each new one
- * 0700 whatever the umask (events, snapshots and heads are the site's data), and a path that cannot
- * hold them fails at once with a StateError naming it. Node's `mkdir({ recursive: true })` is not
- * used: under a filesystem that refuses new entries with ENOENT (/proc) it retries forever.
+ * Folders and files of state_dir (outbox, snapshots, head versions): folders made one level at a
+ * time, each new one 0700 and each file 0600 whatever the umask (events, snapshots and heads are the
+ * site's data, not for other users of the machine), and a path that cannot hold them fails at once
+ * with a StateError naming it. Node's `mkdir({ recursive: true })` is not used: under a filesystem
+ * that refuses new entries with ENOENT (/proc) it retries forever.
  */
+
+/** writeFileAtomic's options for a state file: 0600, whatever the umask. */
+export const privateFile = Object.freeze({ mode: 0o600 });
 
 /** Creates `dir` and its missing parents (0700); an existing folder is kept as it is. */
 export async function ensurePrivateDir(dir: string): Promise<void> {

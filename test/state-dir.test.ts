@@ -1,9 +1,11 @@
 // A state_dir that cannot hold the pipeline's state fails at once, naming the path; it never hangs.
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Head } from '../src/adapt/engine-types.js';
+import { VersionStore } from '../src/adapt/versions.js';
 import { StateError } from '../src/errors.js';
 import { Outbox } from '../src/publish/outbox.js';
 import { SnapshotStore } from '../src/publish/snapshots.js';
@@ -63,5 +65,35 @@ describe('an unusable state_dir', () => {
     const exit = await within(p.exit, 60_000);
     expect(exit.code, p.stderr()).toBe(0);
     expect(p.stderr()).toMatch(/SIGTERM: stopping/);
+  });
+});
+
+describe('state files and folders', () => {
+  it('are 0600 and 0700 whatever the umask (outbox, snapshots, head versions)', async () => {
+    const stateDir = path.join(dir, 'perm', 'state');
+    const before = process.umask(0);
+    try {
+      const outbox = await Outbox.open({ dir: path.join(stateDir, 'outbox'), maxMessages: 10 });
+      await outbox.push({ topic: 't', payload: 'p', qos: 1, retain: false });
+      await new SnapshotStore({ dir: path.join(stateDir, 'snapshots'), maxTotalBytes: 1e6 }).save('cam', 'e1', { full: Buffer.from('a'), crop: Buffer.from('b') });
+      const head = (k: number): Head => [{ weight: new Float32Array(6).fill(k), bias: new Float32Array(2).fill(k), shape: [2, 3] }];
+      const store = await VersionStore.open({ stateDir, camera: 'cam', base: head(0) });
+      await store.append({ head: head(1) });
+    } finally {
+      process.umask(before);
+    }
+    const modes = new Map<string, string>();
+    const walk = async (at: string): Promise<void> => {
+      const info = await stat(at);
+      modes.set(path.relative(dir, at), (info.mode & 0o777).toString(8));
+      if (info.isDirectory()) for (const name of await readdir(at)) await walk(path.join(at, name));
+    };
+    await walk(path.join(dir, 'perm'));
+    const files = [...modes].filter(([p]) => /\.(json|jpg|bin|head)$|\d$/.test(path.basename(p)) && !p.endsWith('state'));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const [p, mode] of modes) {
+      const isDir = (await stat(path.join(dir, p))).isDirectory();
+      expect(`${p} ${mode}`).toBe(`${p} ${isDir ? '700' : '600'}`);
+    }
   });
 });

@@ -28,7 +28,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BeatsError, errorMessage } from '../errors.js';
 import { isAtomicLeftover, writeFileAtomic } from '../fs-atomic.js';
-import { ensurePrivateDir } from '../fs-private.js';
+import { ensurePrivateDir, privateFile } from '../fs-private.js';
 import { logger } from '../log.js';
 import { checkSameShape, copyHead, type Head, type HeadLevelWeights, type UpdateFigures } from './engine-types.js';
 
@@ -313,7 +313,7 @@ export class VersionStore {
     };
     const file = path.join(this.dir, versionFileName(version.version));
     try {
-      await writeFileAtomic(file, encodeVersion(version, this.fingerprint));
+      await writeFileAtomic(file, encodeVersion(version, this.fingerprint), privateFile);
     } catch (err) {
       throw new VersionError(this.camera, version.version, `version ${version.version} could not be written to ${file}: ${errorMessage(err)}`, { cause: err });
     }

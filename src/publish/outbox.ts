@@ -1,7 +1,7 @@
 import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isAtomicLeftover, writeFileAtomic } from '../fs-atomic.js';
-import { ensurePrivateDir } from '../fs-private.js';
+import { ensurePrivateDir, privateFile } from '../fs-private.js';
 import { logger } from '../log.js';
 
 /** A message that must reach the broker: kept on disk until the broker acknowledged it. */
@@ -58,7 +58,7 @@ export class Outbox {
   async push(message: DurableMessage): Promise<void> {
     const seq = this.nextSeq++;
     const file = path.join(this.options.dir, `${String(seq).padStart(12, '0')}.json`);
-    await writeFileAtomic(file, JSON.stringify(message));
+    await writeFileAtomic(file, JSON.stringify(message), privateFile);
     this.entries.push({ seq, file });
     while (this.entries.length > this.options.maxMessages) {
       const oldest = this.entries.shift()!;

@@ -2,7 +2,7 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from '../fs-atomic.js';
-import { ensurePrivateDir } from '../fs-private.js';
+import { ensurePrivateDir, privateFile } from '../fs-private.js';
 import { logger } from '../log.js';
 import type { Frame } from '../source/frames.js';
 
@@ -97,7 +97,7 @@ export class SnapshotStore {
     const full = path.join(dir, `${eventId}.jpg`);
     const crop = path.join(dir, `${eventId}-crop.jpg`);
     for (const [file, data] of [[full, images.full], [crop, images.crop]] as const) {
-      await writeFileAtomic(file, data);
+      await writeFileAtomic(file, data, privateFile);
       const existing = files.findIndex((f) => f.file === file);
       if (existing >= 0) files.splice(existing, 1);
       files.push({ file, bytes: data.length, mtime: Date.now() });
