@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { Check, DoctorReport } from '../src/cli/doctor.js';
-import { assets, needsAssets } from './helpers/assets.js';
+import { assets, needsAssets, repoRoot } from './helpers/assets.js';
 import { freePort, mosquittoPath, spawnBeats, waitFor, type BeatsProcess } from './helpers/brokers.js';
 import { startSecureMosquitto, type SecureMosquitto } from './helpers/secure-mosquitto.js';
 
@@ -83,6 +83,18 @@ describe('beats doctor on this machine', () => {
     expect((await p.exit).code).toBe(0);
     expect(p.stdout()).toMatch(/^ok +onnxruntime cpu: a session runs$/m);
     expect(p.stdout().trim().split('\n').pop()).toMatch(/^ready/);
+  });
+});
+
+describe('beats doctor on the shipped demo (the synthetic camera, beats-s)', () => {
+  it('finds the synthetic camera ok, and names a bad synthetic key', async () => {
+    const { report } = await doctor([path.join(repoRoot, 'pipelines', 'demo.yaml'), '--timeout', '2']);
+    expect(check(report, 'camera demo')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^synthetic:scene=street&seed=42: the synthetic camera, rendered in process \(scene street, 320x240 at 10 fps\)/) });
+    expect(check(report, 'model beats-s').status).toBe('ok');
+    const bad = await pipelineFile('bad-synthetic.yaml', { mqtt: { embedded: { host: '127.0.0.1', port: await freePort() } }, cameras: [{ name: 'demo', source: { url: 'synthetic:scene=moon' }, model: 'beats-s' }] });
+    const { code, report: badReport } = await doctor([bad, '--timeout', '2']);
+    expect(code).toBe(1);
+    expect(check(badReport, 'camera demo')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^synthetic:scene=moon: scene: /) });
   });
 });
 

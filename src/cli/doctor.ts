@@ -17,6 +17,7 @@ import { readTlsFiles, type TlsMaterial } from '../publish/tls.js';
 import { ffmpegVersion, locateFfmpeg, parseStreamInfo } from '../source/ffmpeg-binary.js';
 import { redactSecrets, redactUrl } from '../redact.js';
 import { sourceKind } from '../source/kind.js';
+import { parseSyntheticUrl } from '../source/synthetic.js';
 
 const run = promisify(execFile);
 
@@ -470,12 +471,23 @@ function readOneFrame(ffmpeg: string, url: string, kind: ReturnType<typeof sourc
   });
 }
 
+/** The synthetic camera renders in process (no ffmpeg): its URL's scene options are all there is to check. */
+function checkSynthetic(name: string, url: string): Check {
+  try {
+    const o = parseSyntheticUrl(url);
+    return ok(name, `${url}: the synthetic camera, rendered in process (scene ${o.scene}, ${o.width}x${o.height} at ${o.fps} fps)`);
+  } catch (err) {
+    return fail(name, errorMessage(err), 'fix cameras[].source.url (README: the synthetic camera, its keys and values)');
+  }
+}
+
 async function checkCamera(camera: PipelineConfig['cameras'][number], ffmpeg: string | undefined, timeoutMs: number): Promise<Check> {
   const url = camera.source.url;
   const kind = sourceKind(url);
   const name = `camera ${camera.name}`;
   const shown = redactUrl(url);
   if (kind === 'testsrc') return ok(name, `${shown}: ffmpeg's test pattern`);
+  if (kind === 'synthetic') return checkSynthetic(name, url);
   if (kind === 'file' && !existsSync(url)) return fail(name, `${shown}: file not found`, 'fix cameras[].source.url (relative paths are relative to the pipeline file)');
   if (kind === 'v4l2') {
     try {
