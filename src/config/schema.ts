@@ -296,6 +296,11 @@ export const httpSchema = z
     token: z.string().min(16, 'must be at least 16 characters (it guards the verdicts)').optional(),
     /** Most frames per second a live page gets (rendered only while someone watches). */
     live_fps: z.number().positive().max(30).default(5),
+    /**
+     * Host names the pages are reached by besides loopback, http.host, the machine's name and IP
+     * addresses (a reverse proxy's, a DNS name of the board): any other Host header is refused.
+     */
+    allowed_hosts: z.array(z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i, 'must be a host name (letters, digits, dots, hyphens)')).optional(),
   })
   .superRefine((h, ctx) => {
     if (h.token === undefined && !isLoopbackHost(h.host)) {

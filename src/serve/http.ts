@@ -1,7 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { FeedbackIntake } from '../adapt/feedback.js';
 import { isLoopbackHost } from '../config/schema.js';
@@ -37,7 +38,27 @@ export interface HttpServerOptions {
   snapshotsDir: string;
   /** The body of /api/stats. */
   stats: () => unknown;
+  /** Host names the server answers to besides loopback, its address and the machine's name (http.allowed_hosts). */
+  allowedHosts?: readonly string[];
+  timeouts?: Partial<HttpTimeouts>;
 }
+
+/** How long a client may take; past it its socket is closed. */
+export interface HttpTimeouts {
+  /** From the connection (or the previous response) to the end of the request's headers. */
+  headersMs: number;
+  /** The whole request, body included. */
+  requestMs: number;
+  /** A kept-alive socket between two requests. */
+  keepAliveMs: number;
+  /** A socket with no traffic at all, whatever its state. */
+  idleMs: number;
+}
+
+export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5_000, idleMs: 60_000 };
+
+/** Sockets at once; past it new connections are dropped (the pages poll over a handful). */
+const MAX_CONNECTIONS = 256;
 
 export interface HttpServer {
   url: string;
@@ -87,7 +108,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   for (const [route, [file, type]] of Object.entries(STATIC_FILES)) files.set(route, { body: await readFile(new URL(file, dir)), type });
   const cameraPage = await readFile(new URL(CAMERA_PAGE, dir));
 
+  const names = hostNames(options.host, options.allowedHosts ?? []);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    checkHost(req.headers.host, names);
     const url = new URL(req.url ?? '/', 'http://beats.invalid');
     const route = url.pathname;
     const method = req.method ?? 'GET';
@@ -189,7 +212,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     };
   };
 
-  const server: Server = createServer((req, res) => {
+  const timeouts = { ...DEFAULT_HTTP_TIMEOUTS, ...options.timeouts };
+  // Header and request deadlines are checked this often (Node's default, 30 s, would let them run late).
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, timeouts.headersMs / 4));
+  const server: Server = createServer({ connectionsCheckingInterval }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpFailure) {
         sendJson(res, err.status, { error: STATUS_CODES[err.status]?.toLowerCase() ?? 'error', reason: err.reason }, err.headers);
@@ -200,9 +226,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       else res.destroy();
     });
   });
-  // A slow or stuck client must not hold a socket forever.
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
+  // A slow, stuck or silent client must not hold a socket forever.
+  server.headersTimeout = timeouts.headersMs;
+  server.requestTimeout = timeouts.requestMs;
+  server.keepAliveTimeout = timeouts.keepAliveMs;
+  server.timeout = timeouts.idleMs;
+  server.maxConnections = MAX_CONNECTIONS;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
@@ -232,6 +261,31 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 }
 
 /**
+ * The names a request's Host may give: loopback names, the bound host, the machine's own name (and
+ * its mDNS `.local` form), and http.allowed_hosts. Any IP literal is accepted too: DNS rebinding
+ * needs a name the attacker controls, and a browser sends an IP as Host only when it was asked for it.
+ */
+function hostNames(bound: string, allowed: readonly string[]): ReadonlySet<string> {
+  const hostname = os.hostname().toLowerCase();
+  return new Set(['localhost', bound.toLowerCase(), hostname, `${hostname}.local`, ...allowed.map((h) => h.toLowerCase())]);
+}
+
+/**
+ * DNS rebinding: a page on evil.example whose name is re-pointed at this machine is same-origin with
+ * itself, so the browser lets it read the answers; its Host header still names evil.example. A
+ * request for a name this server does not answer to is refused before anything is read or done.
+ */
+function checkHost(header: string | undefined, names: ReadonlySet<string>): void {
+  // HTTP/1.0 may omit it (Node refuses HTTP/1.1 without one); browsers always send it.
+  if (header === undefined) return;
+  const h = header.trim().toLowerCase();
+  if (/^\[[0-9a-f:.]+\](:\d+)?$/.test(h)) return;
+  const name = h.replace(/:\d+$/, '').replace(/\.$/, '');
+  if (isIP(name) !== 0 || names.has(name)) return;
+  throw new HttpFailure(421, `host ${JSON.stringify(header.slice(0, 100))} refused: this server answers to ${[...names].join(', ')} or an IP address (add a name to http.allowed_hosts)`);
+}
+
+/**
  * A state change: the bearer token when one is configured, else a loopback peer. Also refused when
  * a browser says it comes from another site (Origin, Sec-Fetch-Site) or is not JSON: a page
  * elsewhere cannot make the operator's browser send verdicts (a JSON POST needs a CORS preflight,
@@ -239,7 +293,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
  */
 function checkStateChange(req: IncomingMessage, token: string | undefined): void {
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== 'null') {
+  // `null` is what a sandboxed frame or a file:// page sends: never the live page.
+  if (origin === 'null') throw new HttpFailure(403, 'a request with Origin: null refused');
+  if (origin !== undefined) {
     let host: string | undefined;
     try {
       host = new URL(origin).host;

@@ -96,6 +96,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
       host: config.http.host,
       port: config.http.port,
       token: config.http.token,
+      allowedHosts: config.http.allowed_hosts,
       liveFps: config.http.live_fps,
       monitor,
       intake,
