@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Fetches the real test assets (pinned addresses, sha256 checked, cached) where no folder has them.
+    globalSetup: ['test/global-setup.ts'],
     // Tests run real ffmpeg, onnxruntime and brokers on a 2-core machine: one file at a time keeps
     // the timing-sensitive ones (live restarts, backpressure) honest.
     fileParallelism: false,

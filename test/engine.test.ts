@@ -360,15 +360,17 @@ describe('rate and compute limits', () => {
       }
       return { core, elapsed: performance.now() - start, trainingMs, longest, attempts };
     };
+    // Share 1: updates may fill the wall time (a machine slow enough that they do defers a few).
     const free = await run(1);
-    expect(free.core.stats().deferred.compute).toBe(0);
-    // Unlimited, updates take most of the time: the limit below has something to limit.
-    expect(free.trainingMs / free.elapsed).toBeGreaterThan(0.3);
-    const limited = await run(0.1);
-    expect(limited.core.stats().deferred.compute).toBeGreaterThan(0);
+    expect(free.attempts).toBeGreaterThan(0);
+    // The limit is a quarter of the share the updates took unlimited, on this machine in this run:
+    // below what they would take, whatever the machine's speed, so it has something to limit.
+    const share = free.trainingMs / free.elapsed / 4;
+    const limited = await run(share);
+    expect(limited.core.stats().deferred.compute).toBeGreaterThan(free.core.stats().deferred.compute);
     expect(limited.attempts).toBeGreaterThan(0);
-    // Update time within 10 % of the elapsed time (plus what one window and one update can add).
-    expect(limited.trainingMs).toBeLessThanOrEqual(0.1 * (limited.elapsed + 500) + limited.longest);
+    // Update time within that share of the elapsed time (plus what one window and one update can add).
+    expect(limited.trainingMs).toBeLessThanOrEqual(share * (limited.elapsed + 500) + limited.longest);
     expect(limited.attempts).toBeLessThan(free.attempts);
   });
 });

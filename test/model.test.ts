@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -174,11 +176,19 @@ describe('YOLOX decoding', () => {
 // Model cards
 // ---------------------------------------------------------------------------------------------
 
+/** sha256 of ../shared/assets/models/coco.names. */
+const COCO_NAMES_SHA256 = '634a1132eb33f8091d60f2c346ababe8b905ae08387037aed883953b7329af84';
+const cocoNamesFile = path.join(path.dirname(assets.yoloxNano), 'coco.names');
+
 describe('model cards', () => {
   it('reads the shipped yolox-nano card with its defaults', async () => {
     const loaded = await readModelCard(path.join(builtinModelsDir, 'yolox-nano.json'));
     expect(loaded.card.classes).toHaveLength(80);
-    expect(loaded.card.classes).toEqual((await readFile(assets.cocoNames, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean));
+    // The 80 COCO names in model order: the card's list, one a line, is the shared assets' coco.names
+    // byte for byte (that file's sha256; compared with the file itself where it is present).
+    const names = loaded.card.classes.join('\n') + '\n';
+    expect(createHash('sha256').update(names).digest('hex')).toBe(COCO_NAMES_SHA256);
+    if (existsSync(cocoNamesFile)) expect(names).toBe(await readFile(cocoNamesFile, 'utf8'));
     expect(loaded.onnxPath).toBe(path.join(builtinModelsDir, 'yolox_nano.onnx'));
   });
 

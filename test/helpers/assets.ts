@@ -1,29 +1,34 @@
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { assetCacheDir, assetDirCandidates, findAssetsDir, howToGetAssets, repoRoot } from './fetch-assets.js';
+
+export { repoRoot };
 
 /**
- * The shared real material (../shared/assets, or BEATS_ASSETS_DIR). Tests that need it skip with a
- * message when it is absent, except in CI (CI=true), where it is present and they must run.
+ * The real material (the YOLOX-Nano ONNX file, two real videos): the first of BEATS_ASSETS_DIR,
+ * ../shared/assets and the fetch cache that holds them all (test/helpers/fetch-assets.ts). Tests
+ * that need it skip with a message saying how to get it when it is absent, except in CI (CI=true),
+ * where it must be present and they must run.
  */
-export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-export const assetsDir = process.env.BEATS_ASSETS_DIR ? path.resolve(process.env.BEATS_ASSETS_DIR) : path.resolve(repoRoot, '..', 'shared', 'assets');
+const found = findAssetsDir();
+export const assetsDir = found ?? assetDirCandidates()[0]!;
+// Fetched copies: what resolves `yolox-nano` by name (the registry's last resort) looks there too.
+if (found === assetCacheDir()) process.env.BEATS_ASSETS_DIR ??= found;
 
 export const assets = {
   yoloxNano: path.join(assetsDir, 'models', 'yolox_nano.onnx'),
-  cocoNames: path.join(assetsDir, 'models', 'coco.names'),
   highway: path.join(assetsDir, 'videos', 'highway-cctv-320x240.avi'),
   indoor: path.join(assetsDir, 'videos', 'indoor-people-768x432.mp4'),
+  /** Only in the shared folder (it is not fetched): ../shared/assets/SOURCES.md. */
   sources: path.join(assetsDir, 'SOURCES.md'),
 };
 
-export const haveAssets = Object.values(assets).every((f) => existsSync(f));
+export const haveAssets = found !== undefined;
 
 if (!haveAssets) {
-  const message = `shared test assets not found at ${assetsDir} (set BEATS_ASSETS_DIR): tests that need the real model and videos are skipped`;
+  const message = `real test assets (model and videos) not found: the tests that need them are skipped; ${howToGetAssets()}`;
   if (process.env.CI) throw new Error(`${message}; in CI they must run`);
   console.warn(message);
 }
 
-/** `describe.skipIf(!haveAssets)` reads well at the call site; this names why. */
+/** `describe.skipIf(needsAssets)` reads well at the call site; the message above names why. */
 export const needsAssets = !haveAssets;
