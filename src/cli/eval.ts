@@ -17,6 +17,9 @@ import { sourceKind } from '../source/kind.js';
 import { parseSyntheticUrl, syntheticUrl } from '../source/synthetic.js';
 import { syntheticTruth } from '../source/synthetic-source.js';
 import path from 'node:path';
+import { compareModels, parseModelUnderTest, type ModelScore } from '../model/compare.js';
+import { teacherLabels, toTruthFrames } from '../train/teacher-labels.js';
+import { labelSettings } from './label.js';
 
 const log = logger('eval');
 
@@ -40,6 +43,8 @@ export interface EvalOptions {
   keyframes?: string;
   /** Where the teacher's boxes are positives (cameras[].adapt.teacher.positives). */
   teacherPositives?: string;
+  /** Score these models side by side (NAME or NAME@SIZE) instead of one. */
+  models?: string[];
   shiftAt?: number;
   window?: number;
   speed?: number;
@@ -144,6 +149,7 @@ export async function evaluateStream(target: EvalTarget, options: EvalOptions): 
 
 export async function evalCommand(target: string, options: EvalOptions): Promise<void> {
   if (options.adapt) return evalAdaptCommand(target, options);
+  if (options.truth === 'teacher' || options.models) return evalCompareCommand(target, options);
   const resolved = await resolveTarget(target, options);
   log.info(`${resolved.model} on ${resolved.url}`);
   const result = await evaluateStream(resolved, options);
@@ -261,5 +267,48 @@ async function evalAdaptCommand(target: string, options: EvalOptions): Promise<v
   out.push(`frame path: frozen ${report.frozen.fps.toFixed(0)} fps, Beats ${report.beats.fps.toFixed(0)} fps (ratio ${report.fpsRatio.toFixed(2)}); peak RSS ${report.peakRssMb.toFixed(0)} MB`);
   out.push(`plot: ${plot}`);
   process.stdout.write(out.join('\n') + '\n');
+  if (options.json) process.stdout.write(JSON.stringify(report) + '\n');
+}
+
+/**
+ * `beats eval VIDEO --truth teacher [--models a,b@416]`: models side by side against a teacher's
+ * labels (or a truth file), on a user's own footage: mAP@0.5, F1 and inference fps of each.
+ */
+export async function evaluateModels(target: string, options: EvalOptions): Promise<{ url: string; truth: string; scores: ModelScore[] }> {
+  const resolved = await resolveTarget(target, options);
+  if (sourceKind(resolved.url) !== 'file') throw new BeatsError(`${resolved.url}: --truth teacher and --models score a video file`);
+  const models = (options.models ?? [resolved.model]).map(parseModelUnderTest);
+  const runtime: ProviderSettings = { providers: ['tensorrt', 'cuda', 'cpu'], tensorrt: { fp16: true, engineCache: '.beats/trt-cache' }, threads: 0 };
+  const first = await resolveModel(models[0]!.ref);
+  let truth: TruthFrame[];
+  let truthName: string;
+  if (options.truth === 'teacher') {
+    const settings = await labelSettings({ teacher: options.teacher, teacherSize: options.teacherSize, student: models[0]!.ref });
+    const bar = new SingleBar({ format: 'teacher labels [{bar}] {value} frames {duration_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000 });
+    bar.start(0, 0);
+    const labels = await teacherLabels(resolved.url, settings, { runtime, cacheDir: path.join('.beats', 'labels'), onFrame: (i) => bar.update(i + 1) }).finally(() => bar.stop());
+    truth = toTruthFrames(labels);
+    truthName = `${labels.teacher.name}@${labels.teacher.size} (threshold ${settings.threshold}, unsure from ${settings.ignoreBelow} ignored)`;
+  } else if (options.truth) {
+    truth = await readTruth(options.truth);
+    truthName = options.truth;
+  } else throw new BeatsError(`${resolved.url}: give --truth FILE.jsonl or --truth teacher`);
+  const bar = new SingleBar({ format: 'eval [{bar}] {value}/{total} frames {eta_formatted}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000 });
+  bar.start(options.maxFrames ?? truth.length, 0);
+  try {
+    const scores = await compareModels(resolved.url, truth, models, { threshold: resolved.threshold, nmsIou: resolved.nmsIou, runtime, classes: first.card.classes, maxFrames: options.maxFrames, onFrame: (i) => bar.update(i + 1) });
+    return { url: resolved.url, truth: truthName, scores };
+  } finally {
+    bar.stop();
+  }
+}
+
+async function evalCompareCommand(target: string, options: EvalOptions): Promise<void> {
+  const report = await evaluateModels(target, options);
+  const pct = (v: number) => (100 * v).toFixed(1).padStart(7);
+  const rows = [`model                       input     mAP@0.5   F1@${report.scores[0]!.evaluation.threshold}  best F1   inference fps`];
+  for (const s of report.scores) rows.push(`${s.name.padEnd(27)} ${s.input.padEnd(8)} ${pct(s.evaluation.map50)}  ${pct(s.evaluation.f1)}  ${pct(s.evaluation.best.f1)}   ${s.fps.toFixed(1).padStart(8)}`);
+  rows.push(`truth: ${report.truth}; ${report.scores[0]!.evaluation.frames} frames of ${report.url}`);
+  process.stdout.write(rows.join('\n') + '\n');
   if (options.json) process.stdout.write(JSON.stringify(report) + '\n');
 }

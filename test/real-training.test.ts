@@ -1,0 +1,159 @@
+// Real footage for the Beats CNN: teacher labels (what becomes a positive, an ignore region, or
+// nothing; cached by content), augmentations whose boxes follow the pixels, the recipe's clip
+// check, and models scored side by side against a teacher.
+import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { augment, defaultAugment, seededRandom, type StoredFrame } from '../src/train/augment.js';
+import { teacherBox, teacherLabels, toTruthFrames, type TeacherLabelSettings } from '../src/train/teacher-labels.js';
+import { loadRealData, mixedBatch, realRecipe } from '../src/train/real-data.js';
+import { compareModels } from '../src/model/compare.js';
+import { defaultSpec } from '../src/model/beats-cnn.js';
+import type { ProviderSettings } from '../src/model/providers.js';
+import { ffmpegBinary } from '../src/source/ffmpeg-binary.js';
+import { assets, needsAssets } from './helpers/assets.js';
+
+const ffmpegPath = () => ffmpegBinary().path;
+
+const runtime: ProviderSettings = { providers: ['cpu'], tensorrt: { fp16: false, engineCache: '' }, threads: 1 };
+const classes = ['person', 'car', 'bicycle'];
+
+describe('teacher boxes', () => {
+  const settings = { threshold: 0.5, ignoreBelow: 0.25, classes };
+  it('a sure box is a positive, an unsure one an ignore region, a faint one nothing', () => {
+    const box = [1, 2, 30, 40] as const;
+    expect(teacherBox({ label: 'person', score: 0.8, box }, settings)).toEqual({ label: 'person', box, score: 0.8 });
+    expect(teacherBox({ label: 'person', score: 0.3, box }, settings)).toEqual({ label: 'person', box, score: 0.3, ignore: true });
+    expect(teacherBox({ label: 'person', score: 0.2, box }, settings)).toBeUndefined();
+  });
+  it('a truck is an ignored car, however sure; a class the student cannot confuse is dropped', () => {
+    const box = [1, 2, 30, 40] as const;
+    expect(teacherBox({ label: 'truck', score: 0.9, box }, settings)).toEqual({ label: 'car', box, score: 0.9, ignore: true, teacherLabel: 'truck' });
+    expect(teacherBox({ label: 'motorcycle', score: 0.9, box }, settings)).toMatchObject({ label: 'bicycle', ignore: true });
+    expect(teacherBox({ label: 'dog', score: 0.9, box }, settings)).toBeUndefined();
+  });
+});
+
+/** A dark frame with one bright rectangle, and its box. */
+function rectangleFrame(): StoredFrame {
+  const width = 320;
+  const height = 240;
+  const pixels = new Uint8Array(width * height * 3).fill(20);
+  const box: [number, number, number, number] = [100, 60, 180, 200];
+  for (let y = box[1]; y < box[3]; y++) for (let x = box[0]; x < box[2]; x++) pixels.fill(240, (y * width + x) * 3, (y * width + x) * 3 + 3);
+  return { pixels, width, height, boxes: [{ classId: 0, box, ignore: false }] };
+}
+
+/** The bounding box of pixels brighter than 128 in the first channel. */
+function brightBounds(pixels: Uint8Array, width: number, height: number): [number, number, number, number] | undefined {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+    if (pixels[(y * width + x) * 3]! > 128) {
+      x1 = Math.min(x1, x); y1 = Math.min(y1, y); x2 = Math.max(x2, x + 1); y2 = Math.max(y2, y + 1);
+    }
+  }
+  return x1 === Infinity ? undefined : [x1, y1, x2, y2];
+}
+
+describe('augmentation', () => {
+  const geometryOnly = { ...defaultAugment, brightness: 0, contrast: 0, saturation: 0, gain: 0, blurShare: 0, noiseShare: 0, rotateShare: 0 };
+  it('boxes follow the pixels through zoom, shift and mirror', () => {
+    const random = seededRandom(5);
+    let checked = 0;
+    for (let i = 0; i < 40; i++) {
+      const s = augment(rectangleFrame(), 160, 120, random, geometryOnly);
+      const bright = brightBounds(s.pixels, 160, 120);
+      const b = s.boxes[0];
+      if (!bright || !b || b.ignore) continue;
+      for (let k = 0; k < 4; k++) expect(Math.abs(b.box[k]! - bright[k]!)).toBeLessThanOrEqual(1.5);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+  it('a box mostly cut off by the crop is an ignore region, and rotation keeps the box around the object', () => {
+    const random = seededRandom(9);
+    let cut = 0;
+    for (let i = 0; i < 60; i++) {
+      const s = augment(rectangleFrame(), 160, 120, random, { ...geometryOnly, zoom: [2.5, 3], rotateShare: 1 });
+      const bright = brightBounds(s.pixels, 160, 120);
+      const b = s.boxes[0];
+      if (!b) continue;
+      if (b.ignore) cut++;
+      else if (bright) {
+        // The rotated rectangle's corners stay inside its box (the box may be a little loose).
+        expect(bright[0]).toBeGreaterThanOrEqual(b.box[0] - 1.5);
+        expect(bright[2]).toBeLessThanOrEqual(b.box[2] + 1.5);
+      }
+    }
+    expect(cut).toBeGreaterThan(0);
+  });
+  it('is deterministic for a seed and keeps pixel values in range', () => {
+    const a = augment(rectangleFrame(), 160, 120, seededRandom(3));
+    const b = augment(rectangleFrame(), 160, 120, seededRandom(3));
+    expect(Buffer.from(a.pixels).equals(Buffer.from(b.pixels))).toBe(true);
+    expect(a.pixels.length).toBe(160 * 120 * 3);
+  });
+});
+
+describe.skipIf(needsAssets)('real clips', () => {
+  let dir: string;
+  let clip: string;
+  const settings: TeacherLabelSettings = { teacher: 'yolox-nano', teacherSize: 320, threshold: 0.5, ignoreBelow: 0.25, nmsIou: 0.45, classes };
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'beats-real-'));
+    // The first 60 frames of the highway clip, cut without re-encoding.
+    clip = path.join(dir, 'highway.avi');
+    execFileSync(ffmpegPath(), ['-v', 'error', '-i', assets.highway, '-frames:v', '60', '-c', 'copy', clip]);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('labels a video once, then reads it from the cache by content', async () => {
+    const cacheDir = path.join(dir, 'cache');
+    let labelled = 0;
+    const first = await teacherLabels(clip, settings, { runtime, cacheDir, onFrame: () => labelled++ });
+    expect(labelled).toBe(first.frames.length);
+    expect(first.frames.length).toBeGreaterThan(50);
+    const boxes = first.frames.flatMap((f) => f.boxes);
+    expect(boxes.some((b) => b.label === 'car' && !b.ignore)).toBe(true);
+    expect(boxes.every((b) => b.box[0] >= 0 && b.box[2] <= 320 && b.box[1] >= 0 && b.box[3] <= 240)).toBe(true);
+    expect(readdirSync(cacheDir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    let cached: string | undefined;
+    labelled = 0;
+    const again = await teacherLabels(clip, settings, { runtime, cacheDir, onFrame: () => labelled++, onCached: (f) => (cached = f) });
+    expect(labelled).toBe(0);
+    expect(cached && existsSync(cached)).toBe(true);
+    expect(again.frames).toEqual(first.frames);
+  }, 120_000);
+
+  it('scores the teacher against its own labels at ~100 % through one decode, beside a student', async () => {
+    const labels = await teacherLabels(clip, settings, { runtime, cacheDir: path.join(dir, 'cache') });
+    const truth = toTruthFrames(labels).slice(0, 40);
+    const scores = await compareModels(clip, truth, [{ ref: 'yolox-nano', inputSize: 320 }, { ref: 'beats-s' }], { threshold: 0.5, nmsIou: 0.45, runtime, classes, maxFrames: 40 });
+    expect(scores.map((s) => s.name)).toEqual(['yolox-nano@320', 'beats-s']);
+    expect(scores[0]!.evaluation.frames).toBe(40);
+    expect(scores[0]!.evaluation.map50).toBeGreaterThan(0.95);
+    for (const s of scores) expect(s.fps).toBeGreaterThan(0);
+    // Only the truth's classes are scored: no truck class from the teacher's 80.
+    expect(Object.keys(scores[0]!.evaluation.perClass).every((c) => classes.includes(c))).toBe(true);
+  }, 120_000);
+
+  it('a recipe refuses a clip whose content changed, and batches mix real and synthetic in its share', async () => {
+    const cacheDir = path.join(dir, 'cache');
+    const recipe = await realRecipe([clip], 0.5, classes, { cacheDir });
+    expect(recipe.clips[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // Labelled at the recipe's teacher size (640): a new cache entry; then the frames load.
+    const real = await loadRealData({ ...recipe, maxFramesPerClip: 20 }, defaultSpec, 1, cacheDir);
+    const synthetic = { take: (_spec: unknown, n: number) => Array.from({ length: n }, () => ({ pixels: new Uint8Array(160 * 120 * 3), boxes: [] })) };
+    const batch = mixedBatch(defaultSpec, 8, synthetic, real, 0.5);
+    expect(batch).toHaveLength(8);
+    expect(batch.slice(0, 4).some((s) => s.boxes.length > 0)).toBe(true);
+    expect(batch.slice(4).every((s) => s.boxes.length === 0)).toBe(true);
+    await writeFile(clip, Buffer.from('not the same video'));
+    await expect(loadRealData(recipe, defaultSpec, 1, cacheDir)).rejects.toThrow(/sha256 .* is not the recipe's/);
+  }, 180_000);
+});
