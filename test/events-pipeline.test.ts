@@ -126,6 +126,10 @@ cameras:
       expect(JSON.parse(config.payload)).toMatchObject({ state_topic: 'beats/highway/car', availability_topic: 'beats/availability', device: { name: 'Beats highway' } });
       const snapshot = await waitFor(() => late.client && late.messages.find((m) => m.topic === 'beats/highway/car/snapshot'), 5000, 'snapshot');
       expect(snapshot.retain).toBe(true);
+      // The snapshot as a Home Assistant image entity, announced (retained) with the first one.
+      const image = await late.waitForMessage((m) => m.topic === 'homeassistant/image/beats_highway_car_snapshot/config', 5000, 'image discovery');
+      expect(image.retain).toBe(true);
+      expect(JSON.parse(image.payload)).toMatchObject({ image_topic: 'beats/highway/car/snapshot', content_type: 'image/jpeg', default_entity_id: 'image.beats_highway_car_snapshot' });
     } finally {
       await late.close();
     }

@@ -1,5 +1,5 @@
 import type { EventOutput } from '../track/events.js';
-import { countSensorDiscovery, countTopic } from './home-assistant.js';
+import { countSensorDiscovery, countTopic, snapshotImageDiscovery, snapshotTopic, type DiscoveryMessage } from './home-assistant.js';
 import type { MqttPublisher } from './mqtt.js';
 import { renderSnapshot, type SnapshotStore } from './snapshots.js';
 
@@ -21,6 +21,15 @@ export class EventPublisher {
 
   constructor(private readonly options: EventPublisherOptions) {}
 
+  /** Home Assistant discovery (retained) for a state topic, once, before its first value. */
+  private announce(stateTopic: string, discovery: (ha: { discoveryPrefix: string }) => DiscoveryMessage): void {
+    const ha = this.options.homeAssistant;
+    if (!ha || this.announced.has(stateTopic)) return;
+    this.announced.add(stateTopic);
+    const message = discovery(ha);
+    this.options.publisher.publishState(message.topic, message.payload);
+  }
+
   async publish(output: EventOutput): Promise<void> {
     const { publisher, prefix, camera } = this.options;
     const snapshots = this.options.snapshots;
@@ -28,17 +37,14 @@ export class EventPublisher {
       for (const request of output.snapshots) {
         const images = await renderSnapshot(request.frame, request.box, snapshots.quality);
         await snapshots.store.save(camera, request.event.id, images);
-        publisher.publishState(`${prefix}/${camera}/${request.event.label}/snapshot`, images.full);
+        const topic = snapshotTopic(prefix, camera, request.event.label);
+        this.announce(topic, (ha) => snapshotImageDiscovery({ discoveryPrefix: ha.discoveryPrefix, prefix, camera, label: request.event.label, model: this.options.modelName }));
+        publisher.publishState(topic, images.full);
       }
     }
     for (const change of output.counts) {
       const topic = countTopic(prefix, camera, change.label, change.zone);
-      const ha = this.options.homeAssistant;
-      if (ha && !this.announced.has(topic)) {
-        this.announced.add(topic);
-        const discovery = countSensorDiscovery({ discoveryPrefix: ha.discoveryPrefix, prefix, camera, label: change.label, zone: change.zone, model: this.options.modelName });
-        publisher.publishState(discovery.topic, discovery.payload);
-      }
+      this.announce(topic, (ha) => countSensorDiscovery({ discoveryPrefix: ha.discoveryPrefix, prefix, camera, label: change.label, zone: change.zone, model: this.options.modelName }));
       publisher.publishState(topic, String(change.count));
     }
     for (const message of output.messages) await publisher.publishDurable(`${prefix}/events`, JSON.stringify(message), 1);

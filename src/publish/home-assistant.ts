@@ -1,8 +1,12 @@
 /**
  * Home Assistant MQTT discovery: one sensor per count topic, so "how many people are in the
- * loading zone" appears in Home Assistant without writing YAML there. Config messages are
- * retained, so Home Assistant finds them after its own restarts.
+ * loading zone" appears in Home Assistant without writing YAML there, and one image entity per
+ * label showing its latest snapshot. Config messages are retained, so Home Assistant finds them
+ * after its own restarts. Field names follow Home Assistant's MQTT sensor and image platforms
+ * (test/home-assistant.test.ts checks them against the documented options).
  */
+import { packageVersion } from '../version.js';
+
 export interface DiscoveryOptions {
   /** Home Assistant's discovery prefix, `homeassistant` by default. */
   discoveryPrefix: string;
@@ -19,10 +23,42 @@ export interface DiscoveryMessage {
   payload: string;
 }
 
+/** What a discovery topic's object id and a unique_id may hold. */
 const slug = (s: string) => s.replace(/[^a-zA-Z0-9_-]/g, '_');
+
+/** An entity id's object part: lowercase letters, digits and single underscores, none at either end. */
+export function entitySlug(s: string): string {
+  const cleaned = s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '');
+  return cleaned || 'beats';
+}
 
 export function countTopic(prefix: string, camera: string, label: string, zone?: string): string {
   return zone ? `${prefix}/${camera}/${zone}/${label}` : `${prefix}/${camera}/${label}`;
+}
+
+/** The retained JPEG of a label's latest event on a camera. */
+export function snapshotTopic(prefix: string, camera: string, label: string): string {
+  return `${prefix}/${camera}/${label}/snapshot`;
+}
+
+/** The application that published the discovery message (Home Assistant logs it). */
+const origin = () => ({ name: 'Beats', sw_version: packageVersion });
+
+function common(o: DiscoveryOptions, domain: 'sensor' | 'image', objectId: string) {
+  return {
+    unique_id: objectId,
+    default_entity_id: `${domain}.${entitySlug(objectId)}`,
+    availability_topic: `${o.prefix}/availability`,
+    payload_available: 'online',
+    payload_not_available: 'offline',
+    device: {
+      identifiers: [slug(`${o.prefix}_${o.camera}`)],
+      name: `Beats ${o.camera}`,
+      manufacturer: 'Beats',
+      model: o.model,
+    },
+    origin: origin(),
+  };
 }
 
 export function countSensorDiscovery(o: DiscoveryOptions): DiscoveryMessage {
@@ -31,20 +67,24 @@ export function countSensorDiscovery(o: DiscoveryOptions): DiscoveryMessage {
     topic: `${o.discoveryPrefix}/sensor/${objectId}/config`,
     payload: JSON.stringify({
       name: o.zone ? `${o.zone} ${o.label} count` : `${o.label} count`,
-      unique_id: objectId,
-      object_id: objectId,
+      ...common(o, 'sensor', objectId),
       state_topic: countTopic(o.prefix, o.camera, o.label, o.zone),
-      availability_topic: `${o.prefix}/availability`,
-      payload_available: 'online',
-      payload_not_available: 'offline',
       state_class: 'measurement',
       icon: o.label === 'person' ? 'mdi:account-multiple' : o.label === 'car' ? 'mdi:car-multiple' : 'mdi:counter',
-      device: {
-        identifiers: [slug(`${o.prefix}_${o.camera}`)],
-        name: `Beats ${o.camera}`,
-        manufacturer: 'Beats',
-        model: o.model,
-      },
+    }),
+  };
+}
+
+/** An image entity showing the label's snapshot topic (raw JPEG bytes, as published). */
+export function snapshotImageDiscovery(o: Omit<DiscoveryOptions, 'zone'>): DiscoveryMessage {
+  const objectId = slug(`${o.prefix}_${o.camera}_${o.label}_snapshot`);
+  return {
+    topic: `${o.discoveryPrefix}/image/${objectId}/config`,
+    payload: JSON.stringify({
+      name: `${o.label} snapshot`,
+      ...common(o, 'image', objectId),
+      image_topic: snapshotTopic(o.prefix, o.camera, o.label),
+      content_type: 'image/jpeg',
     }),
   };
 }
