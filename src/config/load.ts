@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -16,32 +16,94 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * A pipeline file is a few kilobytes (a hundred cameras with zones are some 50 KiB): past this it is
+ * refused unread, before YAML and validation spend seconds and gigabytes on it.
+ */
+export const MAX_PIPELINE_BYTES = 256 * 1024;
+
+/** YAML aliases expanded at most (the yaml package's guard against "billion laughs"). */
+const MAX_ALIASES = 100;
+
+/** Problems listed at most; the rest are counted. */
+const MAX_ISSUES = 50;
+
 export async function loadPipelineFile(file: string, options: LoadOptions = {}): Promise<LoadedPipeline> {
   const absolute = path.resolve(file);
   let text: string;
   try {
-    text = await readFile(absolute, 'utf8');
+    text = await readBounded(absolute, file);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     throw new ConfigError(file, [{ path: '', message: code === 'ENOENT' ? 'file not found' : `cannot read: ${String(err)}` }]);
   }
   return { file: absolute, config: parsePipeline(text, absolute, options) };
 }
 
+/** The file's text, refused when it is not a regular file or larger than MAX_PIPELINE_BYTES. */
+async function readBounded(absolute: string, file: string): Promise<string> {
+  const handle = await open(absolute, 'r');
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new ConfigError(file, [{ path: '', message: 'not a regular file' }]);
+    if (info.size > MAX_PIPELINE_BYTES) throw tooLarge(file, info.size);
+    // Read at most one byte past the limit: the file may grow between stat and read.
+    const buffer = Buffer.alloc(MAX_PIPELINE_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    if (bytesRead > MAX_PIPELINE_BYTES) throw tooLarge(file, 'more');
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+function tooLarge(file: string, size: number | 'more'): ConfigError {
+  const is = size === 'more' ? `more than ${MAX_PIPELINE_BYTES} bytes` : `${size} bytes`;
+  return new ConfigError(file, [{ path: '', message: `too large: ${is}; a pipeline file may be at most ${MAX_PIPELINE_BYTES / 1024} KiB (${MAX_PIPELINE_BYTES} bytes)` }]);
+}
+
 /** Parses and validates pipeline YAML text; `file` names it in errors and anchors relative paths. */
 export function parsePipeline(text: string, file: string, options: LoadOptions = {}): PipelineConfig {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` })));
-  }
-  const raw: unknown = doc.toJS();
+  if (Buffer.byteLength(text, 'utf8') > MAX_PIPELINE_BYTES) throw tooLarge(file, Buffer.byteLength(text, 'utf8'));
+  const raw = parseYaml(text, file);
   const issues: ConfigIssue[] = [];
   const substituted = substituteEnv(raw, [], options.env ?? process.env, issues);
-  if (issues.length > 0) throw new ConfigError(file, issues);
+  if (issues.length > 0) throw configError(file, issues);
 
   const parsed = pipelineSchema.safeParse(substituted ?? {}, { reportInput: true });
-  if (!parsed.success) throw new ConfigError(file, parsed.error.issues.flatMap(describeIssue));
+  if (!parsed.success) throw configError(file, parsed.error.issues.flatMap(describeIssue));
   return resolvePaths(parsed.data, path.dirname(file));
+}
+
+/**
+ * The YAML's value. An alias bomb (anchors that expand to millions of nodes) or nesting deeper than
+ * the parser's stack is a ConfigError like any other mistake in the file, not a crash.
+ */
+function parseYaml(text: string, file: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw configError(file, doc.errors.map((e) => ({ path: '', message: `YAML: ${yamlMessage(e.message.split('\n')[0]!)}` })));
+  }
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (err) {
+    if (err instanceof ReferenceError && /alias/i.test(err.message)) {
+      throw new ConfigError(file, [{ path: '', message: `YAML: its aliases (*name) expand to too much (more than ${MAX_ALIASES} aliases would be copied); write the values out` }]);
+    }
+    if (err instanceof RangeError) throw new ConfigError(file, [{ path: '', message: 'YAML: nested too deeply' }]);
+    throw err;
+  }
+}
+
+function yamlMessage(message: string): string {
+  return message.replace(/^Maximum call stack size exceeded/, 'nested too deeply');
+}
+
+/** A ConfigError listing at most MAX_ISSUES problems. */
+function configError(file: string, issues: ConfigIssue[]): ConfigError {
+  if (issues.length <= MAX_ISSUES) return new ConfigError(file, issues);
+  return new ConfigError(file, [...issues.slice(0, MAX_ISSUES), { path: '', message: `and ${issues.length - MAX_ISSUES} more problems` }]);
 }
 
 /** `cameras[0].source.url` from zod's ['cameras', 0, 'source', 'url']. */

@@ -9,16 +9,50 @@ const cameraName = z
   .string()
   .regex(/^[a-z0-9_-]+$/, 'must match [a-z0-9_-]+ (it is used in MQTT topics)');
 
+/**
+ * Node's timers wait at most 2^31 - 1 ms (about 24.8 days); a longer delay fires after 1 ms. Every
+ * duration of the file is bounded by it, timer or not, so that none can become one unnoticed.
+ */
+export const MAX_DURATION_S = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration in seconds, at most MAX_DURATION_S. */
+const seconds = () => z.number().max(MAX_DURATION_S, `must be at most ${MAX_DURATION_S.toLocaleString('en-US')} s (about 24 days: Node's timers wait no longer)`);
+
 const reconnectSchema = z
   .strictObject({
-    initial_s: z.number().positive().default(1),
-    max_s: z.number().positive().default(30),
+    initial_s: seconds().positive().default(1),
+    max_s: seconds().positive().default(30),
   })
   .refine((r) => r.max_s >= r.initial_s, { message: 'max_s must be at least initial_s' });
 
+/** Schemes ffmpeg opens for a camera; any other `scheme:` is refused, not read as a file name. */
+const SOURCE_SCHEMES = ['rtsp', 'rtsps', 'http', 'https'];
+/** Sources that look like a scheme but are not URLs. */
+const SOURCE_PREFIXES = ['testsrc', 'synthetic'];
+const SUPPORTED_SOURCES = `${SOURCE_SCHEMES.map((s) => `${s}://`).join(', ')}, ${SOURCE_PREFIXES.map((p) => `${p}:`).join(', ')}, /dev/videoN or a file path`;
+
+/** A URL's scheme is one ffmpeg is given, and the URL names a host. */
+function checkSourceUrl(url: string, ctx: z.core.$RefinementCtx<string>): void {
+  // Two letters at least: `C:\clips\a.mp4` is a path.
+  const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || SOURCE_PREFIXES.includes(scheme)) return;
+  if (!SOURCE_SCHEMES.includes(scheme)) {
+    ctx.addIssue({ code: 'custom', message: `${scheme}: is not a supported source (supported: ${SUPPORTED_SOURCES})` });
+    return;
+  }
+  // The authority: after `//`, up to the path; the host is what follows its last `@`, less the port.
+  const authority = /^[a-z0-9+.-]+:\/\/([^/?#]*)/i.exec(url)?.[1] ?? '';
+  const host = authority.slice(authority.lastIndexOf('@') + 1).replace(/:\d*$/, '');
+  if (host === '') {
+    ctx.addIssue({ code: 'custom', message: `names no host (expected e.g. ${scheme}://user:password@192.168.1.10${scheme.startsWith('rtsp') ? ':554' : ''}/stream)` });
+    return;
+  }
+  if (!URL.canParse(url)) ctx.addIssue({ code: 'custom', message: `is not a valid ${scheme}:// URL` });
+}
+
 export const sourceSchema = z.strictObject({
   /** file path, rtsp://, http(s)://, /dev/videoN, testsrc:[lavfi options] */
-  url: z.string().min(1, 'must not be empty'),
+  url: z.string().min(1, 'must not be empty').superRefine(checkSourceUrl),
   /** Cap on frames per second taken from the source (ffmpeg's fps filter). */
   fps: z.number().positive().max(240).optional(),
   /** Files only: start again at the end. */
@@ -29,7 +63,7 @@ export const sourceSchema = z.strictObject({
    */
   realtime: z.boolean().optional(),
   /** Live sources: no frame for this long means the source stalled; ffmpeg is restarted. */
-  stall_timeout_s: z.number().positive().default(10),
+  stall_timeout_s: seconds().positive().default(10),
   /** Live sources: restart delays, doubling from initial_s up to max_s. */
   reconnect: reconnectSchema.default({ initial_s: 1, max_s: 30 }),
 });
@@ -81,9 +115,9 @@ export const eventsSchema = z.strictObject({
   /** A track becomes an event after this many frames with a score above detect.threshold. */
   min_frames: z.number().int().min(1).default(3),
   /** An object gone for this long (stream seconds) ends its event. */
-  end_after_s: z.number().positive().default(2),
+  end_after_s: seconds().positive().default(2),
   /** At most one `update` per event in this many seconds. */
-  update_interval_s: z.number().min(0).default(1),
+  update_interval_s: seconds().min(0).default(1),
   /** Score of the second-stage (low-score) association of the tracker. */
   low_threshold: z.number().min(0).max(1).default(0.1),
   snapshots: z.boolean().default(true),
@@ -151,7 +185,7 @@ export const adaptSchema = z.strictObject({
   /** Error energies are multiplied by this per supervised frame. */
   decay: z.number().gt(0).max(1).default(0.99),
   /** At most one update per this many stream seconds. */
-  min_interval_s: z.number().min(0).default(2),
+  min_interval_s: seconds().min(0).default(2),
   /** Most of the recent (wall) time that training may take. */
   max_train_share: z.number().gt(0).max(1).default(0.2),
   /** Step size, in units of the features' mean squared norm (normalised SGD): 1 moves a cell's logit by about its error. */
@@ -350,7 +384,7 @@ export const pipelineSchema = z
       })
       .default({ max_total_mb: 100, quality: 80 }),
     /** Seconds between status lines on stderr; 0 turns them off. */
-    status_interval_s: z.number().min(0).default(5),
+    status_interval_s: seconds().min(0).default(5),
     http: httpSchema.optional(),
     feedback: feedbackSchema.default(feedbackSchema.parse({})),
     cameras: z.array(cameraSchema).min(1, 'at least one camera is needed'),
