@@ -33,7 +33,9 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
     weightsHash.update(name).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
   const version = `${cp.step}-${new Date().toISOString().slice(0, 10)}-${weightsHash.digest('hex').slice(0, 8)}`;
-  const bytes = exportBeatsOnnx(spec, weights, { version, docString: `Beats CNN ${options.name}, trained ${cp.step} steps on the synthetic camera` });
+  const real = cp.recipe.data.real;
+  const data = real ? `the synthetic camera and ${real.clips.length} real clips labelled by ${real.teacher.name}@${real.teacher.size}` : 'the synthetic camera';
+  const bytes = exportBeatsOnnx(spec, weights, { version, docString: `Beats CNN ${options.name}, trained ${cp.step} steps on ${data}` });
   await mkdir(options.out, { recursive: true });
   const onnxFile = path.join(options.out, `${options.name}.onnx`);
   await writeFileAtomic(onnxFile, bytes);
@@ -42,7 +44,7 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
   const card: ModelCard = {
     name: options.name,
     version,
-    description: `The Beats CNN (${options.name}): a compact anchor-free detector for ${spec.classes.join(', ')}, trained by \`beats train\` on the synthetic camera.`,
+    description: `The Beats CNN (${options.name}): a compact anchor-free detector for ${spec.classes.join(', ')}, trained by \`beats train\` on ${data}.`,
     license: 'Apache-2.0',
     onnx: `${options.name}.onnx`,
     input: { name: 'images', width: spec.inputWidth, height: spec.inputHeight, layout: 'NCHW', channels: 'RGB', scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1], letterbox: { pad: 114, align: 'center' }, resizable: false },
