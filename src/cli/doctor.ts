@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { constants, existsSync, readdirSync, readFileSync } from 'node:fs';
-import { access, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -11,6 +11,8 @@ import onnxProto from 'onnx-proto';
 import { loadPipelineFile, type LoadedPipeline } from '../config/load.js';
 import { isLoopbackHost, type MqttConfig, type PipelineConfig } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../errors.js';
+import { cardMismatches } from '../model/card-check.js';
+import { graphTensors } from '../model/onnx-graph.js';
 import { pulledModelsDir, resolveModel } from '../model/registry.js';
 import { availableProviders, systemProbe } from '../model/providers.js';
 import { readTlsFiles, type TlsMaterial } from '../publish/tls.js';
@@ -517,10 +519,13 @@ async function checkModels(config: PipelineConfig, env: NodeJS.ProcessEnv): Prom
       const name = `model ${ref}`;
       try {
         const model = await resolveModel(ref, env);
+        const { inputs, outputs } = graphTensors(await readFile(model.onnxPath));
+        const problems = cardMismatches(model.card, inputs, outputs);
+        if (problems.length > 0) return fail(name, `its card ${model.file} does not fit ${model.onnxPath}: ${problems.join('; ')}`, 'fix the card (input size, classes, decoder) or use the ONNX file it was written for');
         return ok(name, `${model.card.name} ${model.card.version}: ${model.origin} (${model.onnxPath})`);
       } catch (err) {
         const message = errorMessage(err);
-        const pull = /not pulled yet/.test(message) ? `npx beats models pull ${ref}   (offline: --from FILE; into ${pulledModelsDir(env)})` : 'fix cameras[].model (a registry name, or a path to a model card or an .onnx with its card)';
+        const pull = /not pulled yet|is damaged/.test(message) ? `npx beats models pull ${ref}   (offline: --from FILE; into ${pulledModelsDir(env)})` : 'fix cameras[].model (a registry name, or a path to a model card or an .onnx with its card)';
         return fail(name, message, pull);
       }
     }),

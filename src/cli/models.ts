@@ -44,7 +44,9 @@ export async function modelsListCommand(): Promise<void> {
   const rows = await listModels();
   process.stdout.write(`models directory: ${pulledModelsDir()}\n`);
   for (const m of rows) {
-    const where = m.file ? `${m.origin}: ${m.file}` : `not pulled (npx beats models pull ${m.name})`;
+    const where = m.problem ? `REFUSED: ${m.problem}` : m.file ? `${m.origin}: ${m.file}` : `not pulled (npx beats models pull ${m.name})`;
     process.stdout.write(`${m.name.padEnd(14)} ${m.version.padEnd(22)} ${String(m.classes).padStart(3)} classes  ${where}\n`);
   }
+  // A damaged model is a failure a script should see.
+  if (rows.some((m) => m.problem)) process.exitCode = 1;
 }

@@ -4,6 +4,7 @@ import { ModelError, errorMessage } from '../errors.js';
 import type { Frame, FrameOutput } from '../source/frames.js';
 import { toSourcePixels } from '../source/geometry.js';
 import type { ModelCard } from './card.js';
+import { cardMismatches } from './card-check.js';
 import { decodeOutput, nmsPerClass } from './decode.js';
 import { withSymbolicInputSize } from './onnx-graph.js';
 import { createSession, type ProviderName, type ProviderSettings } from './providers.js';
@@ -86,15 +87,11 @@ export class Detector {
     }
     const heads = options.adaptable ? await HeadSwappableSession.create(bytes, card, options.runtime, { modelName: ref }) : undefined;
     const { session, provider } = heads ?? (await createSession(bytes, options.runtime, { modelName: ref }));
-    const mismatch = !session.inputNames.includes(card.input.name)
-      ? `the ONNX file has no input "${card.input.name}" (it has ${session.inputNames.join(', ')})`
-      : !session.outputNames.includes(card.output)
-        ? `the ONNX file has no output "${card.output}" (it has ${session.outputNames.join(', ')})`
-        : undefined;
-    if (mismatch) {
+    const problems = cardMismatches(card, session.inputMetadata, session.outputMetadata);
+    if (problems.length > 0) {
       // The session holds native memory (the whole model): do not leak it with the error.
       await session.release().catch(() => undefined);
-      throw new ModelError(ref, mismatch);
+      throw new ModelError(ref, `its card ${model.file} does not fit ${model.onnxPath}: ${problems.join('; ')}`);
     }
     return new Detector(model, session, provider, size ?? card.input.width, size ?? card.input.height, heads);
   }

@@ -37,6 +37,27 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Digests of model files by path, size and mtime: a file is hashed again only when it changed. */
+const verified = new Map<string, string>();
+
+/**
+ * A card that pins its file's sha256 (download.sha256) gets that file or an error: weights changed
+ * on disk after the pull (a bad sector, a bit flip, someone's edit) are refused, never run.
+ */
+async function checkPinnedHash(ref: string, model: ResolvedModel): Promise<ResolvedModel> {
+  const expected = model.card.download?.sha256;
+  if (!expected) return model;
+  const info = await stat(model.onnxPath);
+  const key = `${model.onnxPath}\0${info.size}\0${info.mtimeMs}`;
+  const digest = verified.get(key) ?? (await sha256File(model.onnxPath));
+  if (digest !== expected) {
+    const again = model.origin === 'pulled' ? `pull it again: npx beats models pull ${model.card.name}` : 'replace it with the file the card names';
+    throw new ModelError(ref, `${model.onnxPath} is damaged or not this model: its sha256 is ${digest}, its card pins ${expected}; ${again}`);
+  }
+  verified.set(key, digest);
+  return model;
+}
+
 /** A registry name: its card is `models/NAME.json` in the package. */
 export async function registryCard(name: string): Promise<LoadedCard> {
   if (!/^[a-z0-9._-]+$/.test(name)) throw new ModelError(name, 'not a model name (expected something like yolox-nano)');
@@ -66,14 +87,14 @@ export async function resolveModel(ref: string, env: NodeJS.ProcessEnv = process
     const loaded = await readModelCard(cardFile);
     const onnxPath = ref.toLowerCase().endsWith('.onnx') ? ref : loaded.onnxPath;
     if (!existsSync(onnxPath)) throw new ModelError(ref, `ONNX file not found: ${onnxPath}`);
-    return { ...loaded, onnxPath, origin: 'path' };
+    return checkPinnedHash(ref, { ...loaded, onnxPath, origin: 'path' });
   }
 
   const loaded = await registryCard(ref);
   const fileName = path.basename(loaded.card.onnx);
   const pulled = path.join(pulledModelsDir(env), fileName);
-  if (existsSync(pulled)) return { ...loaded, onnxPath: pulled, origin: 'pulled' };
-  if (existsSync(loaded.onnxPath)) return { ...loaded, origin: 'shipped' };
+  if (existsSync(pulled)) return checkPinnedHash(ref, { ...loaded, onnxPath: pulled, origin: 'pulled' });
+  if (existsSync(loaded.onnxPath)) return checkPinnedHash(ref, { ...loaded, origin: 'shipped' });
   const asset = path.join(assetsDir(env), 'models', fileName);
   if (existsSync(asset) && loaded.card.download && (await sha256File(asset)) === loaded.card.download.sha256) {
     return { ...loaded, onnxPath: asset, origin: 'assets' };
@@ -171,17 +192,23 @@ export interface ModelListing {
   name: string;
   version: string;
   classes: number;
-  /** Where its ONNX file is, or undefined when it must still be pulled. */
+  /** Where its ONNX file is, or undefined when it must still be pulled or is refused. */
   file?: string;
   origin?: ResolvedModel['origin'];
+  /** Why a file that is there is refused (its sha256 does not match the card's pin). */
+  problem?: string;
 }
 
 export async function listModels(env: NodeJS.ProcessEnv = process.env): Promise<ModelListing[]> {
   const listings: ModelListing[] = [];
   for (const name of await listCardNames()) {
     const { card } = await readModelCard(path.join(builtinModelsDir, `${name}.json`));
-    const resolved = await resolveModel(name, env).catch(() => undefined);
-    listings.push({ name, version: card.version, classes: card.classes.length, file: resolved?.onnxPath, origin: resolved?.origin });
+    let problem: string | undefined;
+    const resolved = await resolveModel(name, env).catch((err: unknown) => {
+      if (!/not pulled yet/.test(errorMessage(err))) problem = errorMessage(err);
+      return undefined;
+    });
+    listings.push({ name, version: card.version, classes: card.classes.length, file: resolved?.onnxPath, origin: resolved?.origin, ...(problem ? { problem } : {}) });
   }
   return listings;
 }
