@@ -1,10 +1,10 @@
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { DetectionsMessage } from '../src/publish/mqtt.js';
-import { assets, assetsDir, needsAssets } from './helpers/assets.js';
+import { assets, assetsDir, needsAssets, repoRoot } from './helpers/assets.js';
 import {
   brokerKinds,
   brokerMissing,
@@ -233,5 +233,64 @@ describe('beats doctor', () => {
     const p = beats(['doctor', '--broker', url]);
     expect((await p.exit).code, p.stdout() + p.stderr()).toBe(1);
     expect(p.stdout()).toMatch(new RegExp(`^FAIL MQTT broker: ${url.replace(/[.]/g, '\\.')}\\b`, 'm'));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The command line itself: version, usage errors, help
+// ---------------------------------------------------------------------------------------------
+
+/** Environment variables read under src/ (`env.NAME`, `process.env.NAME`, `env['NAME']`). */
+async function variablesReadInSrc(): Promise<Set<string>> {
+  const names = new Set<string>();
+  const files = (await readdir(path.join(repoRoot, 'src'), { recursive: true })).filter((f) => f.endsWith('.ts'));
+  for (const file of files) {
+    const text = await readFile(path.join(repoRoot, 'src', file), 'utf8');
+    for (const m of text.matchAll(/\benv(?:\?\.|\.|\[['"])([A-Z][A-Z0-9_]+)/g)) names.add(m[1]!);
+  }
+  // PATH is searched for ffmpeg as every program does; BEATS_DOCTOR_MODEL passes a model from doctor to its own child process.
+  for (const internal of ['PATH', 'BEATS_DOCTOR_MODEL']) names.delete(internal);
+  return names;
+}
+
+describe('the command line', () => {
+  it('--version and -V print package.json\'s version and exit 0', async () => {
+    const { version } = JSON.parse(await readFile(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const p = beats([flag]);
+      expect(await p.exit, p.stderr()).toEqual({ code: 0, signal: null });
+      expect(p.stdout().trim()).toBe(version);
+    }
+  });
+
+  it('usage errors exit 2 and say what was wrong: unknown command or option, missing argument, bad option value, no command', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['run', 'x.yaml', '--bogus'], /unknown option '--bogus'/],
+      [['run'], /missing required argument 'file'/],
+      [['run', 'x.yaml', '--max-frames', '-3'], /--max-frames.*'-3' is invalid/],
+      [['models', 'pull'], /missing required argument 'name'/],
+      [[], /Usage: beats/],
+    ];
+    const runs = cases.map(([args, says]) => ({ args, says, p: beats(args) }));
+    for (const { args, says, p } of runs) {
+      expect(await p.exit, `beats ${args.join(' ')}: ${p.stderr()}`).toEqual({ code: 2, signal: null });
+      expect(p.stderr()).toMatch(says);
+    }
+  });
+
+  it('--help lists every environment variable the program reads, and the exit codes; exits 0', async () => {
+    const p = beats(['--help']);
+    expect(await p.exit, p.stderr()).toEqual({ code: 0, signal: null });
+    const help = p.stdout();
+    const variables = await variablesReadInSrc();
+    expect(variables.size).toBeGreaterThan(5);
+    for (const name of variables) expect(help, `${name} is read in src/ but not listed by --help`).toMatch(new RegExp(`^  ${name}\\s`, 'm'));
+    expect(help).toContain('Exit codes: 0 done; 1 runtime error; 2 invalid command line or pipeline file.');
+  });
+
+  it('the README documents the same exit codes', async () => {
+    const readme = await readFile(path.join(repoRoot, 'README.md'), 'utf8');
+    expect(readme).toMatch(/Exit codes: 0 done, 1 runtime error, 2 invalid command line or pipeline file/);
   });
 });

@@ -1,10 +1,12 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { BeatsError, ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
+import { packageVersion } from '../version.js';
 import { doctorCommand } from './doctor.js';
 import { modelsListCommand, modelsPullCommand } from './models.js';
 import { runCommand } from './run.js';
 import { synthCommand, type SynthCliOptions } from './synth.js';
+import { EXIT, helpFooter } from './usage.js';
 
 const log = logger('beats');
 
@@ -29,7 +31,11 @@ function nonNegativeNumber(value: string): number {
 const program = new Command()
   .name('beats')
   .description('Edge video analytics: cameras → ffmpeg → ONNX detector → MQTT')
-  .showHelpAfterError();
+  .version(packageVersion, '-V, --version', 'print the version')
+  .addHelpText('after', helpFooter())
+  .showHelpAfterError()
+  // Usage errors throw (every subcommand inherits it) so that they exit with EXIT.invalid below.
+  .exitOverride();
 
 program
   .command('run')
@@ -203,10 +209,12 @@ program
 try {
   await program.parseAsync();
 } catch (err) {
+  // commander has printed the usage error (or the help, or the version: exit code 0).
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.invalid);
   if (err instanceof ConfigError) {
     log.error(err.message);
-    process.exit(2);
+    process.exit(EXIT.invalid);
   }
   log.error(err instanceof BeatsError ? err.message : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : errorMessage(err)}`);
-  process.exit(1);
+  process.exit(EXIT.runtime);
 }
