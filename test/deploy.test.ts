@@ -96,11 +96,23 @@ const x86 = parseDockerfile(readFileSync(path.join(deploy, 'Dockerfile'), 'utf8'
 const jetson = parseDockerfile(readFileSync(path.join(deploy, 'Dockerfile.jetson'), 'utf8'));
 
 describe('deploy/Dockerfile (x86) and deploy/Dockerfile.jetson', () => {
-  it('x86: node 20 bookworm for the CPU image (the default, last stage), NVIDIA CUDA for the cuda target', () => {
+  it('x86: node 24 bookworm for the CPU image (the default, last stage), NVIDIA CUDA for the cuda target', () => {
     expect(x86.stages.map((s) => s.name)).toEqual(['deps', 'ort-gpu', 'cuda', 'cpu']);
-    expect(stageNamed(x86, 'cpu').from).toBe('node:20-bookworm-slim');
+    expect(stageNamed(x86, 'cpu').from).toBe('node:24-bookworm-slim');
     expect(x86.stages.at(-1)!.name).toBe('cpu');
     expect(stageNamed(x86, 'cuda').from).toMatch(/^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu/);
+  });
+
+  it("images run a supported Node LTS (an even major, 22 or later), while package.json's engines still admits Node 20", () => {
+    const major = (version: string) => Number(/^(\d+)/.exec(version)?.[1]);
+    const images = [/^node:(\d+)-/.exec(x86.args.NODE_IMAGE ?? '')?.[1] ?? '', jetson.args.NODE_VERSION ?? ''];
+    for (const version of images) {
+      expect(major(version) % 2, version).toBe(0);
+      expect(major(version), version).toBeGreaterThanOrEqual(22);
+    }
+    expect(jetson.args.NODE_VERSION).toMatch(/^\d+\.\d+\.\d+$/); // the tarball and its SHASUMS256 line are named by it
+    const engines = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    expect(engines).toBe('>=20');
   });
 
   it('jetson: an L4T JetPack 6 base, onnxruntime built with CUDA, TensorRT and its Node binding', () => {
