@@ -211,10 +211,8 @@ try {
 } catch (err) {
   // commander has printed the usage error (or the help, or the version: exit code 0).
   if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.invalid);
-  if (err instanceof ConfigError) {
-    log.error(err.message);
-    process.exit(EXIT.invalid);
-  }
-  log.error(err instanceof BeatsError ? err.message : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : errorMessage(err)}`);
-  process.exit(EXIT.runtime);
+  // A record per line: the logger escapes newlines, and each problem of a file reads best on its own.
+  const message = err instanceof BeatsError ? err.message : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : errorMessage(err)}`;
+  for (const line of message.split('\n')) log.error(line);
+  process.exit(err instanceof ConfigError ? EXIT.invalid : EXIT.runtime);
 }
