@@ -18,7 +18,10 @@ interface RawResponse {
   body: string;
 }
 
-/** One request written by hand on a fresh socket (fetch would not send a forged Host). */
+/**
+ * One request written by hand on a fresh socket (fetch would not send a forged Host). The socket
+ * stays open for the answer, as a browser's does (Node drops a request whose client half-closes).
+ */
 function rawRequest(port: number, head: string, body = ''): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
@@ -31,7 +34,7 @@ function rawRequest(port: number, head: string, body = ''): Promise<RawResponse>
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
       resolve({ status, headers: text.slice(0, split), body: text.slice(split + 4) });
     });
-    socket.end(`${head.trim().split('\n').join('\r\n')}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`${head.trim().split('\n').join('\r\n')}\r\nConnection: close\r\n\r\n${body}`);
   });
 }
 
