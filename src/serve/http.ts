@@ -221,7 +221,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         sendJson(res, err.status, { error: STATUS_CODES[err.status]?.toLowerCase() ?? 'error', reason: err.reason }, err.headers);
         return;
       }
-      log.error(`${req.method} ${req.url}: ${errorMessage(err)}`);
+      // The method and path are the client's: limited, so that a request that fails cannot flood the log.
+      log.limited('request failed').error(`${req.method} ${req.url}: ${errorMessage(err)}`);
       if (!res.headersSent) sendJson(res, 500, { error: 'internal server error', reason: 'see the pipeline log' });
       else res.destroy();
     });
