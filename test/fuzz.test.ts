@@ -16,6 +16,9 @@ import { parsePipeline } from '../src/config/load.js';
 import { ConfigError, ModelError } from '../src/errors.js';
 import { formatRecord, setLogLimits, setLogSink, type LogRecord, type LogSink } from '../src/log.js';
 import { readModelCard } from '../src/model/card.js';
+import { Detector } from '../src/model/detector.js';
+import type { Frame } from '../src/source/frames.js';
+import { letterbox } from '../src/source/geometry.js';
 import { repoRoot } from './helpers/assets.js';
 import { subscriber, waitFor, type Subscriber } from './helpers/brokers.js';
 import { servePipeline, type ServedPipeline } from './helpers/serve.js';
@@ -369,5 +372,53 @@ describe('fuzzed model cards', () => {
         expect((err as Error).message, what).toMatch(/not JSON|invalid model card:\n {2}\S/);
       }
     }
+  }, 60_000);
+
+  it('40 valid cards that lie about their ONNX file: each loads and runs, or is a ModelError; never a crash', async () => {
+    const rng = new Rng(SEED + 6);
+    type Card = { input: Record<string, unknown>; output: unknown; classes: unknown; decoder: unknown };
+    const lies: Array<(c: Card) => void> = [
+      (c) => (c.input.width = rng.pick([32, 64, 161, 320, 4096])),
+      (c) => (c.input.height = rng.pick([32, 96, 119, 240])),
+      (c) => (c.input.name = rng.pick(['input', 'x', 'images '])),
+      (c) => (c.output = rng.pick(['out', 'logits'])),
+      (c) => (c.classes = rng.pick([['person'], ['person', 'car', 'bicycle', 'truck'], Array.from({ length: 80 }, (_, i) => `c${i}`)])),
+      (c) => (c.decoder = rng.pick([{ kind: 'beats', stride: rng.pick([1, 2, 8, 16]) }, { kind: 'yolox', strides: [8, 16, 32] }])),
+      (c) => (c.input.layout = 'NHWC'),
+      (c) => (c.input.channels = 'BGR'),
+    ];
+    const runtime = { providers: ['cpu'] as const, tensorrt: { fp16: false, engineCache: dir }, threads: 1 };
+    let loadedCount = 0;
+    for (let i = 0; i < 40; i++) {
+      const mutated = structuredClone(card) as unknown as Card;
+      for (let k = rng.int(1, 2); k > 0; k--) rng.pick(lies)(mutated);
+      const file = path.join(dir, `lie-${i}.json`);
+      await writeFile(file, JSON.stringify(mutated));
+      const what = `seed ${SEED + 6} lying card case ${i}: ${JSON.stringify({ input: mutated.input, output: mutated.output, classes: (mutated.classes as string[]).length, decoder: mutated.decoder })}`;
+      let detector: Detector | undefined;
+      try {
+        detector = await Detector.load(file, { runtime });
+      } catch (err) {
+        expect(err, what).toBeInstanceOf(ModelError);
+        expect((err as Error).message, what).toMatch(/does not fit|not found|sha256|resiz|input|output|class|decoder/i);
+        continue;
+      }
+      try {
+        // Loaded: then it must also run on a frame of its own size without throwing.
+        const out = detector.frameOutput();
+        const frame: Frame = {
+          camera: 'fuzz', index: 0, streamTime: 0, ts: Date.now(), width: 320, height: 240,
+          pixels: Buffer.alloc(out.width * out.height * 3, 100), pixelFormat: out.pixelFormat,
+          geometry: letterbox(320, 240, out.width, out.height, out.align), padValue: out.padValue,
+        };
+        await detector.detect(frame, { threshold: 0.3, nmsIou: 0.45, maxDetections: 100 });
+        loadedCount++;
+      } catch (err) {
+        expect.fail(`${what}: loaded, then failed on a frame: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        await detector.close();
+      }
+    }
+    expect(loadedCount).toBeLessThan(40);
   }, 60_000);
 });
