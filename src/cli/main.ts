@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { MAX_DURATION_S } from '../config/schema.js';
 import { BeatsError, ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { packageVersion } from '../version.js';
@@ -13,6 +14,13 @@ const log = logger('beats');
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+/** Seconds a timer waits: Node's timers fire after 1 ms past MAX_DURATION_S. */
+function timerSeconds(value: string): number {
+  const n = positiveInt(value);
+  if (n > MAX_DURATION_S) throw new InvalidArgumentError(`must be at most ${MAX_DURATION_S} (about 24 days)`);
   return n;
 }
 
@@ -201,7 +209,7 @@ program
   .argument('[file]', 'pipeline YAML to check')
   .option('--broker <url>', 'MQTT broker URL to check (overrides mqtt.url)')
   .option('--json', 'print the checks as JSON')
-  .option('--timeout <s>', 'seconds to wait for the broker and for each live camera (default 8)', positiveInt)
+  .option('--timeout <s>', 'seconds to wait for the broker and for each live camera (default 8)', timerSeconds)
   .action(async (file: string | undefined, opts: { broker?: string; json?: boolean; timeout?: number }) => {
     process.exitCode = await doctorCommand(file, { broker: opts.broker, json: opts.json, timeoutS: opts.timeout });
   });
