@@ -117,6 +117,12 @@ describe('durations', () => {
     'adapt.min_interval_s': 'cameras[0].adapt.min_interval_s',
   };
 
+  it('beats doctor --timeout past them is a usage error (exit 2)', async () => {
+    const p = spawnBeats(['doctor', '--timeout', String(MAX_DURATION_S + 1)]);
+    expect((await p.exit).code, p.stderr()).toBe(2);
+    expect(p.stderr()).toMatch(/--timeout.*must be at most 2147483/);
+  }, 30_000);
+
   it("past what Node's timers hold (2^31 - 1 ms) are refused at their path", () => {
     expect(MAX_DURATION_S).toBe(2_147_483);
     // The bound is the timers' own: a delay one second past it is what Node fires after 1 ms.
