@@ -406,11 +406,9 @@ describe('fuzzed model cards', () => {
       try {
         // Loaded: then it must also run on a frame of its own size without throwing.
         const out = detector.frameOutput();
-        const frame: Frame = {
-          camera: 'fuzz', index: 0, streamTime: 0, ts: Date.now(), width: 320, height: 240,
-          pixels: Buffer.alloc(out.width * out.height * 3, 100), pixelFormat: out.pixelFormat,
-          geometry: letterbox(320, 240, out.width, out.height, out.align), padValue: out.padValue,
-        };
+        const pixels = Buffer.alloc(out.width * out.height * 3, 100);
+        const geometry = letterbox(320, 240, out.width, out.height, out.align);
+        const frame: Frame = { camera: 'fuzz', index: 0, streamTime: 0, ts: Date.now(), width: 320, height: 240, pixels, pixelFormat: out.pixelFormat, geometry, padValue: out.padValue };
         await detector.detect(frame, { threshold: 0.3, nmsIou: 0.45, maxDetections: 100 });
         loadedCount++;
       } catch (err) {
