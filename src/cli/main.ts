@@ -134,7 +134,13 @@ program
   .option('--init-from <checkpoint>', 'a new run starts from the weights of this checkpoint that fit its architecture (a warm start, recorded in the recipe)')
   .option('--real <videos>', 'real clips to mix in, comma separated: labelled by the teacher (yolox-nano at 640, cached) and recorded in the recipe with their sha256', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .option('--real-share <share>', 'share of each batch that is real footage (default 0.5)', Number)
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number }) => {
+  .option('--input <WxH>', 'a new run\'s input size, each a multiple of 8 (default 160x120)', (v: string) => {
+    const m = /^(\d+)x(\d+)$/.exec(v.trim());
+    const size = m ? { width: Number(m[1]), height: Number(m[2]) } : undefined;
+    if (!size || size.width % 8 || size.height % 8 || size.width < 32 || size.height < 32) throw new InvalidArgumentError(`"${v}" is not WIDTHxHEIGHT with each a multiple of 8 (32 or more)`);
+    return size;
+  })
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number } }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

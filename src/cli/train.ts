@@ -39,6 +39,8 @@ export interface TrainOptions {
   real?: string[];
   /** Share of each batch that is real (default 0.5). */
   realShare?: number;
+  /** A new run's input size (default 160x120); each a multiple of 8. */
+  input?: { width: number; height: number };
 }
 
 /**
@@ -61,7 +63,13 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     batch: options.batch ?? defaultRecipe.batch,
     seed: options.seed ?? defaultRecipe.seed,
     lr: options.lr ?? defaultRecipe.lr,
+    spec: options.input ? { ...defaultRecipe.spec, inputWidth: options.input.width, inputHeight: options.input.height } : defaultRecipe.spec,
+    // The synthetic camera renders at twice the input where that stays within 320x240, else at the input.
+    data: options.input ? { ...defaultRecipe.data, ...syntheticSize(options.input) } : defaultRecipe.data,
   };
+  if (options.input && checkpoint && (options.input.width !== recipe.spec.inputWidth || options.input.height !== recipe.spec.inputHeight)) {
+    throw new BeatsError(`--input ${options.input.width}x${options.input.height}: ${file} trains ${recipe.spec.inputWidth}x${recipe.spec.inputHeight} (use --out for a new run)`);
+  }
   if (options.steps && checkpoint) recipe.steps = options.steps;
   if (options.scenes) {
     const unknown = options.scenes.filter((s) => !(SYNTHETIC_SCENES as readonly string[]).includes(s));
@@ -148,6 +156,11 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     process.off('SIGTERM', onSignal);
   }
   log.info(`${stop ? 'stopped' : 'done'} at step ${step}; checkpoint ${file}`);
+}
+
+function syntheticSize(input: { width: number; height: number }): { width: number; height: number } {
+  const factor = input.width * 2 <= 320 && input.height * 2 <= 240 ? 2 : 1;
+  return { width: input.width * factor, height: input.height * factor };
 }
 
 /** Fresh weights, with every tensor of `from` that has the same name and shape in their place. */
