@@ -210,6 +210,35 @@ program
   });
 
 program
+  .command('soak')
+  .description('memory under load: N synthetic cameras unpaced (and a looped file) with adaptation and verdicts; growth per minute after forced GC, first window against last')
+  .option('--cameras <n>', 'synthetic cameras, unpaced (default 4)', positiveInt)
+  .option('--file <video>', 'a video file played in a loop as one more camera')
+  .option('--seconds <s>', 'how long it runs (default 600)', positiveNumber)
+  .option('--warmup <s>', 'seconds not measured at the start (default 60)', nonNegativeNumber)
+  .option('--window <s>', 'length of the first and the last window compared (default 60)', positiveNumber)
+  .option('--sample-every <s>', 'seconds between samples (default 5)', positiveNumber)
+  .option('--verdict-every <s>', 'one valid verdict per camera this often, 0 for none (default 2)', nonNegativeNumber)
+  .option('--max-growth <mb>', 'RSS growth per minute above which it is a leak (default 1)', positiveNumber)
+  .option('--state-dir <dir>', 'keep the state here (default: a temporary folder, removed after)')
+  .option('--json', 'print the report, samples included, as one JSON object')
+  .action(async (opts: { cameras?: number; file?: string; seconds?: number; warmup?: number; window?: number; sampleEvery?: number; verdictEvery?: number; maxGrowth?: number; stateDir?: string; json?: boolean }) => {
+    const { soakCommand } = await import('./soak.js');
+    process.exitCode = await soakCommand({
+      cameras: opts.cameras,
+      file: opts.file,
+      seconds: opts.seconds,
+      warmupS: opts.warmup,
+      windowS: opts.window,
+      sampleS: opts.sampleEvery,
+      verdictEveryS: opts.verdictEvery,
+      maxRssGrowthMbPerMin: opts.maxGrowth,
+      stateDir: opts.stateDir,
+      json: opts.json,
+    });
+  });
+
+program
   .command('doctor')
   .description('pre-flight check: ffmpeg and hardware decoders, onnxruntime providers, TensorFlow.js, disk, and with a pipeline file its broker, cameras and models')
   .argument('[file]', 'pipeline YAML to check')
