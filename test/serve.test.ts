@@ -44,7 +44,7 @@ describe('the http and feedback settings', () => {
   it('has safe defaults and no server unless asked', () => {
     const config = parsePipeline('cameras: [{ name: a, source: { url: "testsrc:" }, model: m }]', 'p.yaml');
     expect(config.http).toBeUndefined();
-    expect(config.feedback).toEqual({ ring_frames: 300, rate_per_s: 5, burst: 20 });
+    expect(config.feedback).toEqual({ ring_frames: 300, rate_per_s: 5, burst: 20, missed_from: 'operators' });
     const withHttp = parsePipeline('http: {}\ncameras: [{ name: a, source: { url: "testsrc:" }, model: m }]', 'p.yaml');
     expect(withHttp.http).toEqual({ port: 8080, host: '127.0.0.1', live_fps: 5 });
   });
