@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/head-swap.ts`: what the live head swap (src/adapt/head.ts) costs, on YOLOX-Nano at
+ * `npx tsx bench/head-swap.ts`: what the live head swap (src/model/head.ts) costs, on YOLOX-Nano at
  * 416 (real highway frames) and on the Beats CNN beats-s (synthetic street frames):
  *
  * (a) inference per frame: the plain session, vs the surgered session fed its head as inputs
@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type * as ort from 'onnxruntime-node';
 import { Subject, lastValueFrom, take, tap, toArray } from 'rxjs';
-import { HeadSwappableSession, withHeadInitializers, type HeadLevelWeights } from '../src/adapt/head.js';
+import { HeadSwappableSession, withHeadInitializers, type HeadLevelWeights } from '../src/model/head.js';
 import { setLogLevel } from '../src/log.js';
 import type { ModelCard } from '../src/model/card.js';
 import { Detector } from '../src/model/detector.js';

@@ -19,7 +19,8 @@ import { setLogLevel } from '../src/log.js';
 import { Detector } from '../src/model/detector.js';
 import { assetsDir } from '../src/model/registry.js';
 import { runPipeline } from '../src/pipeline.js';
-import { readFrames, type Frame } from '../src/source/frames.js';
+import { readFrames } from '../src/source/frames.js';
+import type { Frame } from '../src/source/frame.js';
 
 setLogLevel('warn');
 const video = path.join(assetsDir(), 'videos', 'highway-cctv-320x240.avi');

@@ -5,46 +5,29 @@ import { ensurePrivateDir } from './fs-private.js';
 import type { LoadedPipeline } from './config/load.js';
 import { mqttSchema, type CameraConfig, type PipelineConfig } from './config/schema.js';
 import { logger } from './log.js';
-import { Detector, type Detection } from './model/detector.js';
+import { Detector } from './model/detector.js';
+import type { Detection } from './model/detection.js';
 import type { ProviderSettings } from './model/providers.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/broker.js';
 import { EventQueue } from './publish/event-queue.js';
 import { EventPublisher } from './publish/events.js';
-import { MqttPublisher, detectionsMessage } from './publish/mqtt.js';
+import { detectionsMessage, type EventMessage } from './publish/messages.js';
+import { MqttPublisher } from './publish/mqtt.js';
 import { Outbox } from './publish/outbox.js';
 import { SnapshotStore } from './publish/snapshots.js';
 import type { FeedbackIntake } from './adapt/feedback.js';
 import { CameraAdapter, adaptiveModelHistory } from './adapt/camera-adapter.js';
-import { feedbackPublishers } from './adapt/feedback-acl.js';
-import { HeadError } from './adapt/head.js';
+import { feedbackPublishers } from './publish/feedback-acl.js';
+import { HeadError } from './model/head.js';
 import { ModelTeacher } from './adapt/teacher.js';
-import { baseModelHistory } from './serve/model-history.js';
+import { baseModelHistory } from './adapt/model-history.js';
 import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
-import { EventBuilder, type EventMessage, type EventOutput } from './track/events.js';
+import { EventBuilder } from './track/events.js';
 import { Tracker, trackerOptions, type TrackView } from './track/tracker.js';
-import { newSourceStats, readFrames, type Frame, type SourceStats } from './source/frames.js';
-
-/** What one camera did in this run; read by the status line and returned at the end. */
-export interface CameraStats {
-  source: SourceStats;
-  processed: number;
-  detections: number;
-  /** Mean inference time (preprocess + onnxruntime + decode) of the last frames, ms. */
-  inferenceMs: number;
-  /** Inference time of the latest frame, ms (the metrics' histogram). */
-  lastInferenceMs: number;
-}
-
-export interface FrameResult {
-  camera: string;
-  frame: Frame;
-  /** Detections above detect.threshold, with the id of the confirmed track each belongs to. */
-  detections: Array<Detection & { trackId?: number }>;
-  /** Tracks alive after this frame (confirmed and tentative). */
-  tracks: readonly TrackView[];
-  events: EventOutput;
-}
+import { readFrames } from './source/frames.js';
+import { newSourceStats, type Frame } from './source/frame.js';
+import type { CameraStats, FrameResult } from './pipeline/types.js';
 
 export interface RunOptions {
   /** Stop each camera after this many processed frames. */

@@ -1,6 +1,6 @@
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import { isFeedbackTopic, isModelControlTopic } from '../src/adapt/feedback-acl.js';
+import { isFeedbackTopic, isModelControlTopic } from '../src/publish/feedback-acl.js';
 import { startEmbeddedBroker } from '../src/publish/broker.js';
 import { sleep, waitFor } from './helpers/brokers.js';
 

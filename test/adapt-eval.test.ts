@@ -11,7 +11,7 @@ import { cameraSchema } from '../src/config/schema.js';
 import { MIN_VISIBLE } from '../src/model/beats-train.js';
 import type { TruthFrame } from '../src/model/evaluate.js';
 import type { ProviderSettings } from '../src/model/providers.js';
-import type { Frame } from '../src/source/frames.js';
+import type { Frame } from '../src/source/frame.js';
 import { syntheticTruth } from '../src/source/synthetic-source.js';
 import { spawnBeats } from './helpers/brokers.js';
 

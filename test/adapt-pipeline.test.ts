@@ -3,12 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import type { ModelStatusMessage } from '../src/adapt/camera-adapter.js';
+import type { ModelStatusMessage } from '../src/publish/messages.js';
 import { parsePipeline } from '../src/config/load.js';
-import type { ModelHistory } from '../src/serve/model-history.js';
+import type { ModelHistory } from '../src/adapt/model-history.js';
 import { iou } from '../src/model/decode.js';
 import { runPipeline, type RunSummary, type StartedRun } from '../src/pipeline.js';
-import type { DetectionsMessage } from '../src/publish/mqtt.js';
+import type { DetectionsMessage } from '../src/publish/messages.js';
 import { syntheticTruth } from '../src/source/synthetic-source.js';
 import { sleep, spawnBeats, waitFor } from './helpers/brokers.js';
 

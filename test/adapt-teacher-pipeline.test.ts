@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import type { ModelStatusMessage } from '../src/adapt/camera-adapter.js';
+import type { ModelStatusMessage } from '../src/publish/messages.js';
 import { parsePipeline } from '../src/config/load.js';
 import { ConfigError } from '../src/errors.js';
 import { runPipeline, type StartedRun } from '../src/pipeline.js';

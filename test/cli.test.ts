@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import type { DetectionsMessage } from '../src/publish/mqtt.js';
+import type { DetectionsMessage } from '../src/publish/messages.js';
 import { assets, assetsDir, needsAssets, repoRoot } from './helpers/assets.js';
 import {
   brokerKinds,

@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load.js';
 import { runPipeline, type RunOptions } from '../src/pipeline.js';
-import type { EventMessage } from '../src/track/events.js';
+import type { EventMessage } from '../src/publish/messages.js';
 import { assets, needsAssets } from './helpers/assets.js';
 import { accepts, brokerKinds, brokerMissing, freePort, mosquittoPath, startBroker, subscriber, waitFor, type TestBroker } from './helpers/brokers.js';
 

@@ -2,15 +2,15 @@
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { FeedbackIntake, type FeedbackOrigin, type FeedbackResult, type IntakeFrame } from '../src/adapt/feedback.js';
-import { feedbackPublishers } from '../src/adapt/feedback-acl.js';
+import { feedbackPublishers } from '../src/publish/feedback-acl.js';
 import { parsePipeline } from '../src/config/load.js';
-import type { CameraStats } from '../src/pipeline.js';
+import type { CameraStats } from '../src/pipeline/types.js';
 import { startEmbeddedBroker } from '../src/publish/broker.js';
 import { startHttpServer } from '../src/serve/http.js';
 import { LiveMonitor } from '../src/serve/live.js';
 import { createMetrics } from '../src/serve/metrics.js';
-import { baseModelHistory } from '../src/serve/model-history.js';
-import { newSourceStats } from '../src/source/frames.js';
+import { baseModelHistory } from '../src/adapt/model-history.js';
+import { newSourceStats } from '../src/source/frame.js';
 import { sleep, waitFor } from './helpers/brokers.js';
 
 const W = 320;

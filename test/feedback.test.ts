@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { feedbackPayloadSchema, type Rejection } from '../src/adapt/feedback.js';
-import { isFeedbackTopic } from '../src/adapt/feedback-acl.js';
+import { isFeedbackTopic } from '../src/publish/feedback-acl.js';
 import { assets, needsAssets, repoRoot } from './helpers/assets.js';
 import { accepts, brokerKinds, brokerMissing, freePort, mosquittoPath, startBroker, subscriber, waitFor, type Subscriber, type TestBroker } from './helpers/brokers.js';
 import { parsePrometheus, sample, servePipeline, trackedDetection, type ServedPipeline } from './helpers/serve.js';

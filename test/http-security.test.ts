@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeedbackIntake } from '../src/adapt/feedback.js';
 import { LiveMonitor } from '../src/serve/live.js';
 import { createMetrics } from '../src/serve/metrics.js';
-import { baseModelHistory } from '../src/serve/model-history.js';
+import { baseModelHistory } from '../src/adapt/model-history.js';
 import { startHttpServer, type HttpServer } from '../src/serve/http.js';
 import { waitFor } from './helpers/brokers.js';
 import { servePipeline, type ServedPipeline } from './helpers/serve.js';

@@ -8,8 +8,10 @@ import { loadPipelineFile } from '../src/config/load.js';
 import { setLogSink, type LogRecord } from '../src/log.js';
 import { readModelCard } from '../src/model/card.js';
 import { builtinModelsDir } from '../src/model/registry.js';
-import { runPipeline, type FrameResult, type RunSummary } from '../src/pipeline.js';
-import { MqttPublisher, type DetectionsMessage } from '../src/publish/mqtt.js';
+import { runPipeline, type RunSummary } from '../src/pipeline.js';
+import type { FrameResult } from '../src/pipeline/types.js';
+import { MqttPublisher } from '../src/publish/mqtt.js';
+import type { DetectionsMessage } from '../src/publish/messages.js';
 import { Outbox } from '../src/publish/outbox.js';
 import { assets, needsAssets } from './helpers/assets.js';
 import {

@@ -8,7 +8,8 @@ import { Subject } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logger, setLogLevel, setLogSink, type LogRecord } from '../src/log.js';
 import { redactSecrets } from '../src/redact.js';
-import { newSourceStats, readFrames } from '../src/source/frames.js';
+import { readFrames } from '../src/source/frames.js';
+import { newSourceStats } from '../src/source/frame.js';
 import { waitFor } from './helpers/brokers.js';
 
 describe('redactSecrets', () => {

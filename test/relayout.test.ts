@@ -1,6 +1,6 @@
 import { take } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Frame, FrameOutput } from '../src/source/frames.js';
+import type { Frame, FrameOutput } from '../src/source/frame.js';
 import { letterbox, type PadAlign } from '../src/source/geometry.js';
 import { largerOutput, relayoutFrame } from '../src/source/relayout.js';
 import { consumeFrames } from './helpers/frames.js';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load.js';
 import { ConfigError } from '../src/errors.js';
 import type { CameraHealth, LiveFrame, RecentEvent } from '../src/serve/live.js';
-import type { ModelHistory } from '../src/serve/model-history.js';
+import type { ModelHistory } from '../src/adapt/model-history.js';
 import { assets, needsAssets } from './helpers/assets.js';
 import { freePort, waitFor } from './helpers/brokers.js';
 import { parsePrometheus, sample, servePipeline, trackedDetection, type ServedPipeline } from './helpers/serve.js';

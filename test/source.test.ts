@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SourceError } from '../src/errors.js';
 import { setLogSink, type LogRecord } from '../src/log.js';
 import { locateFfmpeg, parseStreamInfo } from '../src/source/ffmpeg-binary.js';
-import { newSourceStats, readFrames, type FrameOutput } from '../src/source/frames.js';
+import { readFrames } from '../src/source/frames.js';
+import { newSourceStats, type FrameOutput } from '../src/source/frame.js';
 import { assets, needsAssets } from './helpers/assets.js';
 import { consumeFrames, sleep } from './helpers/frames.js';
 

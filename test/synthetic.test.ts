@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Subject, take } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newSourceStats, type Frame, type FrameOutput, type FrameSourceOptions } from '../src/source/frames.js';
+import { newSourceStats, type Frame, type FrameOutput, type FrameSourceOptions } from '../src/source/frame.js';
 import { letterboxPixels, readSyntheticFrames, syntheticTruth } from '../src/source/synthetic-source.js';
 import {
   DOMAIN_SHIFTS,

@@ -10,7 +10,7 @@ import { ConfigError } from '../src/errors.js';
 import { iou } from '../src/model/decode.js';
 import { Detector } from '../src/model/detector.js';
 import type { ProviderSettings } from '../src/model/providers.js';
-import type { Frame, FrameOutput } from '../src/source/frames.js';
+import type { Frame, FrameOutput } from '../src/source/frame.js';
 import { letterbox } from '../src/source/geometry.js';
 import { relayoutFrame } from '../src/source/relayout.js';
 import { syntheticTruth } from '../src/source/synthetic-source.js';

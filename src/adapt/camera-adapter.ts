@@ -18,50 +18,21 @@ import type { Subscription } from 'rxjs';
 import type { CameraConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
-import type { Detection, Detector } from '../model/detector.js';
+import type { Detector } from '../model/detector.js';
+import type { Detection } from '../model/detection.js';
+import type { ModelStatusMessage } from '../publish/messages.js';
 import type { MqttPublisher } from '../publish/mqtt.js';
-import type { ModelHistory, ModelHistorySource } from '../serve/model-history.js';
-import type { Frame, FrameOutput } from '../source/frames.js';
+import { adaptSetTopic, modelTopic, rollbackRejectedTopic, rollbackTopic } from '../publish/topics.js';
+import type { ModelHistory, ModelHistorySource } from './model-history.js';
+import type { Frame, FrameOutput } from '../source/frame.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import type { TrackView } from '../track/tracker.js';
 import { BeatsEngine, VersionStore, type EngineStatus, type RollbackTarget } from './engine.js';
 import type { AcceptedFeedback, FeedbackIntake } from './feedback.js';
 import { SupervisionRing } from './supervision.js';
-import type { FrameHeadFeatures } from './head.js';
+import type { FrameHeadFeatures } from '../model/head.js';
 import { KeyframeSchedule, agreement, keyframePolicy, type KeyframeLabeller } from './teacher.js';
 
-/** The payload of `<prefix>/<camera>/model`. */
-export interface ModelStatusMessage {
-  camera: string;
-  base: { model: string; version: string };
-  adaptation: 'on' | 'off';
-  /** The head version inference runs (0: the base model's), and its label in the detector. */
-  version: number;
-  head: string;
-  accepted: number;
-  rejected: number;
-  rolled_back: number;
-  rejected_by: EngineStatus['rejectedBy'];
-  /** Epoch seconds. */
-  last_update: number | null;
-  last_accepted: number | null;
-  supervised_frames: number;
-  dropped_frames: number;
-  cells_trained: number;
-  verdicts_used: number;
-  /** Keyframes the teacher labelled (and those whose features were gone when it answered), and its stride now. */
-  teacher: { model: string; keyframes: number; late: number; stride: number } | null;
-  /** Frames on which a confirmed track labelled its own low-score detection. */
-  track_miss_frames: number;
-  grid: number;
-  /** E+ + E- per region, rows top first. */
-  error_energy: number[][];
-}
-
-export const modelTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/model`;
-export const rollbackTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/model/rollback`;
-export const rollbackRejectedTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/model/rollback/rejected`;
-export const adaptSetTopic = (prefix: string, camera: string): string => `${prefix}/${camera}/adapt/set`;
 
 /** `base` or a positive integer; anything else is an Error saying so. */
 export function parseRollbackTarget(text: string): RollbackTarget {

@@ -1,7 +1,7 @@
 /**
  * From an inference pass's head features to the engine's supervised cells: the features of one
  * cell of a level's feature map (NCHW, as `HeadSwappableSession.run` returns them in
- * src/adapt/head.ts), and the cell's centre as a normalised position.
+ * src/model/head.ts), and the cell's centre as a normalised position.
  */
 import type { SupervisedCell } from './engine-types.js';
 

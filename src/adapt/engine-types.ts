@@ -3,14 +3,15 @@
  * and head versions on disk. No runtime dependencies beyond plain JS: the worker imports this too.
  */
 import type { AdaptConfig } from '../config/schema.js';
-import type { HeadLevelWeights } from './head-graph.js';
+import type { RejectReason } from '../publish/messages.js';
+import type { HeadLevelWeights } from '../model/head-graph.js';
 
 export type { AdaptConfig } from '../config/schema.js';
-export type { HeadLevelWeights } from './head-graph.js';
+export type { HeadLevelWeights } from '../model/head-graph.js';
 
 /**
  * A Beats head: per output level, the class weights `weight[c * D + d]` (C x D, row-major) and
- * biases `bias[c]` (the layout of src/adapt/head-graph.ts, so heads pass between inference and
+ * biases `bias[c]` (the layout of src/model/head-graph.ts, so heads pass between inference and
  * adaptation as they are).
  */
 export type Head = readonly HeadLevelWeights[];
@@ -82,8 +83,7 @@ export interface UpdateFigures {
   streamTime: number;
 }
 
-/** Why the guard refused an update ('persist': accepted, but its version could not be written). */
-export type RejectReason = 'holdout_loss' | 'holdout_f1' | 'replay_loss' | 'persist';
+export type { RejectReason };
 
 /** Why a fired bucket waits: rate limit (stream time), compute share, too few holdout cells of its class. */
 export type DeferReason = 'rate' | 'compute' | 'holdout';

@@ -9,7 +9,7 @@
  * buckets, triggers, an optimizer step on a shadow head (TensorFlow.js), the guard. Accepted heads
  * become versions on disk (src/adapt/versions.ts) and come out of `updates$` with their version
  * number; inference swaps them in between two frames (`HeadSwappableSession.setHead`,
- * src/adapt/head.ts).
+ * src/model/head.ts).
  *
  * How it behaves
  * - Buckets: per head level, a bucket per (region, class), region r of an R x R grid (R = grid) from

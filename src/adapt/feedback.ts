@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { describeIssue } from '../config/load.js';
 import { logger } from '../log.js';
 import { iou } from '../model/decode.js';
-import type { Detection } from '../model/detector.js';
-import type { EventMessage, EventState } from '../track/events.js';
+import type { Detection } from '../model/detection.js';
+import type { EventMessage, EventState } from '../publish/messages.js';
 
 /**
  * Operator feedback: verdicts on what the detector published, from MQTT (`<prefix>/<camera>/feedback`)
@@ -513,12 +513,4 @@ function received(text: string): unknown {
     }
   }
   return text.slice(0, 500);
-}
-
-export function feedbackTopic(prefix: string, camera: string): string {
-  return `${prefix}/${camera}/feedback`;
-}
-
-export function rejectedTopic(prefix: string, camera: string): string {
-  return `${prefix}/${camera}/feedback/rejected`;
 }

@@ -43,7 +43,7 @@
  * are no targets at all.
  */
 import type { AcceptedFeedback, Box } from './feedback.js';
-import type { FrameHeadFeatures } from './head.js';
+import type { FrameHeadFeatures } from '../model/head.js';
 import { INSIDE, assignCells, centreCell } from '../model/assign.js';
 import { cellFeatures, type FeatureMapView } from './engine-cells.js';
 import { rng } from './engine-core.js';

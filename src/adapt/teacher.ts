@@ -11,8 +11,9 @@
  */
 import type { TeacherConfig } from '../config/schema.js';
 import { iou } from '../model/decode.js';
-import type { Detection, Detector } from '../model/detector.js';
-import type { Frame, FrameOutput } from '../source/frames.js';
+import type { Detector } from '../model/detector.js';
+import type { Detection } from '../model/detection.js';
+import type { Frame, FrameOutput } from '../source/frame.js';
 import { relayoutFrame } from '../source/relayout.js';
 import type { LabelledBox } from './supervision.js';
 

@@ -18,7 +18,7 @@ import { availableProviders, systemProbe } from '../model/providers.js';
 import { readTlsFiles, type TlsMaterial } from '../publish/tls.js';
 import { ffmpegVersion, locateFfmpeg, parseStreamInfo } from '../source/ffmpeg-binary.js';
 import { redactSecrets, redactUrl } from '../redact.js';
-import { sourceKind } from '../source/kind.js';
+import { sourceKind } from '../config/source-kind.js';
 import { parseSyntheticUrl } from '../source/synthetic.js';
 
 const run = promisify(execFile);

@@ -13,7 +13,7 @@ import { MIN_VISIBLE } from '../model/beats-train.js';
 import { Detector } from '../model/detector.js';
 import { evaluate, type Evaluation, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
 import { readFrames } from '../source/frames.js';
-import { sourceKind } from '../source/kind.js';
+import { sourceKind } from '../config/source-kind.js';
 import { parseSyntheticUrl, syntheticUrl } from '../source/synthetic.js';
 import { syntheticTruth } from '../source/synthetic-source.js';
 import path from 'node:path';

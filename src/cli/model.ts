@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseRollbackTarget } from '../adapt/camera-adapter.js';
 import { VersionStore, type VersionInfo } from '../adapt/versions.js';
-import { headSurgery } from '../adapt/head-graph.js';
+import { headSurgery } from '../model/head-graph.js';
 import { loadPipelineFile } from '../config/load.js';
 import { BeatsError } from '../errors.js';
 import { resolveModel } from '../model/registry.js';

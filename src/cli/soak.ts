@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import type { FeedbackIntake } from '../adapt/feedback.js';
 import { parsePipeline } from '../config/load.js';
 import { setLogLevel } from '../log.js';
-import { runPipeline, type FrameResult } from '../pipeline.js';
+import { runPipeline } from '../pipeline.js';
+import type { FrameResult } from '../pipeline/types.js';
 
 /**
  * `beats soak`: the whole pipeline under load for a while, to see whether memory stays flat. N

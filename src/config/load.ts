@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.js';
-import { sourceKind } from '../source/kind.js';
+import { sourceKind } from './source-kind.js';
 import { pipelineSchema, type PipelineConfig } from './schema.js';
 
 /** A validated pipeline with every relative path made absolute against the pipeline file's folder. */

@@ -1,23 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { ModelError, errorMessage } from '../errors.js';
-import type { Frame, FrameOutput } from '../source/frames.js';
+import type { Frame, FrameOutput } from '../source/frame.js';
 import { toSourcePixels } from '../source/geometry.js';
 import type { ModelCard } from './card.js';
+import type { Detection } from './detection.js';
 import { cardMismatches } from './card-check.js';
 import { decodeOutput, nmsPerClass } from './decode.js';
 import { withSymbolicInputSize } from './onnx-graph.js';
 import { createSession, type ProviderName, type ProviderSettings } from './providers.js';
 import { resolveModel, type ResolvedModel } from './registry.js';
-import { HeadSwappableSession, type FrameHeadFeatures, type HeadLevelWeights, type HeadRunResult, type HeadStamp } from '../adapt/head.js';
-
-export interface Detection {
-  label: string;
-  classId: number;
-  score: number;
-  /** [x1, y1, x2, y2] in source-frame pixels. */
-  box: [number, number, number, number];
-}
+import { HeadSwappableSession, type FrameHeadFeatures, type HeadLevelWeights, type HeadRunResult, type HeadStamp } from './head.js';
 
 export interface DetectOptions {
   threshold: number;

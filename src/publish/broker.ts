@@ -2,7 +2,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { isLoopbackHost } from '../config/schema.js';
-import { restrictFeedbackPublishers, type FeedbackAcl } from '../adapt/feedback-acl.js';
+import { restrictFeedbackPublishers, type FeedbackAcl } from './feedback-acl.js';
 import { PublishError } from '../errors.js';
 import { logger } from '../log.js';
 

@@ -1,5 +1,6 @@
 import type { EventOutput } from '../track/events.js';
-import { countSensorDiscovery, countTopic, snapshotImageDiscovery, snapshotTopic, type DiscoveryMessage } from './home-assistant.js';
+import { countSensorDiscovery, snapshotImageDiscovery, type DiscoveryMessage } from './home-assistant.js';
+import { countTopic, eventsTopic, snapshotTopic } from './topics.js';
 import type { MqttPublisher } from './mqtt.js';
 import { renderSnapshot, type SnapshotStore } from './snapshots.js';
 
@@ -47,6 +48,6 @@ export class EventPublisher {
       this.announce(topic, (ha) => countSensorDiscovery({ discoveryPrefix: ha.discoveryPrefix, prefix, camera, label: change.label, zone: change.zone, model: this.options.modelName }));
       publisher.publishState(topic, String(change.count));
     }
-    for (const message of output.messages) await publisher.publishDurable(`${prefix}/events`, JSON.stringify(message), 1);
+    for (const message of output.messages) await publisher.publishDurable(eventsTopic(prefix), JSON.stringify(message), 1);
   }
 }

@@ -6,6 +6,7 @@
  * (test/home-assistant.test.ts checks them against the documented options).
  */
 import { packageVersion } from '../version.js';
+import { availabilityTopic, countTopic, snapshotTopic } from './topics.js';
 
 export interface DiscoveryOptions {
   /** Home Assistant's discovery prefix, `homeassistant` by default. */
@@ -32,15 +33,6 @@ export function entitySlug(s: string): string {
   return cleaned || 'beats';
 }
 
-export function countTopic(prefix: string, camera: string, label: string, zone?: string): string {
-  return zone ? `${prefix}/${camera}/${zone}/${label}` : `${prefix}/${camera}/${label}`;
-}
-
-/** The retained JPEG of a label's latest event on a camera. */
-export function snapshotTopic(prefix: string, camera: string, label: string): string {
-  return `${prefix}/${camera}/${label}/snapshot`;
-}
-
 /** The application that published the discovery message (Home Assistant logs it). */
 const origin = () => ({ name: 'Beats', sw_version: packageVersion });
 
@@ -48,7 +40,7 @@ function common(o: DiscoveryOptions, domain: 'sensor' | 'image', objectId: strin
   return {
     unique_id: objectId,
     default_entity_id: `${domain}.${entitySlug(objectId)}`,
-    availability_topic: `${o.prefix}/availability`,
+    availability_topic: availabilityTopic(o.prefix),
     payload_available: 'online',
     payload_not_available: 'offline',
     device: {

@@ -1,9 +1,10 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { redactUrl } from '../redact.js';
 import { logger } from '../log.js';
-import type { Detection } from '../model/detector.js';
+import type { DetectionsMessage } from './messages.js';
 import type { Outbox } from './outbox.js';
 import type { TlsMaterial } from './tls.js';
+import { availabilityTopic, detectionsTopic } from './topics.js';
 
 export type Qos = 0 | 1 | 2;
 
@@ -53,42 +54,6 @@ interface InFlight {
   settled: boolean;
 }
 
-/** The payload of `<prefix>/<camera>/detections`. */
-export interface DetectionsMessage {
-  camera: string;
-  frame: number;
-  /** Epoch milliseconds of the frame. */
-  ts: number;
-  model: { name: string; version: string };
-  width: number;
-  height: number;
-  detections: Array<{ label: string; class_id: number; score: number; box: [number, number, number, number]; track_id?: number }>;
-}
-
-export function detectionsMessage(
-  camera: string,
-  frame: { index: number; ts: number; width: number; height: number },
-  model: { name: string; version: string },
-  detections: ReadonlyArray<Detection & { trackId?: number }>,
-): DetectionsMessage {
-  const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
-  return {
-    camera,
-    frame: frame.index,
-    ts: Math.round(frame.ts),
-    model,
-    width: frame.width,
-    height: frame.height,
-    detections: detections.map((d) => ({
-      label: d.label,
-      class_id: d.classId,
-      score: round(d.score, 3),
-      box: d.box.map((v) => round(v, 1)) as [number, number, number, number],
-      ...(d.trackId !== undefined ? { track_id: d.trackId } : {}),
-    })),
-  };
-}
-
 /**
  * The pipeline's MQTT side: announces availability (retained, and as the last will), publishes per
  * camera, reconnects on its own (mqtt.js), and never queues without bound.
@@ -112,7 +77,7 @@ export class MqttPublisher {
 
   constructor(private readonly options: PublisherOptions) {
     this.maxPending = options.maxPending ?? 100;
-    const availability = this.topic('availability');
+    const availability = availabilityTopic(this.options.prefix);
     const clientOptions: IClientOptions = {
       clientId: options.clientId ?? `beats-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
       username: options.username,
@@ -170,10 +135,6 @@ export class MqttPublisher {
     });
   }
 
-  topic(...parts: string[]): string {
-    return [this.options.prefix, ...parts].join('/');
-  }
-
   /** Resolves on the first successful connection, or rejects after `timeoutMs`. */
   waitConnected(timeoutMs: number): Promise<void> {
     if (this.client.connected) return Promise.resolve();
@@ -191,7 +152,7 @@ export class MqttPublisher {
   }
 
   publishDetections(message: DetectionsMessage): boolean {
-    return this.publish(this.topic(message.camera, 'detections'), JSON.stringify(message), { qos: this.options.qos, retain: false });
+    return this.publish(detectionsTopic(this.options.prefix, message.camera), JSON.stringify(message), { qos: this.options.qos, retain: false });
   }
 
   /** Publishes now or drops (and counts) when offline or when too many publishes await their ack. */
@@ -313,7 +274,7 @@ export class MqttPublisher {
         await new Promise<void>((resolve) => this.client.end(true, {}, () => resolve()));
         return;
       }
-      await new Promise<void>((resolve) => this.client.publish(this.topic('availability'), 'offline', { qos: 1, retain: true }, () => resolve()));
+      await new Promise<void>((resolve) => this.client.publish(availabilityTopic(this.options.prefix), 'offline', { qos: 1, retain: true }, () => resolve()));
       await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
     };
     let timer: NodeJS.Timeout | undefined;

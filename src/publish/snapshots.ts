@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { ensurePrivateDir, privateFile } from '../fs-private.js';
 import { logger } from '../log.js';
-import type { Frame } from '../source/frames.js';
+import type { Frame } from '../source/frame.js';
 
 export type Box = readonly [number, number, number, number];
 

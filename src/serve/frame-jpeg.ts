@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { Frame } from '../source/frames.js';
+import type { Frame } from '../source/frame.js';
 
 /**
  * A frame as a JPEG: the picture the model saw, without the letterbox padding, at model resolution

@@ -10,7 +10,7 @@ import { BeatsError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import type { LiveMonitor } from './live.js';
 import type { PipelineMetrics } from './metrics.js';
-import type { ModelHistorySource } from './model-history.js';
+import type { ModelHistorySource } from '../adapt/model-history.js';
 
 /** The HTTP server cannot start (port taken, bad host). */
 export class HttpServeError extends BeatsError {

@@ -1,17 +1,17 @@
 import path from 'node:path';
-import { FeedbackIntake, feedbackTopic, rejectedTopic } from '../adapt/feedback.js';
+import { FeedbackIntake } from '../adapt/feedback.js';
 import type { CameraConfig, PipelineConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
-import type { CameraStats, FrameResult } from '../pipeline.js';
+import type { CameraStats, FrameResult } from '../pipeline/types.js';
+import type { ModelStatusMessage, EventMessage } from '../publish/messages.js';
 import type { MqttPublisher } from '../publish/mqtt.js';
-import { isLive, sourceKind } from '../source/kind.js';
-import type { EventMessage } from '../track/events.js';
+import { feedbackRejectedTopic, feedbackTopic } from '../publish/topics.js';
+import { isLive, sourceKind } from '../config/source-kind.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { LiveMonitor } from './live.js';
-import type { ModelStatusMessage } from '../adapt/camera-adapter.js';
 import { createMetrics, type PipelineMetrics } from './metrics.js';
-import { baseModelHistory, type ModelHistorySource } from './model-history.js';
+import { baseModelHistory, type ModelHistorySource } from '../adapt/model-history.js';
 
 export interface MonitoredCamera {
   camera: CameraConfig;
@@ -57,7 +57,7 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
     rate: { perSecond: config.feedback.rate_per_s, burst: config.feedback.burst },
     missedFrom: config.feedback.missed_from,
     // QoS 0: a flood of bad verdicts must not fill the acknowledgement window detections need.
-    onRejected: (camera, rejection) => publisher.publish(rejectedTopic(prefix, camera), JSON.stringify(rejection), { qos: 0, retain: false }),
+    onRejected: (camera, rejection) => publisher.publish(feedbackRejectedTopic(prefix, camera), JSON.stringify(rejection), { qos: 0, retain: false }),
   });
   for (const c of options.cameras) {
     const camera = c.camera.name;

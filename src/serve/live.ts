@@ -1,6 +1,5 @@
-import type { CameraStats, FrameResult } from '../pipeline.js';
-import { detectionsMessage, type DetectionsMessage } from '../publish/mqtt.js';
-import type { EventMessage, EventState } from '../track/events.js';
+import type { CameraStats, FrameResult } from '../pipeline/types.js';
+import { detectionsMessage, type DetectionsMessage, type EventMessage, type EventState } from '../publish/messages.js';
 import { frameJpeg } from './frame-jpeg.js';
 
 /** What the monitor knows of a camera from the start. */

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { verdicts, type FeedbackIntake } from '../adapt/feedback.js';
-import type { ModelStatusMessage } from '../adapt/camera-adapter.js';
+import type { ModelStatusMessage } from '../publish/messages.js';
 import type { LiveMonitor } from './live.js';
 
 /** What /metrics reads of the MQTT side. */

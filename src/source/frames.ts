@@ -1,3 +1,7 @@
+/**
+ * Frame sources for a camera URL: ffmpeg decodes files, RTSP, HTTP, v4l2 and test patterns behind a
+ * bounded mailbox, with reconnects and stall detection; `synthetic:` URLs go to synthetic-source.ts.
+ */
 import { access } from 'node:fs/promises';
 import type { PassThrough } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
@@ -5,72 +9,11 @@ import { Observable } from 'rxjs';
 import { SourceError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../log.js';
 import { redactUrl } from '../redact.js';
+import { isLive, sourceKind, type SourceKind } from '../config/source-kind.js';
 import { ffmpegBinary, parseStreamInfo, type StreamInfo } from './ffmpeg-binary.js';
-import { letterbox, type Letterbox, type PadAlign } from './geometry.js';
-import { isLive, sourceKind, type SourceKind } from './kind.js';
+import { newSourceStats, type Frame, type FrameSourceOptions } from './frame.js';
+import { letterbox, type Letterbox } from './geometry.js';
 import { readSyntheticFrames } from './synthetic-source.js';
-
-/** One decoded frame, already letterboxed by ffmpeg to the model's input size. */
-export interface Frame {
-  camera: string;
-  /** Position of the frame in what the source delivered in this run, from 0 (dropped ones count). */
-  index: number;
-  /**
-   * Seconds since the start of the stream. Files and test patterns: index / frame rate, so results
-   * do not depend on how fast the machine reads. Live sources: time since the first frame arrived.
-   */
-  streamTime: number;
-  /** Epoch milliseconds: the run's start plus streamTime for files, arrival time for live sources. */
-  ts: number;
-  /** Source frame size, the space that published boxes are in. */
-  width: number;
-  height: number;
-  /** Model input pixels, interleaved, `geometry.width * geometry.height * 3` bytes. */
-  pixels: Buffer;
-  pixelFormat: PixelFormat;
-  geometry: Letterbox;
-  /** The letterbox's pad value, when the source knows it (the output it was asked for). */
-  padValue?: number;
-}
-
-export type PixelFormat = 'rgb24' | 'bgr24';
-
-export interface FrameOutput {
-  width: number;
-  height: number;
-  pixelFormat: PixelFormat;
-  padValue: number;
-  align: PadAlign;
-}
-
-/** Counters a source keeps while it runs; read by the status line and the metrics. */
-export interface SourceStats {
-  framesIn: number;
-  dropped: number;
-  restarts: number;
-  /** The most frames that ever waited in the mailbox at once (its bound: 1 live, 4 files). */
-  maxQueued: number;
-  state: 'starting' | 'running' | 'reconnecting' | 'ended';
-}
-
-export function newSourceStats(): SourceStats {
-  return { framesIn: 0, dropped: 0, restarts: 0, maxQueued: 0, state: 'starting' };
-}
-
-export interface FrameSourceOptions {
-  camera: string;
-  url: string;
-  output: FrameOutput;
-  fps?: number;
-  loop?: boolean;
-  realtime?: boolean;
-  stallTimeoutS?: number;
-  reconnect?: { initialS: number; maxS: number };
-  /** ffmpeg binary; default: the system one, else the npm package's. */
-  ffmpegPath?: string;
-  stats?: SourceStats;
-  log?: Logger;
-}
 
 /**
  * Decodes a video source with ffmpeg and emits frames **on demand**: one frame when subscribed, then

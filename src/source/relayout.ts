@@ -3,7 +3,7 @@
  * teacher, src/adapt/teacher.ts), the source delivers the larger input and the smaller is made
  * from it here, rather than decoding the camera twice (two RTSP sessions would not be in step).
  */
-import type { Frame, FrameOutput } from './frames.js';
+import type { Frame, FrameOutput } from './frame.js';
 import { letterbox } from './geometry.js';
 
 /**

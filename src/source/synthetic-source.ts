@@ -5,7 +5,7 @@
 import { Observable } from 'rxjs';
 import { SourceError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
-import type { Frame, FrameOutput, FrameSourceOptions, SourceStats } from './frames.js';
+import { newSourceStats, type Frame, type FrameOutput, type FrameSourceOptions, type SourceStats } from './frame.js';
 import { letterbox, type Letterbox } from './geometry.js';
 import { SyntheticScene, parseSyntheticUrl, type SceneOptions, type SyntheticBox } from './synthetic.js';
 
@@ -35,7 +35,7 @@ export const syntheticTruth = new WeakMap<Frame, SyntheticBox[]>();
  */
 export function readSyntheticFrames(options: FrameSourceOptions, demand$: Observable<unknown>): Observable<Frame> {
   return new Observable<Frame>((subscriber) => {
-    const stats: SourceStats = options.stats ?? { framesIn: 0, dropped: 0, restarts: 0, maxQueued: 0, state: 'starting' };
+    const stats: SourceStats = options.stats ?? newSourceStats();
     const log = options.log ?? logger(`source/${options.camera}`);
     let sceneOptions: SceneOptions;
     let scene: SyntheticScene;

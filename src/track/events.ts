@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ZoneConfig } from '../config/schema.js';
-import type { Frame } from '../source/frames.js';
+import type { EventMessage, EventState } from '../publish/messages.js';
+import type { Frame } from '../source/frame.js';
 import { compileZones, ZonePresence, type Zone } from './zones.js';
 
 /** What the event layer needs of a track (the tracker gives more). */
@@ -15,33 +16,6 @@ export interface TrackedObject {
   confirmed: boolean;
   /** Index of the detection that matched the track in this frame; undefined when none did. */
   detection: number | undefined;
-}
-
-/** The `after` (and `before`) object of a `<prefix>/events` message. */
-export interface EventState {
-  id: string;
-  camera: string;
-  label: string;
-  score: number;
-  top_score: number;
-  box: [number, number, number, number];
-  /** Epoch seconds, from the frames' stream time. */
-  start_time: number;
-  end_time: number | null;
-  current_zones: string[];
-  entered_zones: string[];
-  stationary: boolean;
-  /** Whether a snapshot of the best frame was published. */
-  has_snapshot: boolean;
-  model: { name: string; version: string };
-}
-
-export interface EventMessage {
-  /** Unique per message: `<event id>:<n>`. Subscribers drop duplicates by it. */
-  id: string;
-  type: 'new' | 'update' | 'end';
-  before: EventState;
-  after: EventState;
 }
 
 export interface SnapshotRequest {

@@ -1,5 +1,5 @@
 import type { CameraConfig } from '../config/schema.js';
-import type { Detection } from '../model/detector.js';
+import type { Detection } from '../model/detection.js';
 import { iou } from '../model/decode.js';
 import { assign } from './assign.js';
 import { BoxFilter, toCentre, type Box } from './kalman.js';

@@ -1,5 +1,6 @@
 import { Subject, concatMap, from, lastValueFrom, tap, toArray, type Observable } from 'rxjs';
-import { readFrames, type Frame, type FrameSourceOptions } from '../../src/source/frames.js';
+import { readFrames } from '../../src/source/frames.js';
+import type { Frame, FrameSourceOptions } from '../../src/source/frame.js';
 
 /**
  * Reads a source the way the pipeline does: one frame at a time, asking for the next only when

@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AcceptedFeedback, FeedbackIntake } from '../../src/adapt/feedback.js';
 import { parsePipeline } from '../../src/config/load.js';
-import { runPipeline, type FrameResult, type RunSummary } from '../../src/pipeline.js';
-import type { EventMessage } from '../../src/track/events.js';
+import { runPipeline, type RunSummary } from '../../src/pipeline.js';
+import type { FrameResult } from '../../src/pipeline/types.js';
+import type { EventMessage } from '../../src/publish/messages.js';
 import { waitFor } from './brokers.js';
 
 /** A pipeline running in this process for HTTP and feedback tests, stopped by `stop()`. */

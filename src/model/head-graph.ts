@@ -1,7 +1,11 @@
+/**
+ * The class head in a detector's ONNX graph: finds it (the card's `head` entries), rewrites it so its
+ * weights are graph inputs (head surgery, used by head.ts), and writes weights back as initializers.
+ */
 import onnxProto from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
 import { ModelError } from '../errors.js';
-import type { ModelCard } from '../model/card.js';
+import type { ModelCard } from './card.js';
 
 const { onnx } = onnxProto;
 
@@ -283,7 +287,7 @@ export function headSurgery(bytes: Uint8Array, card: ModelCard): SurgeryResult {
 /**
  * The same model with its head initializers replaced by `weights` (per level, as `headSurgery`
  * returns them): how a head would be swapped by rebuilding the session. Used by the benchmark that
- * compares the two ways (src/adapt/head.ts).
+ * compares the two ways (src/model/head.ts).
  */
 export function withHeadInitializers(bytes: Uint8Array, card: ModelCard, weights: readonly HeadLevelWeights[]): Uint8Array {
   const { model, graph } = decodeModel(bytes, card.name);

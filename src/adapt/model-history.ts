@@ -1,7 +1,8 @@
 /**
- * The model panel of the live page: which model a camera runs, its version history and the
- * adaptation curves. The adaptation stage (BEATS.md) will provide a real source; until then
- * `baseModelHistory` says "adaptation off" with the base model as the only version.
+ * What the live page's model panel shows of a camera: which model it runs, its version history and
+ * the adaptation curves. Adapting cameras answer through their CameraAdapter
+ * (`adaptiveModelHistory`); `baseModelHistory` answers for the others: adaptation off, the base model
+ * as the only version.
  */
 
 export interface ModelVersion {

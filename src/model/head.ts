@@ -49,8 +49,8 @@
  */
 import type * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
-import type { ModelCard } from '../model/card.js';
-import { createSession, type ProviderName, type ProviderSettings } from '../model/providers.js';
+import type { ModelCard } from './card.js';
+import { createSession, type ProviderName, type ProviderSettings } from './providers.js';
 import { checkHeadWeights, headSurgery, type HeadLevelWeights, type HeadSpec } from './head-graph.js';
 
 export { HeadError, checkHeadWeights, discoverHeads, headSurgery, proposeHeadEntries, withHeadInitializers, type HeadLevelWeights, type HeadSpec, type SurgeryResult } from './head-graph.js';

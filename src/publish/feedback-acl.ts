@@ -1,3 +1,7 @@
+/**
+ * Who may publish on the embedded broker's command topics: verdicts (`<prefix>/<camera>/feedback`) and
+ * model control (rollback, adapt/set) only from the users in `mqtt.feedback_users`.
+ */
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import type { MqttConfig } from '../config/schema.js';
 import { logger } from '../log.js';

@@ -1,0 +1,100 @@
+/**
+ * The payloads Beats publishes on MQTT (and shows on the live page): shared by the stages that build
+ * them, the publisher, the monitoring and the adaptation. Types and one pure builder; imports only
+ * the detector's vocabulary.
+ */
+import type { Detection } from '../model/detection.js';
+
+/** The payload of `<prefix>/<camera>/detections`. */
+export interface DetectionsMessage {
+  camera: string;
+  frame: number;
+  /** Epoch milliseconds of the frame. */
+  ts: number;
+  model: { name: string; version: string };
+  width: number;
+  height: number;
+  detections: Array<{ label: string; class_id: number; score: number; box: [number, number, number, number]; track_id?: number }>;
+}
+
+export function detectionsMessage(
+  camera: string,
+  frame: { index: number; ts: number; width: number; height: number },
+  model: { name: string; version: string },
+  detections: ReadonlyArray<Detection & { trackId?: number }>,
+): DetectionsMessage {
+  const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
+  return {
+    camera,
+    frame: frame.index,
+    ts: Math.round(frame.ts),
+    model,
+    width: frame.width,
+    height: frame.height,
+    detections: detections.map((d) => ({
+      label: d.label,
+      class_id: d.classId,
+      score: round(d.score, 3),
+      box: d.box.map((v) => round(v, 1)) as [number, number, number, number],
+      ...(d.trackId !== undefined ? { track_id: d.trackId } : {}),
+    })),
+  };
+}
+
+/** The `after` (and `before`) object of a `<prefix>/events` message. */
+export interface EventState {
+  id: string;
+  camera: string;
+  label: string;
+  score: number;
+  top_score: number;
+  box: [number, number, number, number];
+  /** Epoch seconds, from the frames' stream time. */
+  start_time: number;
+  end_time: number | null;
+  current_zones: string[];
+  entered_zones: string[];
+  stationary: boolean;
+  /** Whether a snapshot of the best frame was published. */
+  has_snapshot: boolean;
+  model: { name: string; version: string };
+}
+
+export interface EventMessage {
+  /** Unique per message: `<event id>:<n>`. Subscribers drop duplicates by it. */
+  id: string;
+  type: 'new' | 'update' | 'end';
+  before: EventState;
+  after: EventState;
+}
+
+/** Why the guard refused an update ('persist': accepted, but its version could not be written). */
+export type RejectReason = 'holdout_loss' | 'holdout_f1' | 'replay_loss' | 'persist';
+
+/** The payload of `<prefix>/<camera>/model`. */
+export interface ModelStatusMessage {
+  camera: string;
+  base: { model: string; version: string };
+  adaptation: 'on' | 'off';
+  /** The head version inference runs (0: the base model's), and its label in the detector. */
+  version: number;
+  head: string;
+  accepted: number;
+  rejected: number;
+  rolled_back: number;
+  rejected_by: Record<RejectReason, number>;
+  /** Epoch seconds. */
+  last_update: number | null;
+  last_accepted: number | null;
+  supervised_frames: number;
+  dropped_frames: number;
+  cells_trained: number;
+  verdicts_used: number;
+  /** Keyframes the teacher labelled (and those whose features were gone when it answered), and its stride now. */
+  teacher: { model: string; keyframes: number; late: number; stride: number } | null;
+  /** Frames on which a confirmed track labelled its own low-score detection. */
+  track_miss_frames: number;
+  grid: number;
+  /** E+ + E- per region, rows top first. */
+  error_energy: number[][];
+}
