@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EventQueue } from '../src/publish/event-queue.js';
-import type { EventOutput } from '../src/track/events.js';
+import type { EventOutput } from '../src/publish/messages.js';
 import type { EventMessage } from '../src/publish/messages.js';
 
 /** An output holding one message with this id (the queue only looks at the lists' lengths and ids). */

@@ -4,16 +4,18 @@
  * worker URLs (`new URL('./x.ts', import.meta.url)`) with TypeScript's own pre-processor, and names
  * each offending import as `file -> import`.
  *
- * The layers, leaves first:
+ * The layers, leaves first (each may import those above it, not those below):
  * - root leaves: errors.ts, log.ts, redact.ts, version.ts, fs-atomic.ts, fs-private.ts (they import
  *   only one another);
  * - config/: the pipeline file, its schema and source kinds; imports only the root leaves;
- * - source/: frame sources; knows no model, tracker, publisher, adaptation, monitoring or training;
- * - model/: inference (detectors, cards, head surgery); knows nothing of tracking, publishing,
- *   adaptation, monitoring, training or the CLI;
- * - train/: the Beats CNN's architecture, training and export; may use model/ and source/, is used by
- *   adapt/ and cli/, never by model/ or source/;
- * - cli/: the commands; nothing outside cli/ imports it.
+ * - source/: frame sources (source/frame.ts: the frame's vocabulary); knows no model;
+ * - model/: inference (detectors, cards, head surgery; model/detection.ts: a detection);
+ * - train/: the Beats CNN's architecture, training and export, and TensorFlow.js;
+ * - publish/: MQTT topics and payloads (topics.ts, messages.ts), the publisher and the broker;
+ * - track/: tracker, zones and events;
+ * - adapt/: on-device adaptation (uses train/'s TensorFlow.js);
+ * - serve/: HTTP, live page and metrics (reads pipeline/types.ts);
+ * - pipeline.ts and pipeline/: the assembly; cli/: the commands, which nothing else imports.
  */
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -41,10 +43,22 @@ interface Rule {
 /** The top folder of a src-relative path, or '' for a file at the root of src/. */
 const folder = (file: string): string => (file.includes('/') ? file.slice(0, file.indexOf('/')) : '');
 const isRootLeaf = (file: string): boolean => ROOT_LEAVES.includes(file);
-const inFolders =
-  (...folders: string[]) =>
-  (file: string): boolean =>
-    folders.includes(folder(file));
+
+/**
+ * What each folder must not import. 'pipeline' is the pipeline's assembly: pipeline.ts and
+ * pipeline/ (serve/ may read pipeline/'s types, not pipeline.ts).
+ */
+const FORBIDDEN: Record<string, readonly string[]> = {
+  source: ['model', 'track', 'publish', 'adapt', 'serve', 'train', 'cli', 'pipeline'],
+  model: ['track', 'publish', 'adapt', 'serve', 'train', 'cli', 'pipeline'],
+  train: ['track', 'publish', 'adapt', 'serve', 'cli', 'pipeline'],
+  publish: ['track', 'adapt', 'serve', 'train', 'cli', 'pipeline'],
+  track: ['adapt', 'serve', 'train', 'cli', 'pipeline'],
+  adapt: ['serve', 'cli', 'pipeline'],
+};
+
+/** The part of src/ a file belongs to, as FORBIDDEN names it. */
+const part = (file: string): string => (file === 'pipeline.ts' ? 'pipeline' : folder(file));
 
 const rules: Rule[] = [
   {
@@ -55,17 +69,13 @@ const rules: Rule[] = [
     name: 'config/ imports nothing outside config/ but the root leaves',
     breaks: ({ from, to }) => folder(from) === 'config' && folder(to) !== 'config' && !isRootLeaf(to),
   },
+  ...Object.entries(FORBIDDEN).map(([from, forbidden]) => ({
+    name: `${from}/ imports nothing from ${forbidden.map((f) => (f === 'pipeline' ? 'the pipeline' : `${f}/`)).join(', ')}`,
+    breaks: (edge: Edge) => folder(edge.from) === from && forbidden.includes(part(edge.to)),
+  })),
   {
-    name: 'source/ imports nothing from model/, track/, publish/, adapt/, serve/, train/, cli/ or the pipeline',
-    breaks: ({ from, to }) => folder(from) === 'source' && (inFolders('model', 'track', 'publish', 'adapt', 'serve', 'train', 'cli', 'pipeline')(to) || to === 'pipeline.ts'),
-  },
-  {
-    name: 'model/ imports nothing from track/, publish/, adapt/, serve/, train/, cli/ or the pipeline',
-    breaks: ({ from, to }) => folder(from) === 'model' && (inFolders('track', 'publish', 'adapt', 'serve', 'train', 'cli', 'pipeline')(to) || to === 'pipeline.ts'),
-  },
-  {
-    name: 'train/ imports nothing from track/, publish/, adapt/, serve/, cli/ or the pipeline',
-    breaks: ({ from, to }) => folder(from) === 'train' && (inFolders('track', 'publish', 'adapt', 'serve', 'cli', 'pipeline')(to) || to === 'pipeline.ts'),
+    name: 'serve/ does not import pipeline.ts (it is started by it)',
+    breaks: ({ from, to }) => folder(from) === 'serve' && to === 'pipeline.ts',
   },
   {
     name: 'nothing outside cli/ imports cli/',
@@ -175,11 +185,14 @@ describe('import direction in src/', () => {
       { from: 'model/x.ts', to: 'adapt/y.ts' },
       { from: 'train/x.ts', to: 'model/y.ts' },
       { from: 'serve/x.ts', to: 'cli/y.ts' },
+      { from: 'serve/x.ts', to: 'pipeline/types.ts' },
+      { from: 'adapt/x.ts', to: 'pipeline.ts' },
     ];
     expect(importCycles(bad)).toEqual([['a.ts', 'b.ts']]);
     expect(ruleViolations(bad)).toEqual([
       'config/ imports nothing outside config/ but the root leaves: config/x.ts -> source/y.ts',
-      'model/ imports nothing from track/, publish/, adapt/, serve/, train/, cli/ or the pipeline: model/x.ts -> adapt/y.ts',
+      'model/ imports nothing from track/, publish/, adapt/, serve/, train/, cli/, the pipeline: model/x.ts -> adapt/y.ts',
+      'adapt/ imports nothing from serve/, cli/, the pipeline: adapt/x.ts -> pipeline.ts',
       'nothing outside cli/ imports cli/: serve/x.ts -> cli/y.ts',
     ]);
     expect(importSpecifiers("import type { A } from './a.js';\nexport { b } from '../b.js';\nconst c = await import('./c.js');\nnew URL('./w.ts', import.meta.url);\nnew URL('../package.json', import.meta.url);\nimport x from 'rxjs';")).toEqual(['./a.js', '../b.js', './c.js', './w.ts']);

@@ -1,7 +1,7 @@
 /** What the pipeline reports of a camera and of each processed frame; read by the monitoring (serve/) and by tools. */
 import type { Detection } from '../model/detection.js';
 import type { SourceStats, Frame } from '../source/frame.js';
-import type { EventOutput } from '../track/events.js';
+import type { EventOutput } from '../publish/messages.js';
 import type { TrackView } from '../track/tracker.js';
 
 /** What one camera did in this run; read by the status line and returned at the end. */

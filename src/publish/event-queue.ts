@@ -1,4 +1,4 @@
-import type { EventOutput } from '../track/events.js';
+import type { EventOutput } from './messages.js';
 
 export interface EventQueueOptions {
   /** Publishes one frame's event output (snapshots, counts, events through the outbox). */

@@ -1,4 +1,4 @@
-import type { EventOutput } from '../track/events.js';
+import type { EventOutput } from './messages.js';
 import { countSensorDiscovery, snapshotImageDiscovery, type DiscoveryMessage } from './home-assistant.js';
 import { countTopic, eventsTopic, snapshotTopic } from './topics.js';
 import type { MqttPublisher } from './mqtt.js';

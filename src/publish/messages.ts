@@ -1,9 +1,11 @@
 /**
  * The payloads Beats publishes on MQTT (and shows on the live page): shared by the stages that build
- * them, the publisher, the monitoring and the adaptation. Types and one pure builder; imports only
- * the detector's vocabulary.
+ * them, the publisher, the monitoring and the adaptation; and what a frame's event layer hands to the
+ * publisher (EventOutput). Types and one pure builder; imports only the frame's and the detector's
+ * vocabulary.
  */
 import type { Detection } from '../model/detection.js';
+import type { Frame } from '../source/frame.js';
 
 /** The payload of `<prefix>/<camera>/detections`. */
 export interface DetectionsMessage {
@@ -66,6 +68,25 @@ export interface EventMessage {
   type: 'new' | 'update' | 'end';
   before: EventState;
   after: EventState;
+}
+
+/** What the event layer asks to publish for one frame: event messages, snapshots to take, counts that changed. */
+export interface SnapshotRequest {
+  event: EventState;
+  frame: Frame;
+  box: readonly [number, number, number, number];
+}
+
+export interface CountChange {
+  label: string;
+  zone?: string;
+  count: number;
+}
+
+export interface EventOutput {
+  messages: EventMessage[];
+  snapshots: SnapshotRequest[];
+  counts: CountChange[];
 }
 
 /** Why the guard refused an update ('persist': accepted, but its version could not be written). */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ZoneConfig } from '../config/schema.js';
-import type { EventMessage, EventState } from '../publish/messages.js';
+import type { CountChange, EventMessage, EventOutput, EventState } from '../publish/messages.js';
 import type { Frame } from '../source/frame.js';
 import { compileZones, ZonePresence, type Zone } from './zones.js';
 
@@ -16,24 +16,6 @@ export interface TrackedObject {
   confirmed: boolean;
   /** Index of the detection that matched the track in this frame; undefined when none did. */
   detection: number | undefined;
-}
-
-export interface SnapshotRequest {
-  event: EventState;
-  frame: Frame;
-  box: readonly [number, number, number, number];
-}
-
-export interface CountChange {
-  label: string;
-  zone?: string;
-  count: number;
-}
-
-export interface EventOutput {
-  messages: EventMessage[];
-  snapshots: SnapshotRequest[];
-  counts: CountChange[];
 }
 
 export interface EventBuilderOptions {
