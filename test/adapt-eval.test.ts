@@ -8,7 +8,7 @@ import { evaluateAdaptation, type AdaptEvalReport, type ArmReport } from '../src
 import { adaptationSvg, writeAdaptationPlot } from '../src/adapt/plot.js';
 import { evaluateAdaptStream } from '../src/cli/eval.js';
 import { cameraSchema } from '../src/config/schema.js';
-import { MIN_VISIBLE } from '../src/model/beats-train.js';
+import { MIN_VISIBLE } from '../src/train/beats-train.js';
 import type { TruthFrame } from '../src/model/evaluate.js';
 import type { ProviderSettings } from '../src/model/providers.js';
 import type { Frame } from '../src/source/frame.js';

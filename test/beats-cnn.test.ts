@@ -6,13 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cellCentres, defaultSpec, initWeights, predict, upsample2, type BeatsCnnSpec, type Weights } from '../src/model/beats-cnn.js';
-import { exportBeatsOnnx, type WeightArrays } from '../src/model/beats-export.js';
-import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/model/beats-train.js';
+import { cellCentres, defaultSpec, initWeights, predict, upsample2, type BeatsCnnSpec, type Weights } from '../src/train/beats-cnn.js';
+import { exportBeatsOnnx, type WeightArrays } from '../src/train/beats-export.js';
+import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/train/beats-train.js';
 import { readModelCard } from '../src/model/card.js';
 import { evaluate } from '../src/model/evaluate.js';
 import { evaluateStream } from '../src/cli/eval.js';
-import { loadTf, type Tf } from '../src/model/tf.js';
+import { loadTf, type Tf } from '../src/train/tf.js';
 
 let tf: Tf;
 beforeAll(async () => {

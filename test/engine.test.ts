@@ -16,7 +16,7 @@ import { versionFileName } from '../src/adapt/versions.js';
 import { BeatsEngine, cellFeatures, supervisedCell, VersionError, VersionStore, versionsDir, type EngineEvent, type Head, type SupervisedCell, type SupervisedFrame, type UpdateOutcome } from '../src/adapt/engine.js';
 import { adaptSchema, type AdaptConfig } from '../src/config/schema.js';
 import { setLogSink, type LogRecord } from '../src/log.js';
-import { loadTf, type Tf } from '../src/model/tf.js';
+import { loadTf, type Tf } from '../src/train/tf.js';
 
 let tf: Tf;
 let tmp: string;

@@ -11,7 +11,7 @@ import { augment, defaultAugment, seededRandom, type StoredFrame } from '../src/
 import { teacherBox, teacherLabels, toTruthFrames, type TeacherLabelSettings } from '../src/train/teacher-labels.js';
 import { loadRealData, mixedBatch, realRecipe } from '../src/train/real-data.js';
 import { compareModels } from '../src/model/compare.js';
-import { defaultSpec } from '../src/model/beats-cnn.js';
+import { defaultSpec } from '../src/train/beats-cnn.js';
 import type { ProviderSettings } from '../src/model/providers.js';
 import { ffmpegBinary } from '../src/source/ffmpeg-binary.js';
 import { assets, needsAssets } from './helpers/assets.js';

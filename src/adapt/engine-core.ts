@@ -6,7 +6,7 @@
  * replay reservoir at most `replay` cells; nothing per frame is kept beyond those.
  */
 import type { Tensor2D } from '@tensorflow/tfjs';
-import type { Tf } from '../model/tf.js';
+import type { Tf } from '../train/tf.js';
 import {
   copyHead,
   checkSameShape,
@@ -61,7 +61,7 @@ export const sigmoid = (z: number): number => (z >= 0 ? 1 / (1 + Math.exp(-z)) :
 /** Binary cross-entropy of a logit, computed stably. */
 export const bce = (z: number, y: number): number => Math.max(z, 0) - z * y + Math.log1p(Math.exp(-Math.abs(z)));
 
-/** Focal loss parameters of the Beats CNN's training (src/model/beats-train.ts). */
+/** Focal loss parameters of the Beats CNN's training (src/train/beats-train.ts). */
 const FOCAL_ALPHA = 0.25;
 const FOCAL_GAMMA = 2;
 

@@ -9,7 +9,7 @@
  */
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadTf } from '../model/tf.js';
+import { loadTf } from '../train/tf.js';
 import { BeatsCore } from './engine-core.js';
 import { unpackFrame, type FromWorker, type ToWorker, type WorkerInit } from './engine-protocol.js';
 

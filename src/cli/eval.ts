@@ -9,7 +9,7 @@ import { Subject, concatMap, from, lastValueFrom, map, take, tap, toArray } from
 import { isModelPath, loadPipelineFile } from '../config/load.js';
 import { BeatsError } from '../errors.js';
 import { logger } from '../log.js';
-import { MIN_VISIBLE } from '../model/beats-train.js';
+import { MIN_VISIBLE } from '../train/beats-train.js';
 import { Detector } from '../model/detector.js';
 import { evaluate, type Evaluation, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
 import { readFrames } from '../source/frames.js';

@@ -3,11 +3,11 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { logger } from '../log.js';
-import { strideOf } from '../model/beats-cnn.js';
-import { HEAD_BIAS, HEAD_FEATURES, HEAD_WEIGHT, exportBeatsOnnx, type WeightArrays } from '../model/beats-export.js';
-import { loadCheckpoint } from '../model/beats-train.js';
+import { strideOf } from '../train/beats-cnn.js';
+import { HEAD_BIAS, HEAD_FEATURES, HEAD_WEIGHT, exportBeatsOnnx, type WeightArrays } from '../train/beats-export.js';
+import { loadCheckpoint } from '../train/beats-train.js';
 import type { ModelCard } from '../model/card.js';
-import { loadTf } from '../model/tf.js';
+import { loadTf } from '../train/tf.js';
 
 const log = logger('export');
 

@@ -4,11 +4,11 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { logger } from '../log.js';
 import { BeatsError } from '../errors.js';
-import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../model/beats-train.js';
-import type { Weights } from '../model/beats-cnn.js';
-import type { Tf } from '../model/tf.js';
+import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../train/beats-train.js';
+import type { Weights } from '../train/beats-cnn.js';
+import type { Tf } from '../train/tf.js';
 import { SYNTHETIC_SCENES } from '../source/synthetic.js';
-import { loadTf } from '../model/tf.js';
+import { loadTf } from '../train/tf.js';
 import { loadRealData, mixedBatch, realRecipe } from '../train/real-data.js';
 
 const log = logger('train');

@@ -1,6 +1,6 @@
 /**
  * Which cells of a detection grid speak for which box: FCOS-style assignment with centre sampling.
- * It is the rule the Beats CNN is trained by (src/model/beats-train.ts) and the one a teacher's
+ * It is the rule the Beats CNN is trained by (src/train/beats-train.ts) and the one a teacher's
  * boxes become adaptation targets by (src/adapt/supervision.ts), so that both mean the same thing
  * by "this cell is a person".
  *

@@ -11,7 +11,7 @@
  *
  * Everything is drawn from a seeded generator, so a recipe replays the same samples.
  */
-import type { TrainingSample } from '../model/beats-train.js';
+import type { TrainingSample } from './beats-train.js';
 
 export type Random = () => number;
 

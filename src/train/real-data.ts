@@ -7,8 +7,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { BeatsError } from '../errors.js';
 import type { ProviderSettings } from '../model/providers.js';
-import type { BeatsCnnSpec } from '../model/beats-cnn.js';
-import type { RealDataRecipe, TrainingSample } from '../model/beats-train.js';
+import type { BeatsCnnSpec } from './beats-cnn.js';
+import type { RealDataRecipe, TrainingSample } from './beats-train.js';
 import { RealBatches, loadRealClip, type RealClip } from './real-clips.js';
 import { defaultLabelSettings, sha256File, teacherLabels, type TeacherLabelSettings } from './teacher-labels.js';
 

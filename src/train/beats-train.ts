@@ -1,8 +1,9 @@
+/** Training the Beats CNN: samples and targets from synthetic frames, the detection loss, recipes and checkpoints. */
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/synthetic.js';
 import { defaultSpec, forward, gridSize, initWeights, isTrainable, strideOf, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
-import { IGNORED, assignCells } from './assign.js';
+import { IGNORED, assignCells } from '../model/assign.js';
 import type { Tf } from './tf.js';
 import type * as tfType from '@tensorflow/tfjs';
 

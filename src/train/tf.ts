@@ -1,3 +1,4 @@
+/** TensorFlow.js for training and adaptation, loaded once: the native backend when installed, else the pure-JS CPU one with fast convolution gradients. */
 import type * as tfType from '@tensorflow/tfjs';
 import { registerFastConvGradients } from './tf-fast-conv.js';
 

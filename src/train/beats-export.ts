@@ -1,3 +1,4 @@
+/** The Beats CNN as an ONNX graph for inference (model/): the layers of beats-cnn.ts from trained weights, with the class head's features named for adaptation. */
 import onnxProto from 'onnx-proto';
 import { BN_EPSILON, bodyLayers, cellCentres, gridSize, strideOf, type BeatsCnnSpec } from './beats-cnn.js';
 
