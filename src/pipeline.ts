@@ -1,17 +1,15 @@
 import path from 'node:path';
-import { EMPTY, Subject, catchError, concatMap, concatWith, defer, finalize, from, ignoreElements, interval, map, merge, take, takeUntil, tap, type Observable } from 'rxjs';
+import { Subject, finalize, interval, merge } from 'rxjs';
 import { ConfigError, StateError, errorMessage } from './errors.js';
 import { ensurePrivateDir } from './fs-private.js';
 import type { LoadedPipeline } from './config/load.js';
 import { mqttSchema, type CameraConfig, type PipelineConfig } from './config/schema.js';
 import { logger } from './log.js';
 import { Detector } from './model/detector.js';
-import type { Detection } from './model/detection.js';
 import type { ProviderSettings } from './model/providers.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/broker.js';
-import { EventQueue } from './publish/event-queue.js';
 import { EventPublisher } from './publish/events.js';
-import { detectionsMessage, type EventMessage } from './publish/messages.js';
+import type { EventMessage } from './publish/messages.js';
 import { MqttPublisher } from './publish/mqtt.js';
 import { Outbox } from './publish/outbox.js';
 import { SnapshotStore } from './publish/snapshots.js';
@@ -23,10 +21,8 @@ import { ModelTeacher } from './adapt/teacher.js';
 import { baseModelHistory } from './adapt/model-history.js';
 import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
-import { EventBuilder } from './track/events.js';
-import { Tracker, trackerOptions, type TrackView } from './track/tracker.js';
-import { readFrames } from './source/frames.js';
-import { newSourceStats, type Frame } from './source/frame.js';
+import { newSourceStats } from './source/frame.js';
+import { cameraChain } from './pipeline/camera-chain.js';
 import type { CameraStats, FrameResult } from './pipeline/types.js';
 
 export interface RunOptions {
@@ -104,120 +100,6 @@ async function loadTeacher(loaded: LoadedPipeline, camera: CameraConfig, student
   }
   log.info(`camera ${camera.name}: teacher ${teacher.name} on keyframes (${teacher.sharedClasses} shared classes)`);
   return teacher;
-}
-
-interface CameraParts {
-  camera: CameraConfig;
-  detector: Detector;
-  publisher: MqttPublisher;
-  events: EventPublisher;
-  stats: CameraStats;
-  /** On-device adaptation, when the camera has it (src/adapt/camera-adapter.ts). */
-  adapter?: CameraAdapter;
-}
-
-/**
- * One camera's chain: frames on demand → detect → track → events → publish → ask for the next
- * frame. The source emits a frame only when `processed$` says the previous one went all the way
- * through, so at most one frame is in flight and the source's bounded mailbox is the only place
- * frames wait (see readFrames). At the end of a finite source, open events are ended.
- */
-function cameraChain({ camera, detector, publisher, events, stats, adapter }: CameraParts, stop$: Observable<void>, options: RunOptions): Observable<FrameResult> {
-  const processed$ = new Subject<void>();
-  const allowed = camera.detect.labels ? detector.classIds(camera.detect.labels) : undefined;
-  // The detector runs at the tracker's low threshold: low-score boxes keep tracks alive through
-  // occlusion and blur (ByteTrack's second stage); only boxes above detect.threshold are published.
-  const detectOptions = { threshold: camera.events.low_threshold, nmsIou: camera.detect.nms_iou, maxDetections: camera.detect.max_detections };
-  const model = { name: detector.card.name, version: detector.card.version };
-  const tracker = new Tracker(trackerOptions(camera));
-  const builder = new EventBuilder({
-    camera: camera.name,
-    model,
-    threshold: camera.detect.threshold,
-    minFrames: camera.events.min_frames,
-    updateIntervalS: camera.events.update_interval_s,
-    zones: camera.zones,
-    snapshots: camera.events.snapshots,
-    knownLabels: camera.detect.labels,
-  });
-  const source = camera.source;
-
-  const detect = (frame: Frame) => {
-    const started = performance.now();
-    return from(detector.detect(frame, detectOptions, allowed)).pipe(
-      tap(() => {
-        const ms = performance.now() - started;
-        stats.inferenceMs = stats.processed === 0 ? ms : stats.inferenceMs * 0.9 + ms * 0.1;
-        stats.lastInferenceMs = ms;
-      }),
-    );
-  };
-
-  const track = (frame: Frame, sourceFrame: Frame) => (detections: Detection[]) => {
-    const update = tracker.update(detections, frame);
-    adapter?.observe(frame, detections, update.active, sourceFrame);
-    const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
-    const published = detections.flatMap((d, i) => (d.score >= camera.detect.threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
-    return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended) };
-  };
-
-  // Events leave the frame path here: the next frame goes on while snapshots render and events are
-  // written to the outbox, in order. Backpressure: 32 frames' outputs waiting hold the frame path.
-  // An event is announced (onEvent: the live page, tests) once published, so its snapshot exists.
-  const eventQueue = new EventQueue({
-    publish: async (output) => {
-      await events.publish(output);
-      output.messages.forEach((m) => options.onEvent?.(m));
-    },
-    maxPending: 32,
-    onError: (err, output) => log.error(`camera ${camera.name}: event output not published (${output.messages.map((m) => `${m.type} ${m.after.id}`).join(', ') || 'counts and snapshots only'}): ${errorMessage(err)}`),
-  });
-  const publish = (result: FrameResult) => {
-    stats.processed++;
-    stats.detections += result.detections.length;
-    if (result.detections.length > 0) publisher.publishDetections(detectionsMessage(camera.name, result.frame, model, result.detections));
-    return from(eventQueue.push(result.events)).pipe(map(() => result));
-  };
-
-  const endOpenEvents = defer(() => {
-    tracker.flush();
-    const output = builder.flush();
-    return from(eventQueue.push(output).then(() => eventQueue.drain())).pipe(ignoreElements());
-  });
-
-  return readFrames(
-    {
-      camera: camera.name,
-      url: source.url,
-      // With a teacher, the larger of the two inputs; the student's frame is made from it.
-      output: adapter?.sourceOutput() ?? detector.frameOutput(),
-      fps: source.fps,
-      loop: source.loop,
-      realtime: source.realtime,
-      stallTimeoutS: source.stall_timeout_s,
-      reconnect: { initialS: source.reconnect.initial_s, maxS: source.reconnect.max_s },
-      stats: stats.source,
-    },
-    processed$,
-  ).pipe(
-    // Stopping ends the frames, not the chain: open events still get their `end`.
-    takeUntil(stop$),
-    options.maxFrames ? take(options.maxFrames) : tap(),
-    concatMap((sourceFrame) => {
-      const frame = adapter ? adapter.studentFrame(sourceFrame) : sourceFrame;
-      return detect(frame).pipe(
-        map(track(frame, sourceFrame)),
-        concatMap(publish),
-        // A frame that fails is logged and skipped; the camera goes on.
-        catchError((err: unknown) => {
-          log.error(`camera ${camera.name}: frame ${frame.index} failed: ${errorMessage(err)}`);
-          return EMPTY;
-        }),
-        finalize(() => processed$.next()),
-      );
-    }),
-    concatWith(endOpenEvents),
-  );
 }
 
 function statusLine(cameras: Record<string, CameraStats>, previous: Map<string, { in: number; out: number }>, seconds: number, publisher: MqttPublisher): string {

@@ -171,7 +171,7 @@ describe('import direction in src/', () => {
     expect(graph.unresolved).toEqual([]);
     const has = (from: string, to: string) => graph.edges.some((e) => e.from === from && e.to === to);
     // Static, dynamic (the CLI loads its commands lazily) and the engine's worker thread.
-    expect(has('pipeline.ts', 'source/frames.ts')).toBe(true);
+    expect(has('source/frames.ts', 'source/frame.ts')).toBe(true);
     expect(graph.edges.some((e) => e.from === 'cli/main.ts' && folder(e.to) === 'cli')).toBe(true);
     expect(has('adapt/engine.ts', 'adapt/worker.ts')).toBe(true);
   });

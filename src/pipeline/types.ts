@@ -1,8 +1,8 @@
-/** What the pipeline reports of a camera and of each processed frame; read by the monitoring (serve/) and by tools. */
+/** What the pipeline reports of a camera and of each processed frame (read by the monitoring, serve/, and by tools), and what a frame carries between the steps of a camera's chain. */
 import type { Detection } from '../model/detection.js';
 import type { SourceStats, Frame } from '../source/frame.js';
 import type { EventOutput } from '../publish/messages.js';
-import type { TrackView } from '../track/tracker.js';
+import type { TrackView, TrackerUpdate } from '../track/tracker.js';
 
 /** What one camera did in this run; read by the status line and returned at the end. */
 export interface CameraStats {
@@ -23,4 +23,22 @@ export interface FrameResult {
   /** Tracks alive after this frame (confirmed and tentative). */
   tracks: readonly TrackView[];
   events: EventOutput;
+}
+
+/** A frame on its way through a camera's chain: as the source delivered it, and as the detector sees it. */
+export interface CameraFrame {
+  /** The source's frame (with a teacher, at the larger of the two inputs). */
+  sourceFrame: Frame;
+  /** The detector's input: the source frame, or the student's frame made from it. */
+  frame: Frame;
+}
+
+/** A frame with every detection above the tracker's low threshold. */
+export interface DetectedFrame extends CameraFrame {
+  detections: Detection[];
+}
+
+/** A frame after the tracker: its tracks, started and ended. */
+export interface TrackedFrame extends DetectedFrame {
+  update: TrackerUpdate;
 }

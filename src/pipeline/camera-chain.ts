@@ -1,0 +1,103 @@
+/**
+ * One camera's chain: frames on demand, then for each frame its named steps
+ * `detect → track → supervise → events → publish`, then ask for the next frame.
+ */
+import { EMPTY, Subject, catchError, concatMap, concatWith, defer, finalize, from, ignoreElements, of, pipe, take, takeUntil, tap, type Observable } from 'rxjs';
+import type { CameraAdapter } from '../adapt/camera-adapter.js';
+import type { CameraConfig } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
+import { logger } from '../log.js';
+import type { Detector } from '../model/detector.js';
+import type { EventPublisher } from '../publish/events.js';
+import type { EventMessage } from '../publish/messages.js';
+import type { MqttPublisher } from '../publish/mqtt.js';
+import { readFrames } from '../source/frames.js';
+import { EventBuilder } from '../track/events.js';
+import { Tracker, trackerOptions } from '../track/tracker.js';
+import { detect } from './detect.js';
+import { cameraEventQueue, publish } from './publish.js';
+import { supervise } from './supervise.js';
+import { events as eventsOf, track } from './track.js';
+import type { CameraStats, FrameResult } from './types.js';
+
+const log = logger('pipeline');
+
+export interface CameraParts {
+  camera: CameraConfig;
+  detector: Detector;
+  publisher: MqttPublisher;
+  events: EventPublisher;
+  stats: CameraStats;
+  /** On-device adaptation, when the camera has it (src/adapt/camera-adapter.ts). */
+  adapter?: CameraAdapter;
+}
+
+export interface ChainOptions {
+  /** Stop after this many processed frames. */
+  maxFrames?: number;
+  /** Every event message, in the order it is published. */
+  onEvent?: (message: EventMessage) => void;
+}
+
+/**
+ * The source emits a frame only when `processed$` says the previous one went all the way through,
+ * so at most one frame is in flight and the source's bounded mailbox is the only place frames wait
+ * (see readFrames). A frame that fails is logged and skipped; the camera goes on. At the end of a
+ * finite source, or when `stop$` fires, open events are ended.
+ */
+export function cameraChain({ camera, detector, publisher, events, stats, adapter }: CameraParts, stop$: Observable<void>, options: ChainOptions): Observable<FrameResult> {
+  const processed$ = new Subject<void>();
+  const model = { name: detector.card.name, version: detector.card.version };
+  const tracker = new Tracker(trackerOptions(camera));
+  const builder = new EventBuilder({
+    camera: camera.name,
+    model,
+    threshold: camera.detect.threshold,
+    minFrames: camera.events.min_frames,
+    updateIntervalS: camera.events.update_interval_s,
+    zones: camera.zones,
+    snapshots: camera.events.snapshots,
+    knownLabels: camera.detect.labels,
+  });
+  const eventQueue = cameraEventQueue(camera, events, log, (message) => options.onEvent?.(message));
+  const steps = pipe(detect(detector, camera, stats), track(tracker), supervise(adapter), eventsOf(builder, camera), publish(camera, model, publisher, eventQueue, stats));
+
+  const endOpenEvents = defer(() => {
+    tracker.flush();
+    const output = builder.flush();
+    return from(eventQueue.push(output).then(() => eventQueue.drain())).pipe(ignoreElements());
+  });
+
+  const source = camera.source;
+  return readFrames(
+    {
+      camera: camera.name,
+      url: source.url,
+      // With a teacher, the larger of the two inputs; the student's frame is made from it.
+      output: adapter?.sourceOutput() ?? detector.frameOutput(),
+      fps: source.fps,
+      loop: source.loop,
+      realtime: source.realtime,
+      stallTimeoutS: source.stall_timeout_s,
+      reconnect: { initialS: source.reconnect.initial_s, maxS: source.reconnect.max_s },
+      stats: stats.source,
+    },
+    processed$,
+  ).pipe(
+    // Stopping ends the frames, not the chain: open events still get their `end`.
+    takeUntil(stop$),
+    options.maxFrames ? take(options.maxFrames) : tap(),
+    concatMap((sourceFrame) => {
+      const frame = adapter ? adapter.studentFrame(sourceFrame) : sourceFrame;
+      return of({ sourceFrame, frame }).pipe(
+        steps,
+        catchError((err: unknown) => {
+          log.error(`camera ${camera.name}: frame ${frame.index} failed: ${errorMessage(err)}`);
+          return EMPTY;
+        }),
+        finalize(() => processed$.next()),
+      );
+    }),
+    concatWith(endOpenEvents),
+  );
+}
