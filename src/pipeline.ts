@@ -14,6 +14,7 @@ import { MqttPublisher } from './publish/mqtt.js';
 import { Outbox } from './publish/outbox.js';
 import { SnapshotStore } from './publish/snapshots.js';
 import type { FeedbackIntake } from './adapt/feedback.js';
+import type { WorkerMemory } from './adapt/engine.js';
 import { CameraAdapter, adaptiveModelHistory } from './adapt/camera-adapter.js';
 import { feedbackPublishers } from './publish/feedback-acl.js';
 import { HeadError } from './model/head.js';
@@ -46,6 +47,8 @@ export interface StartedRun {
   httpUrl?: string;
   /** Operator verdicts (MQTT and HTTP); `accepted$` emits the accepted ones. */
   feedback: FeedbackIntake;
+  /** Each adapting camera's training worker's own memory (its heap is not the main thread's), by camera. */
+  trainingMemory: () => Promise<Map<string, WorkerMemory | undefined>>;
 }
 
 export interface RunSummary {
@@ -192,7 +195,8 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
         options.onEvent?.(message);
       },
     };
-    options.onStarted?.({ brokerUrl, httpUrl: watch.httpUrl, feedback: watch.intake });
+    const trainingMemory = async () => new Map(await Promise.all([...adapters].map(async ([name, a]) => [name, await a.engine.workerMemory()] as const)));
+    options.onStarted?.({ brokerUrl, httpUrl: watch.httpUrl, feedback: watch.intake, trainingMemory });
 
     const stop$ = new Subject<void>();
     const onAbort = () => stop$.next();

@@ -6,7 +6,7 @@ import { spawnBeats } from './helpers/brokers.js';
 
 describe('memory growth from one run', () => {
   it('compares the least of the first window after the warm-up with the least of the last window, per minute', () => {
-    const samples: MemorySample[] = Array.from({ length: 61 }, (_, t) => ({ t, rss: 100 + t / 6 + (t % 2 ? 3 : -3), heapUsed: 50, arrayBuffers: 10, external: 20 }));
+    const samples: MemorySample[] = Array.from({ length: 61 }, (_, t) => ({ t, rss: 100 + t / 6 + (t % 2 ? 3 : -3), heapUsed: 50, arrayBuffers: 10, external: 20, workerHeap: 30, workerHeapTotal: 40, workerArrayBuffers: 1, tfTensors: 0 }));
     const m = memoryGrowth(samples, 10, 10)!;
     // 10 MB a minute, through +-3 MB of alternating noise; flat ones stay flat.
     expect(m.growth.rss.perMinute).toBeCloseTo(10, 0);
@@ -38,5 +38,10 @@ describe('beats soak', () => {
     const shown = `${report.verdict}; array buffers ${g.arrayBuffers.first.toFixed(1)} -> ${g.arrayBuffers.last.toFixed(1)} MB, heap ${g.heapUsed.first.toFixed(1)} -> ${g.heapUsed.last.toFixed(1)} MB`;
     expect(g.arrayBuffers.last / g.arrayBuffers.first - 1, shown).toBeLessThan(0.2);
     expect(g.heapUsed.last / g.heapUsed.first - 1, shown).toBeLessThan(0.2);
+    // The training workers' heaps (each collected in its own thread) are in the report, and flat too.
+    const workers = `workers' heap ${g.workerHeap.first.toFixed(1)} -> ${g.workerHeap.last.toFixed(1)} MB, tf tensors ${g.tfTensors.last}`;
+    expect(g.workerHeap.first, workers).toBeGreaterThan(0);
+    expect(g.workerHeap.last / g.workerHeap.first - 1, workers).toBeLessThan(0.2);
+    expect(g.tfTensors.last, workers).toBe(0);
   });
 });

@@ -30,13 +30,30 @@ export interface PackedFrame {
   features: Float32Array;
 }
 
-export type ToWorker = { type: 'frames'; frames: PackedFrame[] } | { type: 'reset'; head: Head; generation: number };
+/**
+ * The worker's own memory, MB, after a full garbage collection of its heap: its isolate's heap,
+ * array buffers and external memory (the main thread's process.memoryUsage() does not count them),
+ * and TensorFlow.js's live tensors and their bytes.
+ */
+export interface WorkerMemory {
+  heapUsed: number;
+  /** The heap V8 holds for the worker (used or not): what the worker's heap adds to RSS. */
+  heapTotal: number;
+  arrayBuffers: number;
+  external: number;
+  tfTensors: number;
+  tfBytes: number;
+}
+
+export type ToWorker = { type: 'frames'; frames: PackedFrame[] } | { type: 'reset'; head: Head; generation: number } | { type: 'memory'; id: number };
 
 export type FromWorker =
   | { type: 'ready' }
   /** `frames` frames processed (one batch). */
   | { type: 'ack'; generation: number; frames: number; stats: CoreStats }
-  | { type: 'outcome'; generation: number; outcome: UpdateOutcome };
+  | { type: 'outcome'; generation: number; outcome: UpdateOutcome }
+  /** The answer to a `memory` request of the same id. */
+  | { type: 'memory'; id: number; memory: WorkerMemory };
 
 const META = 6;
 

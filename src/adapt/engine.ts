@@ -4,7 +4,7 @@
  *
  * The main-thread side is this class. `submit(frame)` packs a frame's supervised cells for a worker
  * thread (src/adapt/worker.ts), returning at once, and posts them in batches (a message and its
- * acknowledgement per frame cost the frame path about 0.2 ms, a tenth of a beats-s inference); the
+ * acknowledgement per frame would cost the frame path a tenth of a beats-s inference); the
  * worker runs the core (src/adapt/engine-core.ts): local error accumulation in (region, class)
  * buckets, triggers, an optimizer step on a shadow head (TensorFlow.js), the guard. Accepted heads
  * become versions on disk (src/adapt/versions.ts) and come out of `updates$` with their version
@@ -56,14 +56,12 @@
  *   (e = 0.5, e^2 = 0.25), or in steady state with decay 0.99, an error energy of 0.02 per
  *   supervised frame (one cell a frame wrong by 0.14). Confident correct cells (e ~ 0.01..0.05) of a
  *   bucket with ~20 cells a frame sit an order of magnitude below it, so a well-calibrated region
- *   does not fire; lower values fire on fewer, noisier cells (on the toy test, theta 1 adapted more
- *   slowly than 2).
+ *   does not fire; lower values fire on fewer, noisier cells.
  * - lr 1, momentum 0.5 (normalised SGD): a cell's logit moves by about its error per update, so a
  *   confident miss (z = -3) is fixed in a few updates (a few seconds at min_interval_s 2); momentum
- *   carries the direction across updates of a row without overshooting (lr 2 or momentum 0.9
- *   adapted a bit faster on the toy test but had three times the rejected updates). Adam was not
- *   chosen: with one step per update its first steps are sign steps that move every coordinate,
- *   noise included, by the full learning rate.
+ *   carries the direction across updates of a row without overshooting. Not Adam: with one step
+ *   per update its first steps are sign steps that move every coordinate, noise included, by the
+ *   full learning rate. (Neighbouring values compared: docs/adaptation.md, "The engine's defaults".)
  * - l2_to_base 0.01: each update takes back 1 % of the drift from the base; the pull balances the data
  *   when the remaining error is ~ l2_to_base times the logit shift (e ~ 0.05 for a shift of 5).
  * - epsilon 0.01 nats: a head's replay loss is ~0.05..0.3; 0.01 is noise-level there, while a head
@@ -81,7 +79,7 @@ import { Worker } from 'node:worker_threads';
 import { Subject, type Observable } from 'rxjs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
-import { packFrame, type FromWorker, type PackedFrame, type ToWorker, type WorkerInit } from './engine-protocol.js';
+import { packFrame, type FromWorker, type PackedFrame, type ToWorker, type WorkerInit, type WorkerMemory } from './engine-protocol.js';
 import {
   copyHead,
   type AdaptConfig,
@@ -96,6 +94,7 @@ import {
 import type { HeadVersion, RollbackTarget, VersionInfo, VersionStore } from './versions.js';
 
 export * from './engine-types.js';
+export type { WorkerMemory } from './engine-protocol.js';
 export type { HeadVersion, RollbackTarget, VersionInfo } from './versions.js';
 export { VersionError, VersionStore, versionsDir } from './versions.js';
 export { cellFeatures, supervisedCell, type FeatureMapView } from './engine-cells.js';
@@ -240,6 +239,9 @@ export class BeatsEngine {
   private readonly threshold: number | undefined;
   private readonly restart: { initialMs: number; maxMs: number };
   private waiters: Array<() => void> = [];
+  /** Memory requests to the worker waiting for their answer, by id. */
+  private memoryRequests = new Map<number, (m: WorkerMemory | undefined) => void>();
+  private memoryId = 0;
   /** The live worker's last stats, and the sums of those of the workers before it. */
   private stats: CoreStats;
   private carried: CoreStats;
@@ -421,6 +423,31 @@ export class BeatsEngine {
     };
   }
 
+  /**
+   * The training worker's own memory after a full collection of its heap (the main thread's
+   * process.memoryUsage() does not count a worker's heap). Answered after the frames already posted;
+   * undefined when no worker is up or it does not answer within `timeoutMs`.
+   */
+  workerMemory(timeoutMs = 10_000): Promise<WorkerMemory | undefined> {
+    const worker = this.worker;
+    if (!worker) return Promise.resolve(undefined);
+    const id = ++this.memoryId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.answerMemory(id, undefined), timeoutMs).unref();
+      this.memoryRequests.set(id, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      worker.postMessage({ type: 'memory', id } satisfies ToWorker);
+    });
+  }
+
+  private answerMemory(id: number, memory: WorkerMemory | undefined): void {
+    const answer = this.memoryRequests.get(id);
+    this.memoryRequests.delete(id);
+    answer?.(memory);
+  }
+
   /** Resolves when every submitted frame has been processed and every result handled (tests, shutdown). */
   async idle(): Promise<void> {
     this.flush();
@@ -434,6 +461,7 @@ export class BeatsEngine {
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
+    for (const id of [...this.memoryRequests.keys()]) this.answerMemory(id, undefined);
     await this.chain.catch(() => undefined);
     this.dropOutbox();
     this.wake();
@@ -560,6 +588,10 @@ export class BeatsEngine {
       this.pending = Math.max(0, this.pending - message.frames);
       this.stats = message.stats;
       if (this.pending === 0) this.wake();
+      return;
+    }
+    if (message.type === 'memory') {
+      this.answerMemory(message.id, message.memory);
       return;
     }
     if (message.type !== 'outcome') return;

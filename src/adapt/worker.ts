@@ -4,14 +4,16 @@
  * one at a time, so that inference on the main thread never waits for training.
  *
  * It acknowledges every batch of frames (with the core's counters and error energies) and posts the
- * outcome of every update attempt. It does not catch its own errors: an error ends the worker, and the
- * engine logs it, counts it and starts a new one from the last good head.
+ * outcome of every update attempt. Asked, it reports its own memory (its heap is not the main
+ * thread's: process.memoryUsage() there does not count it). It does not catch its own errors: an
+ * error ends the worker, and the engine logs it, counts it and starts a new one from the last good head.
  */
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTf } from '../train/tf.js';
+import { forcedGc } from '../forced-gc.js';
 import { BeatsCore } from './engine-core.js';
-import { unpackFrame, type FromWorker, type ToWorker, type WorkerInit } from './engine-protocol.js';
+import { unpackFrame, type FromWorker, type ToWorker, type WorkerInit, type WorkerMemory } from './engine-protocol.js';
 
 /** Nice value of the training thread: a lower priority than the frame path's threads (nice 0). */
 const TRAINING_NICE = 10;
@@ -34,10 +36,24 @@ let frames = 0;
 
 const post = (message: FromWorker) => port.postMessage(message);
 
+const MB = 1024 * 1024;
+
+/** This thread's memory after a full collection of its heap (asked for by memory measurements only). */
+function memory(): WorkerMemory {
+  forcedGc()();
+  const m = process.memoryUsage();
+  const t = tf.memory();
+  return { heapUsed: m.heapUsed / MB, heapTotal: m.heapTotal / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB, tfTensors: t.numTensors, tfBytes: t.numBytes / MB };
+}
+
 port.on('message', (message: ToWorker) => {
   if (message.type === 'reset') {
     generation = message.generation;
     core.reset(message.head);
+    return;
+  }
+  if (message.type === 'memory') {
+    post({ type: 'memory', id: message.id, memory: memory() });
     return;
   }
   for (const frame of message.frames) {

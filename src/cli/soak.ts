@@ -1,11 +1,11 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { stringify } from 'yaml';
+import type { WorkerMemory } from '../adapt/engine.js';
 import type { FeedbackIntake } from '../adapt/feedback.js';
 import { parsePipeline } from '../config/load.js';
+import { forcedGc } from '../forced-gc.js';
 import { setLogLevel } from '../log.js';
 import { runPipeline } from '../pipeline.js';
 import type { FrameResult } from '../pipeline/types.js';
@@ -41,16 +41,27 @@ export interface SoakOptions {
 
 export const soakDefaults: SoakOptions = { cameras: 4, seconds: 600, warmupS: 60, windowS: 60, sampleS: 5, verdictEveryS: 2, maxRssGrowthMbPerMin: 1 };
 
-/** Process memory after a full garbage collection, MB; `t` is seconds since the pipeline started. */
+/**
+ * Process memory after a full garbage collection, MB; `t` is seconds since the pipeline started.
+ * heapUsed, arrayBuffers and external are the main thread's; the training workers' (one per adapting
+ * camera, each collected in its own thread first) are summed apart: `workerHeap` their heaps,
+ * `workerArrayBuffers` theirs, `tfTensors` TensorFlow.js's live tensors in them (a count). RSS
+ * covers every thread.
+ */
 export interface MemorySample {
   t: number;
   rss: number;
   heapUsed: number;
   arrayBuffers: number;
   external: number;
+  workerHeap: number;
+  workerHeapTotal: number;
+  workerArrayBuffers: number;
+  tfTensors: number;
 }
 
 export type MemoryKey = Exclude<keyof MemorySample, 't'>;
+const MEMORY_KEYS: MemoryKey[] = ['rss', 'heapUsed', 'arrayBuffers', 'external', 'workerHeap', 'workerHeapTotal', 'workerArrayBuffers', 'tfTensors'];
 
 /**
  * One measure, first window against last: the least each window held (MB) and the growth between
@@ -80,18 +91,23 @@ export interface SoakReport {
 const MB = 1024 * 1024;
 const SOAK_THRESHOLD = 0.2;
 
-/** `gc()` without starting node with --expose-gc: the flag is set now and the function taken from a fresh context. */
-function forcedGc(): () => void {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (existing) return existing;
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
-
-function sample(gc: () => void, startedAt: number): MemorySample {
+/** The workers collect their heaps first (each in its own thread), then the main thread; RSS last. */
+async function sample(gc: () => void, startedAt: number, workers: () => Promise<Map<string, WorkerMemory | undefined>>): Promise<MemorySample> {
+  const w = [...(await workers()).values()].filter((m): m is WorkerMemory => m !== undefined);
+  const sum = (k: keyof WorkerMemory) => w.reduce((total, m) => total + m[k], 0);
   gc();
   const m = process.memoryUsage();
-  return { t: (performance.now() - startedAt) / 1000, rss: m.rss / MB, heapUsed: m.heapUsed / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB };
+  return {
+    t: (performance.now() - startedAt) / 1000,
+    rss: m.rss / MB,
+    heapUsed: m.heapUsed / MB,
+    arrayBuffers: m.arrayBuffers / MB,
+    external: m.external / MB,
+    workerHeap: sum('heapUsed'),
+    workerHeapTotal: sum('heapTotal'),
+    workerArrayBuffers: sum('arrayBuffers'),
+    tfTensors: sum('tfTensors'),
+  };
 }
 
 function median(values: number[]): number {
@@ -111,9 +127,8 @@ export function memoryGrowth(samples: readonly MemorySample[], warmupS: number, 
   if (first.length === 0 || last.length === 0) return undefined;
   const centre = (w: MemorySample[]) => median(w.map((s) => s.t));
   const minutes = (centre(last) - centre(first)) / 60;
-  const keys: MemoryKey[] = ['rss', 'heapUsed', 'arrayBuffers', 'external'];
   const growth = Object.fromEntries(
-    keys.map((k) => {
+    MEMORY_KEYS.map((k) => {
       const a = Math.min(...first.map((s) => s[k]));
       const b = Math.min(...last.map((s) => s[k]));
       return [k, { first: a, last: b, perMinute: minutes > 0 ? (b - a) / minutes : 0 }];
@@ -160,6 +175,7 @@ export async function soak(options: SoakOptions, onSample?: (s: MemorySample) =>
   const latest = new Map<string, FrameResult>();
   const timers: NodeJS.Timeout[] = [];
   let startedAt = performance.now();
+  let stopped = false;
   try {
     const summary = await runPipeline(loaded, {
       signal: controller.signal,
@@ -169,17 +185,26 @@ export async function soak(options: SoakOptions, onSample?: (s: MemorySample) =>
       },
       onStarted: (run) => {
         startedAt = performance.now();
+        let sampling = false;
         timers.push(
           setInterval(() => {
-            const s = sample(gc, startedAt);
-            samples.push(s);
-            onSample?.(s);
+            // A sample waits for the workers' answers; one at a time.
+            if (sampling || stopped) return;
+            sampling = true;
+            void sample(gc, startedAt, run.trainingMemory)
+              .then((s) => {
+                if (stopped) return;
+                samples.push(s);
+                onSample?.(s);
+              })
+              .finally(() => (sampling = false));
           }, options.sampleS * 1000),
         );
         if (options.verdictEveryS > 0) timers.push(setInterval(verdictTrickle(run.feedback, latest, verdicts), options.verdictEveryS * 1000));
         // Sampling stops before the pipeline does: stopping ends every open event and frees its state.
         timers.push(
           setTimeout(() => {
+            stopped = true;
             for (const t of timers) clearInterval(t);
             controller.abort();
           }, options.seconds * 1000),
@@ -195,7 +220,7 @@ export async function soak(options: SoakOptions, onSample?: (s: MemorySample) =>
     const leak = measured !== undefined && rss > options.maxRssGrowthMbPerMin;
     const verdict = !measured
       ? `no verdict: the run was too short for a ${options.windowS} s window on each side after a ${options.warmupS} s warm-up`
-      : `${leak ? 'LEAK' : 'ok'}: RSS ${signed(rss)} MB/min (at most ${options.maxRssGrowthMbPerMin}), heap ${signed(growth.heapUsed.perMinute)}, array buffers ${signed(growth.arrayBuffers.perMinute)}`;
+      : `${leak ? 'LEAK' : 'ok'}: RSS ${signed(rss)} MB/min (at most ${options.maxRssGrowthMbPerMin}), heap ${signed(growth.heapUsed.perMinute)}, array buffers ${signed(growth.arrayBuffers.perMinute)}, training workers' heap ${signed(growth.workerHeap.perMinute)}`;
     return { options, frames, fps: frames / Math.max(options.seconds, 1e-9), verdicts, headVersions, samples, growth, windows: measured?.windows ?? { first: [0, 0], last: [0, 0] }, leak, verdict };
   } finally {
     for (const t of timers) clearInterval(t);
@@ -207,7 +232,7 @@ const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)}`;
 
 function emptyGrowth(): Record<MemoryKey, Growth> {
   const none = { first: 0, last: 0, perMinute: 0 };
-  return { rss: none, heapUsed: none, arrayBuffers: none, external: none };
+  return Object.fromEntries(MEMORY_KEYS.map((k) => [k, none])) as Record<MemoryKey, Growth>;
 }
 
 async function countHeadVersions(stateDir: string, cameras: readonly string[]): Promise<number> {
@@ -223,10 +248,20 @@ export function formatReport(r: SoakReport): string {
     `soak: ${what}, beats-s with adaptation, ${o.seconds} s: ${r.frames} frames (${r.fps.toFixed(1)} fps in all), ${r.verdicts.accepted}/${r.verdicts.sent} verdicts accepted, ${r.headVersions} head versions`,
     `memory after forced GC, ${o.windowS} s after a ${o.warmupS} s warm-up (t ${r.windows.first[0].toFixed(0)}-${r.windows.first[1].toFixed(0)} s) against the last ${o.windowS} s (t ${r.windows.last[0].toFixed(0)}-${r.windows.last[1].toFixed(0)} s), the least of each window:`,
   ];
-  const names: Record<MemoryKey, string> = { rss: 'RSS', heapUsed: 'heap used', arrayBuffers: 'array buffers', external: 'external' };
+  const names: Record<MemoryKey, string> = {
+    rss: 'RSS',
+    heapUsed: 'heap used',
+    arrayBuffers: 'array buffers',
+    external: 'external',
+    workerHeap: 'workers: heap',
+    workerHeapTotal: '  heap held',
+    workerArrayBuffers: '  array buffers',
+    tfTensors: '  tf tensors',
+  };
   for (const [k, name] of Object.entries(names) as Array<[MemoryKey, string]>) {
     const g = r.growth[k];
-    lines.push(`  ${name.padEnd(14)} ${g.first.toFixed(1).padStart(8)} -> ${g.last.toFixed(1).padStart(8)} MB   ${signed(g.perMinute).padStart(7)} MB/min`);
+    const unit = k === 'tfTensors' ? ['   ', '/min   '] : ['MB ', 'MB/min'];
+    lines.push(`  ${name.padEnd(16)} ${g.first.toFixed(1).padStart(8)} -> ${g.last.toFixed(1).padStart(8)} ${unit[0]}  ${signed(g.perMinute).padStart(7)} ${unit[1]}`);
   }
   lines.push(`verdict: ${r.verdict}`);
   return lines.join('\n') + '\n';
@@ -237,7 +272,7 @@ export async function soakCommand(opts: Partial<SoakOptions> & { json?: boolean 
   const options: SoakOptions = { ...soakDefaults, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
   if (!process.env.BEATS_LOG_LEVEL) setLogLevel('warn');
   process.stderr.write(`soak: ${options.seconds} s, sampling every ${options.sampleS} s after forced GC\n`);
-  const report = await soak(options, (s) => process.stderr.write(`  t ${s.t.toFixed(0).padStart(5)} s  rss ${s.rss.toFixed(1)} MB  heap ${s.heapUsed.toFixed(1)} MB  array buffers ${s.arrayBuffers.toFixed(1)} MB\n`));
+  const report = await soak(options, (s) => process.stderr.write(`  t ${s.t.toFixed(0).padStart(5)} s  rss ${s.rss.toFixed(1)} MB  heap ${s.heapUsed.toFixed(1)} MB  array buffers ${s.arrayBuffers.toFixed(1)} MB  workers' heap ${s.workerHeap.toFixed(1)} MB (held ${s.workerHeapTotal.toFixed(1)})  tf tensors ${s.tfTensors}\n`));
   process.stdout.write(json ? JSON.stringify(report) + '\n' : formatReport(report));
   return report.leak ? 1 : 0;
 }
