@@ -510,9 +510,8 @@ export class BeatsCore {
    * The class rows of the fired buckets, each with the buckets its step is made from: every bucket
    * of that row holding cells, not the fired ones alone. The trigger is local (BEATS.md), but the row
    * is shared by every region: a step on the fired regions only is biased toward what made them fire
-   * (misses, mostly), and with a perfect teacher on the model's own domain it pushed every score up
-   * (precision 0.93 -> 0.75 in `beats eval --adapt`). The row's whole accumulated gradient is the
-   * gradient of the supervised cells' loss, as in training.
+   * (misses, mostly) and lifts every score (docs/adaptation.md, "How a step's gradient is pooled").
+   * The row's whole accumulated gradient is the gradient of the supervised cells' loss, as in training.
    */
   private rowsOf(fired: readonly FiredBucket[]): RowPlan[] {
     const rows = new Map<string, RowPlan>();
@@ -560,10 +559,9 @@ export class BeatsCore {
         v.set(s.velocity.subarray(c * D1, (c + 1) * D1), i * D1);
         // The sum of the row's gradient over all its cells (where the model is at its training
         // optimum, a good teacher on its own domain, that sum is about zero whatever fired), divided
-        // as detectors divide their training loss: by the positives. (By the fired buckets' positives
-        // alone a local error moved the row further, but a teacher's frames then pushed every score
-        // up again: precision 0.93 -> 0.77 before the shift in `beats eval --adapt`.) Negatives
-        // alone (false-alarm verdicts): by their number.
+        // as detectors divide their training loss: by the positives (not the fired buckets' alone,
+        // which lets a teacher's frames lift every score: docs/adaptation.md). Negatives alone
+        // (false-alarm verdicts): by their number.
         let negatives = 0;
         let positives = 0;
         let sq = 0;

@@ -138,11 +138,9 @@ export const teacherSchema = z
      * Where a teacher's box is a positive (y = 1 for its class; y = 0 everywhere outside the boxes
      * in every case): `centre`, the cell holding its centre (the default); `assigned`, every cell
      * the Beats CNN's training assigns to it (its centre and the cells within 1.5 cells of it);
-     * `none`, nowhere (negatives only). The cells left out are no targets. Measured with a perfect
-     * teacher on 6 % of frames (README, "On-device adaptation"), beats-s's F1 after a shift:
-     * assigned 55.7 / 38.3, centre 65.3 / 54.9, none 63.5 / 60.1 on decoys / rain (frozen 61.5 /
-     * 49.3). Lifting nine cells of a box lifts their look-alikes too; none costs YOLOX-Nano's recall
-     * on the highway (F1 69.8 -> 65.4).
+     * `none`, nowhere (negatives only). The cells left out are no targets. `centre` because lifting
+     * nine cells of a box lifts their look-alikes too, and `none` costs YOLOX-Nano recall
+     * (figures: docs/adaptation.md, "Measuring it").
      */
     positives: teacherPositivesSchema.default('centre'),
     /**
@@ -215,7 +213,7 @@ export const adaptSchema = z.strictObject({
    * Confirmed tracks label their own misses: frames where a track that was matched at least
    * min_hits times, once above detect.threshold, is matched only by a low-score box give a positive.
    * Off by default: it is self-training, and a confidently wrong track (a mannequin) teaches its
-   * error; measured in `beats eval --adapt` it drifted the head (README, "Beats").
+   * error past the guard (docs/adaptation.md, "Self-training from tracks").
    */
   track_misses: z
     .strictObject({

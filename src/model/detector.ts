@@ -116,8 +116,8 @@ export class Detector {
     const k = [input.scale / input.std[0], input.scale / input.std[1], input.scale / input.std[2]];
     const b = [-input.mean[0] / input.std[0], -input.mean[1] / input.std[1], -input.mean[2] / input.std[2]];
     if (input.layout === 'NCHW') {
-      // One pass over the pixels, in the order they lie in memory: twice as fast as a pass per
-      // channel (about 0.5 ms against 1.3 ms at 416 px here).
+      // One pass over the pixels, in the order they lie in memory: about twice as fast as a pass
+      // per channel (docs/benchmarks.md, "Small choices").
       const [k0, k1, k2] = k as [number, number, number];
       const [b0, b1, b2] = b as [number, number, number];
       const blue = 2 * plane;

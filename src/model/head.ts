@@ -1,40 +1,12 @@
 /**
  * The Beats head (BEATS.md) inside inference: head surgery at load time and a live head swap.
  *
- * Choice: the head is a graph INPUT fed with every run, not initializers swapped by rebuilding the
- * session. Measured by `npx tsx bench/head-swap.ts` (CPU, 2-core AMD EPYC shared with a training
- * run, onnxruntime 1.30, BENCH_THREADS=1 for stable numbers; alternating rounds, frame by frame):
- *
- *                                  YOLOX-Nano 416          beats-s 160x120
- *   plain session                  15.8 ms/frame           0.571 ms/frame
- *   head fed as inputs             15.8  (x1.00)           0.571 (x1.00)
- *   + features read back           16.5  (x1.04)           0.603 (x1.00, within noise)
- *   swap by setHead                0.14 ms                 0.004-0.007 ms
- *   swap by rebuilding a session   37 ms best (17 rewrite  4.3 ms best
- *                                  + 27 build), first run
- *                                  19 ms vs 16
- *   event loop blocked by rebuild  27 ms                   3.7 ms
- *
- * (With onnxruntime's default 2 threads on the same loaded machine every time was ~3x slower, the
- * ratios the same within noise, and a YOLOX rebuild blocked the event loop 55-76 ms.)
- * - Feeding the head costs nothing measurable: onnxruntime can no longer pre-pack the three 1x1
- *   convolutions' weights, and they are only 18 M of YOLOX-Nano's ~540 M multiply-adds at 416.
- *   Reading the features back costs 4 % on YOLOX (0.9 MB a frame at 416: 64 x (52² + 26² + 13²)
- *   floats), nothing measurable on beats-s (58 KB).
- * - A rebuild is hundreds of times dearer than a feed (x190 to x750 over the runs), and
- *   onnxruntime-node builds the session on the JS thread: the event loop is blocked for the whole build, so every camera of the process stalls
- *   (1.7-2.4 YOLOX frames on this CPU), even when the old session keeps serving meanwhile; it also
- *   needs two sessions' memory at once. Under TensorRT a rebuild is an engine build (seconds to
- *   minutes on a Jetson; the engine cache is keyed on the model, so every accepted head would be a
- *   new engine). A fed head keeps one engine for the model's life.
- * - Not measured here (no GPU): TensorRT takes a Conv whose weights are a tensor since 8.6
- *   (onnx/onnx-tensorrt#609); with an older one onnxruntime places the three head convolutions on
- *   the CUDA or CPU provider and the rest stays in TensorRT, which still works.
- * The rebuild path is kept only as `withHeadInitializers`, for the benchmark and as a cross-check
- * (test/head.test.ts: both give the same scores).
- *
- * Memory for adaptation to plan for: the features of one YOLOX frame at 416 are 0.9 MB (2.2 MB at
- * 640), beats-s 58 KB; a ring of recent frames must be sized with that (or keep only the cells it needs).
+ * The head is a graph INPUT fed with every run, not initializers swapped by rebuilding the
+ * session: feeding it costs nothing measurable, while a rebuild is hundreds of times dearer, blocks
+ * the event loop for the whole build (every camera of the process stalls) and, under TensorRT, is
+ * an engine build. The rebuild path stays as `withHeadInitializers`, for the benchmark and as a
+ * cross-check (test/head.test.ts). Figures, and the command that makes them
+ * (`npx tsx bench/head-swap.ts`): docs/adaptation.md, "The head swap".
  *
  * API
  * - `discoverHeads(bytes, card)`: the card's `head` entries checked against the graph (HeadError

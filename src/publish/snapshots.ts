@@ -18,8 +18,8 @@ export interface SnapshotImages {
 /**
  * JPEGs of an event's best frame. The frame is the letterboxed picture the model saw (ffmpeg scaled
  * it), so snapshots are at model resolution, without the padding; boxes come in source pixels.
- * Encoding is libvips' (sharp): about 2 ms a picture, on libuv's thread pool rather than the event
- * loop that feeds inference (a pure-JS encoder took 30 ms on it).
+ * Encoding is libvips' (sharp), on libuv's thread pool rather than the event loop that feeds
+ * inference (docs/benchmarks.md, "Small choices").
  */
 export async function renderSnapshot(frame: Frame, box: Box, quality: number): Promise<SnapshotImages> {
   const g = frame.geometry;

@@ -3,14 +3,14 @@ import type * as tfType from '@tensorflow/tfjs';
 /**
  * The Beats CNN, defined once, in TensorFlow.js. A compact body for CPUs, then the Beats head of
  * BEATS.md: per-cell class logits from a final 1x1 convolution, beside a 1x1 box regression,
- * anchor-free on one grid (stride 4, or 8 for models trained before the fine grid).
+ * anchor-free on one grid (stride 4, or 8 for a spec without `stride`).
  *
  * Body: space-to-depth by 4 (pixels become channels: no expensive full-resolution convolution),
  * 1x1 and 3x3 convolutions with batch norm and ReLU, space-to-depth by 2, three more. Every
  * convolution has stride 1, so it maps to one ONNX Conv, and training can use fast gradients.
  * The stride-4 grid then fuses the stride-8 map, brought up by 2 (nearest), with the stride-4 map
- * of c2: one 1x1 convolution over both, with batch norm and ReLU. At stride 8 a far person and the
- * bicycle they push hold one cell between them, and the yard's far bicycles were mostly missed.
+ * of c2: one 1x1 convolution over both, with batch norm and ReLU: at stride 8 a far person and the
+ * bicycle they push hold one cell between them, and far bicycles are missed.
  *
  * Output, per cell in row-major order (the same in TF.js and in the exported ONNX):
  *   [x1, y1, x2, y2, score_0 .. score_C-1], box in input pixels, scores after a sigmoid.
@@ -22,7 +22,7 @@ export interface BeatsCnnSpec {
   classes: readonly string[];
   /** Channels of the body's convolutions. */
   widths: { stem: number; mid: number; head: number };
-  /** The head's grid, in input pixels per cell. Absent in specs from before the fine grid: 8. */
+  /** The head's grid, in input pixels per cell. Absent: 8 (the grid of the first trained models). */
   stride?: 4 | 8;
 }
 
