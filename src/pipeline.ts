@@ -24,6 +24,7 @@ import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
 import { newSourceStats } from './source/frame.js';
 import { cameraChain } from './pipeline/camera-chain.js';
+import { routeCommands, type CommandRouter } from './pipeline/commands.js';
 import type { CameraStats, FrameResult } from './pipeline/types.js';
 
 export interface RunOptions {
@@ -127,6 +128,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
   let broker: EmbeddedBroker | undefined;
   let publisher: MqttPublisher | undefined;
   let monitoring: Monitoring | undefined;
+  let commands: CommandRouter | undefined;
   // First: a state_dir that cannot be made is a config error, before anything slow starts.
   await ensurePrivateDir(config.state_dir).catch((err: unknown) => {
     throw err instanceof StateError ? new ConfigError(loaded.file, [{ path: 'state_dir', message: err.message }]) : err;
@@ -176,14 +178,20 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     const watch = await startMonitoring({
       config,
       publisher,
-      prefix: mqttConfig.prefix,
-      mqttOperators: feedbackPublishers(config.mqtt, !url) !== undefined,
       cameras: config.cameras.map((camera) => ({ camera, model: detectors.get(camera.name)!.card, stats: cameras[camera.name]! })),
       adaptation: () => new Map([...adapters].map(([name, adapter]) => [name, adapter.statusMessage()])),
       modelHistory: adaptiveModelHistory(adapters, baseModelHistory(new Map(config.cameras.map((c) => [c.name, { name: detectors.get(c.name)!.card.name, version: detectors.get(c.name)!.card.version }])))),
     });
     monitoring = watch;
-    for (const adapter of adapters.values()) adapter.connect({ publisher, prefix: mqttConfig.prefix, intake: watch.intake });
+    // MQTT commands (verdicts, rollback, adapt/set) to the intake and the adapters; their status out.
+    commands = routeCommands({
+      publisher,
+      prefix: mqttConfig.prefix,
+      cameras: config.cameras.map((c) => c.name),
+      intake: watch.intake,
+      mqttOperators: feedbackPublishers(config.mqtt, !url) !== undefined,
+      adapters,
+    });
     const hooks: RunOptions = {
       ...options,
       onResult: (result) => {
@@ -237,6 +245,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped, durableSent: publisher.stats.durableSent, outboxDepth: publisher.outboxDepth } };
   } finally {
     await Promise.all([...adapters.values()].map((a) => a.close()));
+    commands?.close();
     await monitoring?.close();
     await publisher?.close();
     await broker?.close();

@@ -15,7 +15,8 @@
  * - track/: tracker, zones and events;
  * - adapt/: on-device adaptation (uses train/'s TensorFlow.js);
  * - serve/: HTTP, live page and metrics (reads pipeline/types.ts);
- * - pipeline.ts and pipeline/: the assembly; cli/: the commands, which nothing else imports.
+ * - pipeline.ts and pipeline/: the assembly (pipeline/commands.ts: the one place that takes MQTT
+ *   commands; adapt/ holds no MQTT client); cli/: the commands, which nothing else imports.
  */
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -76,6 +77,10 @@ const rules: Rule[] = [
   {
     name: 'serve/ does not import pipeline.ts (it is started by it)',
     breaks: ({ from, to }) => folder(from) === 'serve' && to === 'pipeline.ts',
+  },
+  {
+    name: 'adapt/ holds no MQTT client (src/pipeline/commands.ts routes its commands and publishes its status)',
+    breaks: ({ from, to }) => folder(from) === 'adapt' && to === 'publish/mqtt.ts',
   },
   {
     name: 'nothing outside cli/ imports cli/',
@@ -187,12 +192,15 @@ describe('import direction in src/', () => {
       { from: 'serve/x.ts', to: 'cli/y.ts' },
       { from: 'serve/x.ts', to: 'pipeline/types.ts' },
       { from: 'adapt/x.ts', to: 'pipeline.ts' },
+      { from: 'adapt/x.ts', to: 'publish/mqtt.ts' },
+      { from: 'adapt/x.ts', to: 'publish/topics.ts' },
     ];
     expect(importCycles(bad)).toEqual([['a.ts', 'b.ts']]);
     expect(ruleViolations(bad)).toEqual([
       'config/ imports nothing outside config/ but the root leaves: config/x.ts -> source/y.ts',
       'model/ imports nothing from track/, publish/, adapt/, serve/, train/, cli/, the pipeline: model/x.ts -> adapt/y.ts',
       'adapt/ imports nothing from serve/, cli/, the pipeline: adapt/x.ts -> pipeline.ts',
+      'adapt/ holds no MQTT client (src/pipeline/commands.ts routes its commands and publishes its status): adapt/x.ts -> publish/mqtt.ts',
       'nothing outside cli/ imports cli/: serve/x.ts -> cli/y.ts',
     ]);
     expect(importSpecifiers("import type { A } from './a.js';\nexport { b } from '../b.js';\nconst c = await import('./c.js');\nnew URL('./w.ts', import.meta.url);\nnew URL('../package.json', import.meta.url);\nimport x from 'rxjs';")).toEqual(['./a.js', '../b.js', './c.js', './w.ts']);

@@ -1,34 +1,32 @@
 /**
  * On-device adaptation of one camera inside the running pipeline (BEATS.md): its own adaptable
  * detector (heads are per camera), its version store under `state_dir`, its BeatsEngine, the ring of
- * supervision cells (supervision.ts), and its MQTT face:
+ * supervision cells (supervision.ts), and what the camera's commands call (the pipeline routes
+ * them from MQTT: src/pipeline/commands.ts):
  *
- * - `<prefix>/<camera>/model` (retained): the engine's status summarised, whenever it changes, at
- *   most once a second.
- * - `<prefix>/<camera>/model/rollback`: payload a version number or `base`; a bad one is answered on
- *   `<prefix>/<camera>/model/rollback/rejected` with the reason.
- * - `<prefix>/<camera>/adapt/set`: `on` | `off`. Off stops submitting supervision; inference goes on
- *   with the current head.
+ * - `statusUpdates()`: the engine's status summarised, whenever it changes, at most once a second
+ *   (published retained on `<prefix>/<camera>/model`).
+ * - `rollback(payload)`: a version number or `base`; a bad one rejects with the reason.
+ * - `setEnabled(on)`: off stops submitting supervision; inference goes on with the current head.
+ * - `onVerdict(feedback)`: an accepted operator verdict.
  *
  * Accepted and rolled-back heads are swapped into the detector from the engine's `updates$` (between
  * two frames: `setHead` only replaces a reference). Nothing here waits on the frame path: `observe`
  * copies a few feature vectors and `engine.submit` returns at once.
  */
-import type { Subscription } from 'rxjs';
+import { Observable, Subject, type Subscription } from 'rxjs';
 import type { CameraConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import type { Detector } from '../model/detector.js';
 import type { Detection } from '../model/detection.js';
 import type { ModelStatusMessage } from '../publish/messages.js';
-import type { MqttPublisher } from '../publish/mqtt.js';
-import { adaptSetTopic, modelTopic, rollbackRejectedTopic, rollbackTopic } from '../publish/topics.js';
 import type { ModelHistory, ModelHistorySource } from './model-history.js';
 import type { Frame, FrameOutput } from '../source/frame.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import type { TrackView } from '../track/tracker.js';
 import { BeatsEngine, VersionStore, type EngineStatus, type RollbackTarget } from './engine.js';
-import type { AcceptedFeedback, FeedbackIntake } from './feedback.js';
+import type { AcceptedFeedback } from './feedback.js';
 import { SupervisionRing } from './supervision.js';
 import type { FrameHeadFeatures } from '../model/head.js';
 import { KeyframeSchedule, agreement, keyframePolicy, type KeyframeLabeller } from './teacher.js';
@@ -49,10 +47,9 @@ export class CameraAdapter {
   private lastTime = 0;
   private verdictsUsed = 0;
   private subscriptions: Subscription[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private lastPublished: string | undefined;
   private closed = false;
-  private tick: (() => void) | undefined;
+  /** Emits once the adapter has closed (its engine too). */
+  private readonly closed$ = new Subject<void>();
   private readonly startedAt = Date.now();
   private readonly schedule: KeyframeSchedule | undefined;
   /** One teacher run at a time: keyframes that fall due while it runs wait for the next one. */
@@ -208,42 +205,51 @@ export class CameraAdapter {
     }
   }
 
-  /** Subscribes to verdicts and the MQTT control topics, and publishes the status. */
-  connect(options: { publisher: MqttPublisher; prefix: string; intake: FeedbackIntake; statusIntervalMs?: number }): void {
-    const { publisher, prefix } = options;
-    const name = this.camera.name;
-    this.subscriptions.push(options.intake.accepted$.subscribe((f) => this.onVerdict(f)));
-    publisher.subscribe(rollbackTopic(prefix, name), (payload) => {
-      const text = payload.toString('utf8');
-      const reject = (reason: string) => publisher.publish(rollbackRejectedTopic(prefix, name), JSON.stringify({ reason, received: text.slice(0, 200) }), { qos: 1, retain: false });
-      let target: RollbackTarget;
-      try {
-        target = parseRollbackTarget(text);
-      } catch (err) {
-        reject(errorMessage(err));
-        return;
+  /**
+   * A rollback command's payload (a version number or `base`): the engine writes a new version
+   * holding that head. Rejects with an Error saying why when the payload is no version or the
+   * engine refuses it (a version that does not exist, a head that cannot be written).
+   */
+  async rollback(payload: string): Promise<void> {
+    const target = parseRollbackTarget(payload);
+    try {
+      await this.engine.rollback(target);
+    } catch (err) {
+      this.log.limited(`${this.camera.name} rollback`).warn(`${this.camera.name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
+      throw err;
+    }
+  }
+
+  /**
+   * The status message whenever it changes: at once, then checked every `intervalMs`, and a last
+   * time when the adapter closes (the final figures); completes then.
+   */
+  statusUpdates(intervalMs = 1000): Observable<ModelStatusMessage> {
+    return new Observable<ModelStatusMessage>((subscriber) => {
+      let last: string | undefined;
+      const emit = () => {
+        const message = this.statusMessage();
+        const text = JSON.stringify(message);
+        if (text === last) return;
+        last = text;
+        subscriber.next(message);
+      };
+      emit();
+      if (this.closed) {
+        subscriber.complete();
+        return undefined;
       }
-      this.engine.rollback(target).catch((err: unknown) => {
-        this.log.limited(rollbackTopic(prefix, name)).warn(`${name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
-        reject(errorMessage(err));
+      const timer = setInterval(emit, intervalMs).unref();
+      const closing = this.closed$.subscribe(() => {
+        clearInterval(timer);
+        emit();
+        subscriber.complete();
       });
+      return () => {
+        clearInterval(timer);
+        closing.unsubscribe();
+      };
     });
-    publisher.subscribe(adaptSetTopic(prefix, name), (payload) => {
-      const text = payload.toString('utf8').trim().toLowerCase();
-      if (text === 'on' || text === 'off') this.setEnabled(text === 'on');
-      else this.log.limited(adaptSetTopic(prefix, name)).warn(`${name}: ${adaptSetTopic(prefix, name)}: "${text.slice(0, 50)}" is neither on nor off; ignored`);
-    });
-    const tick = () => {
-      const text = JSON.stringify(this.statusMessage());
-      if (text !== this.lastPublished) {
-        this.lastPublished = text;
-        publisher.publishState(modelTopic(prefix, name), text);
-      }
-    };
-    this.tick = tick;
-    tick();
-    this.timer = setInterval(tick, options.statusIntervalMs ?? 1000);
-    this.timer.unref();
   }
 
   statusMessage(): ModelStatusMessage {
@@ -309,14 +315,14 @@ export class CameraAdapter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.timer);
     for (const s of this.subscriptions) s.unsubscribe();
     this.subscriptions = [];
     await this.teacherBusy;
     await this.teacher?.close?.();
     await this.engine.close();
-    // The last figures, retained for whoever looks after the run.
-    this.tick?.();
+    // The last figures, for whoever looks after the run (statusUpdates).
+    this.closed$.next();
+    this.closed$.complete();
   }
 }
 

@@ -127,6 +127,12 @@ export interface AcceptedFeedback {
   receivedAt: number;
 }
 
+/** A verdict the intake refused, and the camera it was for. */
+export interface RejectedFeedback {
+  camera: string;
+  rejection: Rejection;
+}
+
 export type FeedbackResult = { accepted: true; feedback: AcceptedFeedback } | { accepted: false; rejection: Rejection };
 
 export interface FeedbackCamera {
@@ -145,8 +151,6 @@ export interface FeedbackIntakeOptions {
   maxEvents?: number;
   /** Payloads larger than this are rejected unread (default 4096 bytes). */
   maxBytes?: number;
-  /** Where rejections go (the pipeline publishes them on `<prefix>/<camera>/feedback/rejected`). */
-  onRejected?: (camera: string, rejection: Rejection) => void;
   /** Monotonic milliseconds, for the token bucket (tests). */
   now?: () => number;
   /** Who may send `missed` verdicts (default operators: see FeedbackOrigin.operator). */
@@ -257,6 +261,12 @@ export class FeedbackIntake {
   private readonly accepted = new Subject<AcceptedFeedback>();
   /** Accepted verdicts, resolved; completes when the intake closes. */
   readonly accepted$: Observable<AcceptedFeedback> = this.accepted.asObservable();
+  private readonly rejected = new Subject<RejectedFeedback>();
+  /**
+   * Rejected verdicts of known cameras, with the reason (the pipeline publishes them on
+   * `<prefix>/<camera>/feedback/rejected`); completes when the intake closes.
+   */
+  readonly rejected$: Observable<RejectedFeedback> = this.rejected.asObservable();
   private readonly rate: { perSecond: number; burst: number };
   private readonly maxEvents: number;
   private readonly maxBytes: number;
@@ -321,8 +331,8 @@ export class FeedbackIntake {
   }
 
   /**
-   * One verdict, from MQTT or HTTP: checked, resolved, then emitted on accepted$ or rejected (and
-   * the rejection reported through onRejected). Never throws on bad input.
+   * One verdict, from MQTT or HTTP: checked, resolved, then emitted on accepted$, or rejected and
+   * emitted on rejected$. Never throws on bad input.
    */
   submit(cameraName: string, payload: Buffer | string, origin: FeedbackOrigin): FeedbackResult {
     const text = typeof payload === 'string' ? payload : payload.toString('utf8');
@@ -342,13 +352,14 @@ export class FeedbackIntake {
       const rejection: Rejection = { reason: err.reason, code: err.code, received: received(text) };
       camera.counts.rejected[err.code] = (camera.counts.rejected[err.code] ?? 0) + 1;
       this.log.debug(`${cameraName}: verdict rejected (${err.reason}, via ${origin.via})`);
-      this.options.onRejected?.(cameraName, rejection);
+      this.rejected.next({ camera: cameraName, rejection });
       return { accepted: false, rejection };
     }
   }
 
   close(): void {
     this.accepted.complete();
+    this.rejected.complete();
   }
 
   private takeToken(camera: CameraState): boolean {

@@ -5,6 +5,7 @@
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import type { MqttConfig } from '../config/schema.js';
 import { logger } from '../log.js';
+import { adaptSetTopic, feedbackTopic, rollbackTopic } from './topics.js';
 
 export interface FeedbackAcl {
   /** Topic prefix: `<prefix>/<camera>/feedback` is the feedback topic of each camera. */
@@ -60,16 +61,20 @@ export function feedbackPublishers(mqtt: Pick<MqttConfig, 'feedback_users' | 'em
   return user === undefined ? undefined : [user];
 }
 
-/** `<prefix>/<one level>/feedback`, exactly (rejections on `.../feedback/rejected` are the pipeline's). */
-export function isFeedbackTopic(topic: string, prefix: string): boolean {
-  if (!topic.startsWith(`${prefix}/`)) return false;
-  const rest = topic.slice(prefix.length + 1).split('/');
-  return rest.length === 2 && rest[1] === 'feedback';
+/** The camera level of `<prefix>/<camera>/...`, or undefined for a topic outside the prefix. */
+function cameraOf(topic: string, prefix: string): string | undefined {
+  if (!topic.startsWith(`${prefix}/`)) return undefined;
+  return topic.slice(prefix.length + 1).split('/')[0];
 }
 
-/** Adaptation control, operators only like verdicts: `<prefix>/<camera>/model/rollback` and `<prefix>/<camera>/adapt/set`. */
+/** A camera's verdict topic (topics.ts), exactly (rejections on `.../feedback/rejected` are the pipeline's). */
+export function isFeedbackTopic(topic: string, prefix: string): boolean {
+  const camera = cameraOf(topic, prefix);
+  return camera !== undefined && topic === feedbackTopic(prefix, camera);
+}
+
+/** Adaptation control, operators only like verdicts: a camera's rollback and adapt/set topics (topics.ts). */
 export function isModelControlTopic(topic: string, prefix: string): boolean {
-  if (!topic.startsWith(`${prefix}/`)) return false;
-  const rest = topic.slice(prefix.length + 1).split('/');
-  return rest.length === 3 && ((rest[1] === 'model' && rest[2] === 'rollback') || (rest[1] === 'adapt' && rest[2] === 'set'));
+  const camera = cameraOf(topic, prefix);
+  return camera !== undefined && (topic === rollbackTopic(prefix, camera) || topic === adaptSetTopic(prefix, camera));
 }

@@ -1,12 +1,10 @@
 import path from 'node:path';
 import { FeedbackIntake } from '../adapt/feedback.js';
 import type { CameraConfig, PipelineConfig } from '../config/schema.js';
-import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import type { CameraStats, FrameResult } from '../pipeline/types.js';
 import type { ModelStatusMessage, EventMessage } from '../publish/messages.js';
 import type { MqttPublisher } from '../publish/mqtt.js';
-import { feedbackRejectedTopic, feedbackTopic } from '../publish/topics.js';
 import { isLive, sourceKind } from '../config/source-kind.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { LiveMonitor } from './live.js';
@@ -22,10 +20,8 @@ export interface MonitoredCamera {
 export interface MonitoringOptions {
   config: PipelineConfig;
   cameras: readonly MonitoredCamera[];
+  /** For /metrics and /api/stats: the publisher's counts. */
   publisher: MqttPublisher;
-  prefix: string;
-  /** The broker lets only operators publish verdicts (mqtt.feedback_users, or the embedded broker's user). */
-  mqttOperators?: boolean;
   /** The model panel's data; default: the base model, adaptation off. */
   modelHistory?: ModelHistorySource;
   /** Adapting cameras' status, for /metrics. */
@@ -34,7 +30,8 @@ export interface MonitoringOptions {
 
 /**
  * Everything that watches a running pipeline or talks back to it: the feedback intake (always: MQTT
- * verdicts need no HTTP server), and with `http` configured the live pages, /metrics and /healthz.
+ * verdicts need no HTTP server; src/pipeline/commands.ts routes them to it), and with `http`
+ * configured the live pages, /metrics and /healthz.
  * The pipeline calls the `on...` hooks; they store references and return.
  */
 export interface Monitoring {
@@ -50,26 +47,13 @@ export interface Monitoring {
 const log = logger('serve');
 
 export async function startMonitoring(options: MonitoringOptions): Promise<Monitoring> {
-  const { config, publisher, prefix } = options;
+  const { config, publisher } = options;
   const intake = new FeedbackIntake({
     cameras: options.cameras.map((c) => ({ name: c.camera.name, classes: c.model.classes })),
     ringFrames: config.feedback.ring_frames,
     rate: { perSecond: config.feedback.rate_per_s, burst: config.feedback.burst },
     missedFrom: config.feedback.missed_from,
-    // QoS 0: a flood of bad verdicts must not fill the acknowledgement window detections need.
-    onRejected: (camera, rejection) => publisher.publish(feedbackRejectedTopic(prefix, camera), JSON.stringify(rejection), { qos: 0, retain: false }),
   });
-  for (const c of options.cameras) {
-    const camera = c.camera.name;
-    publisher.subscribe(feedbackTopic(prefix, camera), (payload) => {
-      // An exception here would escape into mqtt.js's event emitter and end the process.
-      try {
-        intake.submit(camera, payload, { via: 'mqtt', operator: options.mqttOperators ?? false });
-      } catch (err) {
-        log.error(`camera ${camera}: feedback failed: ${errorMessage(err)}`);
-      }
-    });
-  }
 
   const statsOf = new Map(options.cameras.map((c) => [c.camera.name, c.stats]));
   const monitor = new LiveMonitor(
