@@ -3,6 +3,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { isLoopbackHost } from '../config/schema.js';
 import { restrictFeedbackPublishers, type FeedbackAcl } from './feedback-acl.js';
+import { fillMqttLengthCache } from './mqtt-length-cache.js';
 import { PublishError } from '../errors.js';
 import { logger } from '../log.js';
 
@@ -34,6 +35,7 @@ export interface EmbeddedBroker {
  * loopback by default; bound to anything else it requires a username and password of every client.
  */
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  fillMqttLengthCache();
   const log = logger('broker');
   const { username, password } = options;
   if (!isLoopbackHost(options.host) && !(username && password)) {

@@ -2,6 +2,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { redactUrl } from '../redact.js';
 import { logger } from '../log.js';
 import type { DetectionsMessage } from './messages.js';
+import { fillMqttLengthCache } from './mqtt-length-cache.js';
 import type { Outbox } from './outbox.js';
 import type { TlsMaterial } from './tls.js';
 import { availabilityTopic, detectionsTopic } from './topics.js';
@@ -76,6 +77,7 @@ export class MqttPublisher {
   private readonly handlers = new Map<string, (payload: Buffer, topic: string) => void>();
 
   constructor(private readonly options: PublisherOptions) {
+    fillMqttLengthCache();
     this.maxPending = options.maxPending ?? 100;
     const availability = availabilityTopic(this.options.prefix);
     const clientOptions: IClientOptions = {
