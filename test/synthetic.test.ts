@@ -16,7 +16,7 @@ import {
   type SceneOptions,
   type SyntheticBox,
   type SyntheticFrame,
-} from '../src/source/synthetic.js';
+} from '../src/source/synthetic/index.js';
 import { spawnBeats, waitFor, type BeatsProcess } from './helpers/brokers.js';
 import { sleep } from './helpers/frames.js';
 

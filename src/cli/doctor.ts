@@ -19,7 +19,7 @@ import { readTlsFiles, type TlsMaterial } from '../publish/tls.js';
 import { ffmpegVersion, locateFfmpeg, parseStreamInfo } from '../source/ffmpeg-binary.js';
 import { redactSecrets, redactUrl } from '../redact.js';
 import { sourceKind } from '../config/source-kind.js';
-import { parseSyntheticUrl } from '../source/synthetic.js';
+import { parseSyntheticUrl } from '../source/synthetic/index.js';
 
 const run = promisify(execFile);
 

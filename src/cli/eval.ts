@@ -14,7 +14,7 @@ import { Detector } from '../model/detector.js';
 import { evaluate, type Evaluation, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
 import { readFrames } from '../source/frames.js';
 import { sourceKind } from '../config/source-kind.js';
-import { parseSyntheticUrl, syntheticUrl } from '../source/synthetic.js';
+import { parseSyntheticUrl, syntheticUrl } from '../source/synthetic/index.js';
 import { syntheticTruth } from '../source/synthetic-source.js';
 import path from 'node:path';
 import { compareModels, parseModelUnderTest, type ModelScore } from '../model/compare.js';

@@ -8,7 +8,7 @@ import { BeatsError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { logger } from '../log.js';
 import { ffmpegBinary } from '../source/ffmpeg-binary.js';
-import { SYNTHETIC_CLASSES, SyntheticScene, sceneOptionsFrom, syntheticUrl, type SyntheticBox, type SyntheticUrlKey } from '../source/synthetic.js';
+import { SYNTHETIC_CLASSES, SyntheticScene, sceneOptionsFrom, syntheticUrl, type SyntheticBox, type SyntheticUrlKey } from '../source/synthetic/index.js';
 
 const log = logger('synth');
 const run = promisify(execFile);

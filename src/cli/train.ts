@@ -7,7 +7,7 @@ import { BeatsError } from '../errors.js';
 import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../train/beats-train.js';
 import type { Weights } from '../train/beats-cnn.js';
 import type { Tf } from '../train/tf.js';
-import { SYNTHETIC_SCENES } from '../source/synthetic.js';
+import { SYNTHETIC_SCENES } from '../source/synthetic/index.js';
 import { loadTf } from '../train/tf.js';
 import { loadRealData, mixedBatch, realRecipe } from '../train/real-data.js';
 

@@ -7,7 +7,7 @@ import { SourceError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { newSourceStats, type Frame, type FrameOutput, type FrameSourceOptions, type SourceStats } from './frame.js';
 import { letterbox, type Letterbox } from './geometry.js';
-import { SyntheticScene, parseSyntheticUrl, type SceneOptions, type SyntheticBox } from './synthetic.js';
+import { SyntheticScene, parseSyntheticUrl, type SceneOptions, type SyntheticBox } from './synthetic/index.js';
 
 /**
  * The ground truth of every frame a synthetic source emitted: the boxes of its objects in source

@@ -1,7 +1,7 @@
 /** Training the Beats CNN: samples and targets from synthetic frames, the detection loss, recipes and checkpoints. */
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../fs-atomic.js';
-import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/synthetic.js';
+import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/synthetic/index.js';
 import { defaultSpec, forward, gridSize, initWeights, isTrainable, strideOf, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
 import { IGNORED, assignCells } from '../model/assign.js';
 import type { Tf } from './tf.js';
