@@ -73,8 +73,6 @@
  *   uniform sample, so it stays mostly the earlier scenes for a long time after a shift.
  * - keep_versions 100: a history to roll back through that stays small on disk.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Subject, type Observable } from 'rxjs';
 import { errorMessage } from '../errors.js';
@@ -92,6 +90,7 @@ import {
   type UpdateFigures,
 } from './engine-types.js';
 import type { HeadVersion, RollbackTarget, VersionInfo, VersionStore } from './versions.js';
+import { workerBootstrap } from './worker-bootstrap.js';
 
 export * from './engine-types.js';
 export type { WorkerMemory } from './engine-protocol.js';
@@ -181,28 +180,6 @@ const emptyStats = (grid: number): CoreStats => ({
   missEnergy: new Array<number>(grid * grid).fill(0),
   falseAlarmEnergy: new Array<number>(grid * grid).fill(0),
 });
-
-/**
- * The worker's bootstrap: registers tsx in the worker thread, then imports worker.ts. (Node 20 does
- * not apply `--import tsx` given in a Worker's execArgv to the worker's own module, and the main
- * thread's hooks are not inherited; this works under `node bin/beats.js`, tsx and vitest alike.)
- * Both by absolute URL, so nothing depends on the working directory.
- */
-let bootstrap: string | undefined;
-function workerBootstrap(): string {
-  if (!bootstrap) {
-    const require = createRequire(import.meta.url);
-    const pkgPath = require.resolve('tsx/package.json');
-    const pkg = require(pkgPath) as { exports: Record<string, { import?: { default?: string } } | string> };
-    const entry = pkg.exports['./esm/api'];
-    const relative = typeof entry === 'object' ? entry.import?.default : undefined;
-    if (!relative) throw new Error(`tsx (${pkgPath}) has no ESM API entry (tsx/esm/api)`);
-    const api = new URL(relative, pathToFileURL(pkgPath)).href;
-    const worker = new URL('./worker.ts', import.meta.url).href;
-    bootstrap = `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker)}); });`;
-  }
-  return bootstrap;
-}
 
 /** A worker that lived this long without a fault resets the restart backoff. */
 const STABLE_MS = 60_000;
