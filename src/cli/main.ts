@@ -3,10 +3,7 @@ import { MAX_DURATION_S } from '../config/schema.js';
 import { BeatsError, ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { packageVersion } from '../version.js';
-import { doctorCommand } from './doctor.js';
-import { modelsListCommand, modelsPullCommand } from './models.js';
-import { runCommand } from './run.js';
-import { synthCommand, type SynthCliOptions } from './synth.js';
+import type { SynthCliOptions } from './synth.js';
 import { EXIT, helpFooter } from './usage.js';
 
 const log = logger('beats');
@@ -52,6 +49,7 @@ program
   .option('--max-frames <n>', 'stop each camera after N processed frames', positiveInt)
   .option('--broker <url>', 'MQTT broker URL (overrides mqtt.url; default: embedded broker)')
   .action(async (file: string, opts: { maxFrames?: number; broker?: string }) => {
+    const { runCommand } = await import('./run.js');
     await runCommand(file, opts);
   });
 
@@ -62,12 +60,14 @@ models
   .argument('<name>', 'model name, e.g. yolox-nano')
   .option('--from <file-or-url>', 'take the file from here instead (offline sites)')
   .action(async (name: string, opts: { from?: string }) => {
+    const { modelsPullCommand } = await import('./models.js');
     await modelsPullCommand(name, opts);
   });
 models
   .command('list')
   .description('known models and whether they are pulled')
   .action(async () => {
+    const { modelsListCommand } = await import('./models.js');
     await modelsListCommand();
   });
 
@@ -112,6 +112,7 @@ program
   .option('--shift <list>', 'switch to these domain shifts at --shift-at')
   .option('--shift-at <s>', 'stream second of the switch')
   .action(async (opts: SynthCliOptions) => {
+    const { synthCommand } = await import('./synth.js');
     await synthCommand(opts);
   });
 
@@ -246,6 +247,7 @@ program
   .option('--json', 'print the checks as JSON')
   .option('--timeout <s>', 'seconds to wait for the broker and for each live camera (default 8)', timerSeconds)
   .action(async (file: string | undefined, opts: { broker?: string; json?: boolean; timeout?: number }) => {
+    const { doctorCommand } = await import('./doctor.js');
     process.exitCode = await doctorCommand(file, { broker: opts.broker, json: opts.json, timeoutS: opts.timeout });
   });
 

@@ -236,11 +236,15 @@ export interface BeatsProcess {
   exit: Promise<BeatsExit>;
 }
 
-/** `node bin/beats.js ARGS` from the repository root, output collected. */
+/**
+ * `node bin/beats.js ARGS` from the repository root, output collected. BEATS_FROM_SOURCE=1: the
+ * tests exercise src/ as it is, never a dist/ built before the last edit (test/build.test.ts covers
+ * the compiled CLI).
+ */
 export function spawnBeats(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): BeatsProcess {
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'beats.js'), ...args], {
     cwd: repoRoot,
-    env: { ...process.env, BEATS_LOG_FORMAT: 'text', BEATS_LOG_LEVEL: 'info', ...options.env },
+    env: { ...process.env, BEATS_LOG_FORMAT: 'text', BEATS_LOG_LEVEL: 'info', BEATS_FROM_SOURCE: '1', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
