@@ -67,7 +67,7 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/** Pages and scripts are read once at start; no build step, no framework. */
+/** Pages and scripts, read once at start and served as they are (no bundler, no framework). */
 const STATIC_FILES = {
   '/': ['index.html', 'text/html; charset=utf-8'],
   '/static/style.css': ['style.css', 'text/css; charset=utf-8'],
@@ -103,120 +103,12 @@ const snapshotRoute = /^\/snapshots\/([a-z0-9_-]+)\/([A-Za-z0-9][A-Za-z0-9._-]*\
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const log = logger('http');
-  const dir = new URL('./static/', import.meta.url);
-  const files = new Map<string, { body: Buffer; type: string }>();
-  for (const [route, [file, type]] of Object.entries(STATIC_FILES)) files.set(route, { body: await readFile(new URL(file, dir)), type });
-  const cameraPage = await readFile(new URL(CAMERA_PAGE, dir));
-
-  const names = hostNames(options.host, options.allowedHosts ?? []);
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    checkHost(req.headers.host, names);
-    const url = new URL(req.url ?? '/', 'http://beats.invalid');
-    const route = url.pathname;
-    const method = req.method ?? 'GET';
-
-    if (method === 'POST') {
-      const m = cameraRoute.exec(route);
-      if (!m || m[2] !== 'feedback') throw new HttpFailure(404, 'not found');
-      const camera = knownCamera(m[1]!);
-      checkStateChange(req, options.token);
-      const body = await readBody(req);
-      // Past checkStateChange, a request with http.token configured carried it: an operator's.
-      const result = options.intake.submit(camera, body, { via: 'http', operator: options.token !== undefined });
-      if (result.accepted) {
-        const f = result.feedback;
-        return sendJson(res, 200, {
-          accepted: true,
-          camera: f.camera,
-          verdict: f.verdict,
-          frame: f.frame.index,
-          track_id: f.trackId ?? null,
-          event: f.event?.id ?? null,
-          detection: f.detection ? { label: f.detection.label, score: f.detection.score, box: f.detection.box } : null,
-          label: f.label?.name ?? null,
-          track_frames: f.trackFrames.length,
-        });
-      }
-      const r = result.rejection;
-      const status = r.code === 'rate_limited' ? 429 : r.code === 'too_large' ? 413 : 422;
-      return sendJson(res, status, { accepted: false, reason: r.reason, code: r.code });
-    }
-    if (method !== 'GET' && method !== 'HEAD') throw new HttpFailure(405, `method ${method} not allowed`, { allow: 'GET, HEAD, POST' });
-
-    const file = files.get(route);
-    if (file) return send(res, 200, file.type, file.body, { 'cache-control': 'no-cache' });
-    if (pageRoute.test(route)) {
-      knownCamera(pageRoute.exec(route)![1]!);
-      return send(res, 200, 'text/html; charset=utf-8', cameraPage, { 'cache-control': 'no-cache' });
-    }
-    if (route === '/metrics') return send(res, 200, options.metrics.contentType, Buffer.from(await options.metrics.text()));
-    if (route === '/healthz') {
-      const cameras = Object.fromEntries(options.monitor.names.map((name) => [name, options.monitor.health(name)!]));
-      const ok = Object.values(cameras).every((c) => c.ok);
-      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unhealthy', cameras });
-    }
-    if (route === '/api/stats') return sendJson(res, 200, options.stats());
-    if (route === '/api/info') {
-      return sendJson(res, 200, { auth: options.token ? 'token' : 'loopback', live_fps: options.liveFps, cameras: options.monitor.names });
-    }
-    if (route === '/api/cameras') return sendJson(res, 200, options.monitor.names.map((name) => describeCamera(name)));
-    const api = cameraRoute.exec(route);
-    if (api) {
-      const camera = knownCamera(api[1]!);
-      switch (api[2]) {
-        case undefined:
-          return sendJson(res, 200, describeCamera(camera));
-        case 'live': {
-          const frame = await options.monitor.live(camera);
-          if (!frame) return send(res, 204, 'text/plain', Buffer.alloc(0));
-          return sendJson(res, 200, frame);
-        }
-        case 'events':
-          return sendJson(res, 200, options.monitor.events(camera)!.map((e) => ({ ...e, snapshot: e.has_snapshot ? `/snapshots/${camera}/${e.id}.jpg` : null })));
-        case 'model':
-          return sendJson(res, 200, (await options.modelHistory.history(camera)) ?? null);
-        default:
-          throw new HttpFailure(405, 'feedback is POST only', { allow: 'POST' });
-      }
-    }
-    const snapshot = snapshotRoute.exec(route);
-    if (snapshot) {
-      const camera = knownCamera(snapshot[1]!);
-      const file = path.join(options.snapshotsDir, camera, snapshot[2]!);
-      let body: Buffer;
-      try {
-        body = await readFile(file);
-      } catch {
-        // Deleted past snapshots.max_total_mb, or the event had none.
-        throw new HttpFailure(404, 'no such snapshot');
-      }
-      return send(res, 200, 'image/jpeg', body, { 'cache-control': 'no-cache' });
-    }
-    throw new HttpFailure(404, 'not found');
-  };
-
-  const knownCamera = (name: string): string => {
-    if (!options.monitor.info(name)) throw new HttpFailure(404, `unknown camera "${name}"`);
-    return name;
-  };
-
-  const describeCamera = (name: string) => {
-    const info = options.monitor.info(name)!;
-    const s = info.stats;
-    return {
-      name,
-      model: info.model,
-      classes: info.classes,
-      health: options.monitor.health(name),
-      stats: { frames_in: s.source.framesIn, processed: s.processed, dropped: s.source.dropped, detections: s.detections, restarts: s.source.restarts, inference_ms: Math.round(s.inferenceMs * 10) / 10 },
-    };
-  };
-
+  const routes = new Routes(options, await loadStaticFiles());
   const timeouts = { ...DEFAULT_HTTP_TIMEOUTS, ...options.timeouts };
   // Header and request deadlines are checked this often (Node's default, 30 s, would let them run late).
   const connectionsCheckingInterval = Math.max(50, Math.min(1000, timeouts.headersMs / 4));
   const server: Server = createServer({ connectionsCheckingInterval }, (req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    routes.handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpFailure) {
         sendJson(res, err.status, { error: STATUS_CODES[err.status]?.toLowerCase() ?? 'error', reason: err.reason }, err.headers);
         return;
@@ -234,22 +126,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   server.timeout = timeouts.idleMs;
   server.maxConnections = MAX_CONNECTIONS;
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new HttpServeError(`http server ${options.host}:${options.port}`, `cannot listen: ${err.code ?? err.message} (see http.host and http.port)`, { cause: err }));
-    };
-    server.once('error', onError);
-    server.listen(options.port, options.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+  await listen(server, options.host, options.port);
   server.on('error', (err) => log.error(`http server: ${err.message}`));
   const port = (server.address() as AddressInfo).port;
   const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;
-  const url = `http://${shownHost}:${port}`;
   return {
-    url,
+    url: `http://${shownHost}:${port}`,
     host: options.host,
     port,
     close: () =>
@@ -259,6 +141,159 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         server.closeAllConnections();
       }),
   };
+}
+
+/** Resolves once the server listens; a port taken or a bad host is an HttpServeError. */
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new HttpServeError(`http server ${host}:${port}`, `cannot listen: ${err.code ?? err.message} (see http.host and http.port)`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+interface StaticFiles {
+  /** By route: the file's bytes and content type. */
+  files: Map<string, { body: Buffer; type: string }>;
+  cameraPage: Buffer;
+}
+
+/** The pages and scripts of static/, beside this module (src/serve/static, or dist/serve/static). */
+async function loadStaticFiles(): Promise<StaticFiles> {
+  const dir = new URL('./static/', import.meta.url);
+  const files = new Map<string, { body: Buffer; type: string }>();
+  for (const [route, [file, type]] of Object.entries(STATIC_FILES)) files.set(route, { body: await readFile(new URL(file, dir)), type });
+  return { files, cameraPage: await readFile(new URL(CAMERA_PAGE, dir)) };
+}
+
+/** The answer to each route; a client's mistake throws an HttpFailure. */
+class Routes {
+  private readonly names: ReadonlySet<string>;
+
+  constructor(
+    private readonly options: HttpServerOptions,
+    private readonly statics: StaticFiles,
+  ) {
+    this.names = hostNames(options.host, options.allowedHosts ?? []);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    checkHost(req.headers.host, this.names);
+    const route = new URL(req.url ?? '/', 'http://beats.invalid').pathname;
+    const method = req.method ?? 'GET';
+    if (method === 'POST') return this.feedback(req, res, route);
+    if (method !== 'GET' && method !== 'HEAD') throw new HttpFailure(405, `method ${method} not allowed`, { allow: 'GET, HEAD, POST' });
+
+    const file = this.statics.files.get(route);
+    if (file) return send(res, 200, file.type, file.body, { 'cache-control': 'no-cache' });
+    const page = pageRoute.exec(route);
+    if (page) {
+      this.knownCamera(page[1]!);
+      return send(res, 200, 'text/html; charset=utf-8', this.statics.cameraPage, { 'cache-control': 'no-cache' });
+    }
+    const { options } = this;
+    if (route === '/metrics') return send(res, 200, options.metrics.contentType, Buffer.from(await options.metrics.text()));
+    if (route === '/healthz') return this.health(res);
+    if (route === '/api/stats') return sendJson(res, 200, options.stats());
+    if (route === '/api/info') {
+      return sendJson(res, 200, { auth: options.token ? 'token' : 'loopback', live_fps: options.liveFps, cameras: options.monitor.names });
+    }
+    if (route === '/api/cameras') return sendJson(res, 200, options.monitor.names.map((name) => this.describeCamera(name)));
+    const api = cameraRoute.exec(route);
+    if (api) return this.cameraApi(res, this.knownCamera(api[1]!), api[2]);
+    const snapshot = snapshotRoute.exec(route);
+    if (snapshot) return this.snapshot(res, this.knownCamera(snapshot[1]!), snapshot[2]!);
+    throw new HttpFailure(404, 'not found');
+  }
+
+  /** `POST /api/cameras/<name>/feedback`: a verdict, through the feedback intake. */
+  private async feedback(req: IncomingMessage, res: ServerResponse, route: string): Promise<void> {
+    const m = cameraRoute.exec(route);
+    if (!m || m[2] !== 'feedback') throw new HttpFailure(404, 'not found');
+    const camera = this.knownCamera(m[1]!);
+    checkStateChange(req, this.options.token);
+    const body = await readBody(req);
+    // Past checkStateChange, a request with http.token configured carried it: an operator's.
+    const result = this.options.intake.submit(camera, body, { via: 'http', operator: this.options.token !== undefined });
+    if (result.accepted) {
+      const f = result.feedback;
+      return sendJson(res, 200, {
+        accepted: true,
+        camera: f.camera,
+        verdict: f.verdict,
+        frame: f.frame.index,
+        track_id: f.trackId ?? null,
+        event: f.event?.id ?? null,
+        detection: f.detection ? { label: f.detection.label, score: f.detection.score, box: f.detection.box } : null,
+        label: f.label?.name ?? null,
+        track_frames: f.trackFrames.length,
+      });
+    }
+    const r = result.rejection;
+    const status = r.code === 'rate_limited' ? 429 : r.code === 'too_large' ? 413 : 422;
+    return sendJson(res, status, { accepted: false, reason: r.reason, code: r.code });
+  }
+
+  private health(res: ServerResponse): void {
+    const { monitor } = this.options;
+    const cameras = Object.fromEntries(monitor.names.map((name) => [name, monitor.health(name)!]));
+    const ok = Object.values(cameras).every((c) => c.ok);
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unhealthy', cameras });
+  }
+
+  /** `/api/cameras/<name>[/live|events|model]`. */
+  private async cameraApi(res: ServerResponse, camera: string, part: string | undefined): Promise<void> {
+    const { monitor } = this.options;
+    switch (part) {
+      case undefined:
+        return sendJson(res, 200, this.describeCamera(camera));
+      case 'live': {
+        const frame = await monitor.live(camera);
+        if (!frame) return send(res, 204, 'text/plain', Buffer.alloc(0));
+        return sendJson(res, 200, frame);
+      }
+      case 'events':
+        return sendJson(res, 200, monitor.events(camera)!.map((e) => ({ ...e, snapshot: e.has_snapshot ? `/snapshots/${camera}/${e.id}.jpg` : null })));
+      case 'model':
+        return sendJson(res, 200, (await this.options.modelHistory.history(camera)) ?? null);
+      default:
+        throw new HttpFailure(405, 'feedback is POST only', { allow: 'POST' });
+    }
+  }
+
+  /** `/snapshots/<camera>/<event>.jpg`. */
+  private async snapshot(res: ServerResponse, camera: string, name: string): Promise<void> {
+    let body: Buffer;
+    try {
+      body = await readFile(path.join(this.options.snapshotsDir, camera, name));
+    } catch {
+      // Deleted past snapshots.max_total_mb, or the event had none.
+      throw new HttpFailure(404, 'no such snapshot');
+    }
+    send(res, 200, 'image/jpeg', body, { 'cache-control': 'no-cache' });
+  }
+
+  private knownCamera(name: string): string {
+    if (!this.options.monitor.info(name)) throw new HttpFailure(404, `unknown camera "${name}"`);
+    return name;
+  }
+
+  private describeCamera(name: string) {
+    const info = this.options.monitor.info(name)!;
+    const s = info.stats;
+    return {
+      name,
+      model: info.model,
+      classes: info.classes,
+      health: this.options.monitor.health(name),
+      stats: { frames_in: s.source.framesIn, processed: s.processed, dropped: s.source.dropped, detections: s.detections, restarts: s.source.restarts, inference_ms: Math.round(s.inferenceMs * 10) / 10 },
+    };
+  }
 }
 
 /**
