@@ -209,9 +209,9 @@ interface RunCallbacks {
   onExit(error?: string): void;
 }
 
-function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: boolean, callbacks: RunCallbacks, log: Logger): FfmpegRun {
+/** The ffmpeg command for a source: its input options by kind, scaled and padded to the model's input, raw frames out. */
+function ffmpegCommand(kind: SourceKind, options: FrameSourceOptions, realtime: boolean): ffmpeg.FfmpegCommand {
   const out = options.output;
-  const frameBytes = out.width * out.height * 3;
   const padXY = out.align === 'center' ? '(ow-iw)/2:(oh-ih)/2' : '0:0';
   const hex = Math.max(0, Math.min(255, Math.round(out.padValue))).toString(16).padStart(2, '0');
   const filters = [
@@ -243,7 +243,14 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
       command.input(options.url).inputFormat('v4l2');
       break;
   }
-  command.inputOptions(inputOptions).outputOptions(['-an', '-sn', '-vf', filters.join(','), '-pix_fmt', out.pixelFormat]).format('rawvideo');
+  return command.inputOptions(inputOptions).outputOptions(['-an', '-sn', '-vf', filters.join(','), '-pix_fmt', out.pixelFormat]).format('rawvideo');
+}
+
+/** Starts ffmpeg on a source and cuts its output into frames, reported through `callbacks`. */
+function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: boolean, callbacks: RunCallbacks, log: Logger): FfmpegRun {
+  const out = options.output;
+  const frameBytes = out.width * out.height * 3;
+  const command = ffmpegCommand(kind, options, realtime);
 
   let info: StreamInfo | undefined;
   let geometry: Letterbox | undefined;
