@@ -38,12 +38,29 @@ const sourceStates = ['starting', 'running', 'reconnecting', 'ended'] as const;
 export function createMetrics(options: MetricsOptions): PipelineMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const { monitor, intake } = options;
-  const cameras = () => monitor.names.map((name) => ({ name, info: monitor.info(name)! }));
   const registers = [registry];
+  cameraMetrics(registers, options.monitor);
+  adaptationMetrics(registers, options.adaptation);
+  const inference = new Histogram({
+    name: 'beats_inference_seconds',
+    help: 'Inference time per frame: preprocessing, onnxruntime and decoding.',
+    labelNames: ['camera'],
+    buckets: [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  mqttMetrics(registers, options.mqtt);
+  feedbackMetrics(registers, options.monitor, options.intake);
+  return {
+    registry,
+    observeInference: (camera, ms) => inference.observe({ camera }, ms / 1000),
+    text: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
 
-  /** A per-camera counter whose value is read from elsewhere at scrape time. */
-  const perCamera = <T>(entries: () => Iterable<readonly [string, T]>) => (name: string, help: string, read: (value: T) => number) =>
+/** A maker of per-camera counters whose values are read from `entries` at scrape time. */
+function perCameraCounter<T>(registers: Registry[], entries: () => Iterable<readonly [string, T]>) {
+  return (name: string, help: string, read: (value: T) => number) =>
     new Counter({
       name,
       help,
@@ -54,7 +71,12 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
         for (const [camera, value] of entries()) this.inc({ camera }, read(value));
       },
     });
-  const mirrored = perCamera(() => cameras().map((c) => [c.name, c.info.stats] as const));
+}
+
+/** Frames, detections, restarts, source state, health and model of each camera. */
+function cameraMetrics(registers: Registry[], monitor: LiveMonitor): void {
+  const cameras = () => monitor.names.map((name) => ({ name, info: monitor.info(name)! }));
+  const mirrored = perCameraCounter(registers, () => cameras().map((c) => [c.name, c.info.stats] as const));
   mirrored('beats_frames_in_total', 'Frames decoded from the source (dropped ones included).', (s) => s.source.framesIn);
   mirrored('beats_frames_processed_total', 'Frames that went through detection, tracking and events.', (s) => s.processed);
   mirrored('beats_frames_dropped_total', 'Frames replaced in the live mailbox before the detector took them.', (s) => s.source.dropped);
@@ -89,9 +111,12 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
       for (const c of cameras()) this.set({ camera: c.name, name: c.info.model.name, version: c.info.model.version }, 1);
     },
   });
-  // On-device adaptation (cameras with adapt.enabled), from the engines' own counts.
-  const adapting = () => [...(options.adaptation?.() ?? new Map<string, ModelStatusMessage>())];
-  const adaptCounter = perCamera(adapting);
+}
+
+/** On-device adaptation (cameras with adapt.enabled), from the engines' own counts. */
+function adaptationMetrics(registers: Registry[], adaptation: MetricsOptions['adaptation']): void {
+  const adapting = () => [...(adaptation?.() ?? new Map<string, ModelStatusMessage>())];
+  const adaptCounter = perCameraCounter(registers, adapting);
   new Counter({
     name: 'beats_adapt_updates_total',
     help: 'Head updates by outcome: accepted by the guard, rejected by it, rolled back by an operator.',
@@ -131,21 +156,16 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
       for (const [camera, s] of adapting()) s.error_energy.forEach((cells, row) => cells.forEach((v, col) => this.set({ camera, row: String(row), col: String(col) }, v)));
     },
   });
+}
 
-  const inference = new Histogram({
-    name: 'beats_inference_seconds',
-    help: 'Inference time per frame: preprocessing, onnxruntime and decoding.',
-    labelNames: ['camera'],
-    buckets: [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
-    registers,
-  });
-
+/** The MQTT connection, outbox and publish counts. */
+function mqttMetrics(registers: Registry[], mqtt: () => MqttMetricsSource): void {
   new Gauge({
     name: 'beats_mqtt_connected',
     help: 'Whether the pipeline is connected to its MQTT broker.',
     registers,
     collect() {
-      this.set(options.mqtt().connected ? 1 : 0);
+      this.set(mqtt().connected ? 1 : 0);
     },
   });
   new Gauge({
@@ -153,7 +173,7 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
     help: 'Event messages waiting on disk for the broker.',
     registers,
     collect() {
-      this.set(options.mqtt().outboxDepth);
+      this.set(mqtt().outboxDepth);
     },
   });
   const mqttCounter = (name: string, help: string, read: (m: MqttMetricsSource) => number) =>
@@ -163,13 +183,16 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
       registers,
       collect() {
         this.reset();
-        this.inc(read(options.mqtt()));
+        this.inc(read(mqtt()));
       },
     });
   mqttCounter('beats_mqtt_published_total', 'MQTT publishes completed.', (m) => m.published);
   mqttCounter('beats_mqtt_dropped_total', 'MQTT publishes dropped (offline, too many waiting, lost with a connection).', (m) => m.dropped);
   mqttCounter('beats_mqtt_reconnects_total', 'MQTT reconnection attempts.', (m) => m.reconnects);
+}
 
+/** Operator verdicts accepted and rejected, per camera. */
+function feedbackMetrics(registers: Registry[], monitor: LiveMonitor, intake: FeedbackIntake): void {
   new Counter({
     name: 'beats_feedback_accepted_total',
     help: 'Operator verdicts accepted, by verdict.',
@@ -177,9 +200,9 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
     registers,
     collect() {
       this.reset();
-      for (const c of cameras()) {
-        const counts = intake.counts(c.name);
-        for (const verdict of verdicts) this.inc({ camera: c.name, verdict }, counts?.accepted[verdict] ?? 0);
+      for (const camera of monitor.names) {
+        const counts = intake.counts(camera);
+        for (const verdict of verdicts) this.inc({ camera, verdict }, counts?.accepted[verdict] ?? 0);
       }
     },
   });
@@ -190,18 +213,11 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
     registers,
     collect() {
       this.reset();
-      for (const c of cameras()) {
+      for (const camera of monitor.names) {
         // Present from the start at 0, so that rate() works from the first rejection.
-        this.inc({ camera: c.name, code: 'rate_limited' }, 0);
-        for (const [code, n] of Object.entries(intake.counts(c.name)?.rejected ?? {})) this.inc({ camera: c.name, code }, n);
+        this.inc({ camera, code: 'rate_limited' }, 0);
+        for (const [code, n] of Object.entries(intake.counts(camera)?.rejected ?? {})) this.inc({ camera, code }, n);
       }
     },
   });
-
-  return {
-    registry,
-    observeInference: (camera, ms) => inference.observe({ camera }, ms / 1000),
-    text: () => registry.metrics(),
-    contentType: registry.contentType,
-  };
 }
