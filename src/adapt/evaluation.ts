@@ -276,15 +276,10 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   // The teacher first: with a model teacher the source delivers the larger input, and both arms
   // make their frame from it the same way (relayoutFrame), so they see the same pixels.
   const frozen = await Detector.load(camera.model, { runtime, inputSize });
-  let teacher: KeyframeLabeller | undefined;
-  if (options.teacher?.model === 'truth') teacher = new TruthTeacher(options.truthOf, frozen.card.classes);
-  else if (options.teacher) {
-    const detector = await Detector.load(options.teacher.model, { runtime: { ...runtime, threads: options.teacher.threads ?? runtime.threads }, inputSize: options.teacher.inputSize }).catch(async (err: unknown) => {
-      await frozen.close();
-      throw err;
-    });
-    teacher = new ModelTeacher(detector, frozen.card.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });
-  }
+  const teacher = await loadTeacher(options, frozen).catch(async (err: unknown) => {
+    await frozen.close();
+    throw err;
+  });
   const teacherOutput = teacher?.frameOutput?.();
   const sourceOutput = teacherOutput ? largerOutput(frozen.frameOutput(), teacherOutput) : frozen.frameOutput();
 
@@ -293,20 +288,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
   // in alternating order, so that the machine's load (a shared machine drifts over minutes), the
   // engine worker's training and the garbage collector weigh on both alike: what the ratio shows is
   // the frame path's own cost of adapting. The worker's CPU is reported beside it (ms per update).
-  const frozenPredictions: PredictedFrame[] = [];
-  const frozenMs: number[] = [];
-  const frozenTracker = new Tracker(trackerOptions(camera));
-  const frozenStep = async (source: Frame): Promise<void> => {
-    const t0 = performance.now();
-    const frame = relayoutFrame(source, frozen.frameOutput());
-    const detections = await frozen.detect(frame, evalDetect);
-    frozenTracker.update(
-      detections.filter((d) => d.score >= low),
-      frame,
-    );
-    frozenMs.push(performance.now() - t0);
-    frozenPredictions.push(toPredicted(source.index, detections));
-  };
+  const { step: frozenStep, predictions: frozenPredictions, ms: frozenMs } = frozenArmOf(frozen, camera, evalDetect);
 
   const stateDir = await mkdtemp(path.join(tmpdir(), 'beats-adapt-eval-'));
   let student: Detector | undefined;
@@ -332,26 +314,8 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       updateMs.push(event.figures.durationMs);
       if (event.kind === 'accepted') acceptedAt.push(event.figures.streamTime);
     });
-    const tracker = new Tracker(trackerOptions(camera));
     if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, adaptive.card.classes);
-    const beatsStep = async (source: Frame): Promise<void> => {
-      const t0 = performance.now();
-      const frame = active.studentFrame(source);
-      const all = await adaptive.detect(frame, evalDetect);
-      const features = adaptive.headFeatures(all);
-      const kept = all.filter((d) => d.score >= low);
-      const update = tracker.update(kept, frame);
-      active.observe(frame, kept, update.active, source, features);
-      // The frame path ends here, as the frozen arm's does after tracking. What the simulated
-      // operator sees is what a pipeline publishes; its verdicts reach a pipeline from MQTT, off the
-      // frame path.
-      beatsMs.push(performance.now() - t0);
-      const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
-      const published = kept.flatMap((d, i) => (d.score >= threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
-      const verdict = operator?.verdict(frame, published, options.truthOf(source), camera.name);
-      if (verdict) active.onVerdict(verdict);
-      beatsPredictions.push(toPredicted(frame.index, all));
-    };
+    const beatsStep = beatsArmOf(active, adaptive, options, evalDetect, operator, { predictions: beatsPredictions, ms: beatsMs });
     let n = 0;
     await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
       if (n++ % 2 === 0) {
@@ -375,15 +339,8 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     // Then the first domain again, with the final head.
     preIdx = times.flatMap((t, i) => (t < (shiftAt ?? -Infinity) ? [i] : []));
     if (preIdx.length > 0) {
-      const again: PredictedFrame[] = [];
-      await replay(options.url, sourceOutput, preIdx.length, 0, async (source) => {
-        again.push(toPredicted(source.index, await adaptive.detect(relayoutFrame(source, adaptive.frameOutput()), evalDetect)));
-        options.onFrame?.('first-domain', source.index);
-      });
       const preTruth = preIdx.map((i) => truth[i]!);
-      const frozenMap = evaluate(preTruth, preIdx.map((i) => frozenPredictions[i]!), threshold).map50;
-      const beatsMap = evaluate(preTruth, again, threshold).map50;
-      forgetting = { frozenMap50: frozenMap, beatsMap50: beatsMap, dropPoints: 100 * (frozenMap - beatsMap) };
+      forgetting = await measureForgetting(options, sourceOutput, adaptive, evalDetect, preTruth, preIdx.map((i) => frozenPredictions[i]!));
     }
   } finally {
     await adapter?.close().catch((err: unknown) => {
@@ -403,12 +360,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     stream: { url: options.url, frames: times.length, seconds: times.length ? times.at(-1)! - times[0]! + (times[1] ?? 0) - times[0]! : 0, shiftAt: shiftAt ?? null },
     model: camera.model,
     threshold,
-    supervision: {
-      verdicts: options.verdicts ? { ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 } : null,
-      teacher: teacher ? teacher.name : null,
-      teacherPositives: camera.adapt.teacher?.positives ?? null,
-      keyframePolicy: camera.adapt.teacher ? (camera.adapt.teacher.adaptive ? `adaptive ${camera.adapt.teacher.adaptive.min_frames}..${camera.adapt.teacher.adaptive.max_frames} frames` : `every ${camera.adapt.teacher.every_n_frames} frames`) : null,
-    },
+    supervision: supervisionReport(options, teacher),
     frozen: frozenArm,
     beats: beatsArm,
     labels: {
@@ -431,5 +383,102 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     forgetting,
     fpsRatio: frozenArm.fps > 0 ? beatsArm.fps / frozenArm.fps : 0,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+type EvalDetect = Parameters<Detector['detect']>[1];
+
+/** The keyframe teacher the options ask for: the stream's truth, a model, or none. */
+async function loadTeacher(options: AdaptEvalOptions, frozen: Detector): Promise<KeyframeLabeller | undefined> {
+  const { camera, runtime } = options;
+  if (options.teacher?.model === 'truth') return new TruthTeacher(options.truthOf, frozen.card.classes);
+  if (!options.teacher) return undefined;
+  const detector = await Detector.load(options.teacher.model, { runtime: { ...runtime, threads: options.teacher.threads ?? runtime.threads }, inputSize: options.teacher.inputSize });
+  return new ModelTeacher(detector, frozen.card.classes, { threshold: options.teacher.threshold, nmsIou: camera.detect.nms_iou, labels: camera.detect.labels });
+}
+
+/** The frozen arm: detection and tracking on each frame, timed, its predictions kept. */
+function frozenArmOf(frozen: Detector, camera: CameraConfig, evalDetect: EvalDetect) {
+  const predictions: PredictedFrame[] = [];
+  const ms: number[] = [];
+  const tracker = new Tracker(trackerOptions(camera));
+  const step = async (source: Frame): Promise<void> => {
+    const t0 = performance.now();
+    const frame = relayoutFrame(source, frozen.frameOutput());
+    const detections = await frozen.detect(frame, evalDetect);
+    tracker.update(
+      detections.filter((d) => d.score >= camera.events.low_threshold),
+      frame,
+    );
+    ms.push(performance.now() - t0);
+    predictions.push(toPredicted(source.index, detections));
+  };
+  return { step, predictions, ms };
+}
+
+/**
+ * The adapting arm: detection, tracking and the adapter's observation on each frame, timed up to
+ * where a pipeline would publish; the simulated operator's verdicts come after, off the frame path.
+ */
+function beatsArmOf(
+  active: CameraAdapter,
+  adaptive: Detector,
+  options: AdaptEvalOptions,
+  evalDetect: EvalDetect,
+  operator: SimulatedOperator | undefined,
+  record: { predictions: PredictedFrame[]; ms: number[] },
+): (source: Frame) => Promise<void> {
+  const { camera } = options;
+  const { predictions, ms } = record;
+  const tracker = new Tracker(trackerOptions(camera));
+  const step = async (source: Frame): Promise<void> => {
+    const t0 = performance.now();
+    const frame = active.studentFrame(source);
+    const all = await adaptive.detect(frame, evalDetect);
+    const features = adaptive.headFeatures(all);
+    const kept = all.filter((d) => d.score >= camera.events.low_threshold);
+    const update = tracker.update(kept, frame);
+    active.observe(frame, kept, update.active, source, features);
+    // The frame path ends here, as the frozen arm's does after tracking. What the simulated
+    // operator sees is what a pipeline publishes; its verdicts reach a pipeline from MQTT, off the
+    // frame path.
+    ms.push(performance.now() - t0);
+    const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
+    const published = kept.flatMap((d, i) => (d.score >= camera.detect.threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
+    const verdict = operator?.verdict(frame, published, options.truthOf(source), camera.name);
+    if (verdict) active.onVerdict(verdict);
+    predictions.push(toPredicted(frame.index, all));
+  };
+  return step;
+}
+
+/** The first domain's frames again with the final head, against the frozen model's mAP on them. */
+async function measureForgetting(
+  options: AdaptEvalOptions,
+  sourceOutput: FrameOutput,
+  adaptive: Detector,
+  evalDetect: EvalDetect,
+  preTruth: TruthFrame[],
+  frozenPre: PredictedFrame[],
+): Promise<NonNullable<AdaptEvalReport['forgetting']>> {
+  const threshold = options.camera.detect.threshold;
+  const again: PredictedFrame[] = [];
+  await replay(options.url, sourceOutput, preTruth.length, 0, async (source) => {
+    again.push(toPredicted(source.index, await adaptive.detect(relayoutFrame(source, adaptive.frameOutput()), evalDetect)));
+    options.onFrame?.('first-domain', source.index);
+  });
+  const frozenMap = evaluate(preTruth, frozenPre, threshold).map50;
+  const beatsMap = evaluate(preTruth, again, threshold).map50;
+  return { frozenMap50: frozenMap, beatsMap50: beatsMap, dropPoints: 100 * (frozenMap - beatsMap) };
+}
+
+/** The report's supervision block: the verdict policy, the teacher and its keyframe policy. */
+function supervisionReport(options: AdaptEvalOptions, teacher: KeyframeLabeller | undefined): AdaptEvalReport['supervision'] {
+  const policy = options.camera.adapt.teacher;
+  return {
+    verdicts: options.verdicts ? { ...options.verdicts, from: options.verdicts.from ?? options.shiftAt ?? 0 } : null,
+    teacher: teacher ? teacher.name : null,
+    teacherPositives: policy?.positives ?? null,
+    keyframePolicy: policy ? (policy.adaptive ? `adaptive ${policy.adaptive.min_frames}..${policy.adaptive.max_frames} frames` : `every ${policy.every_n_frames} frames`) : null,
   };
 }
