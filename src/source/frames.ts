@@ -5,13 +5,13 @@
 import { access } from 'node:fs/promises';
 import type { PassThrough } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
-import { Observable } from 'rxjs';
+import { Observable, type Subscriber } from 'rxjs';
 import { SourceError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../log.js';
 import { redactUrl } from '../redact.js';
 import { isLive, sourceKind, type SourceKind } from '../config/source-kind.js';
 import { ffmpegBinary, parseStreamInfo, type StreamInfo } from './ffmpeg-binary.js';
-import { newSourceStats, type Frame, type FrameSourceOptions } from './frame.js';
+import { newSourceStats, type Frame, type FrameSourceOptions, type SourceStats } from './frame.js';
 import { letterbox, type Letterbox } from './geometry.js';
 import { readSyntheticFrames } from './synthetic-source.js';
 
@@ -30,149 +30,187 @@ export function readFrames(options: FrameSourceOptions, demand$: Observable<unkn
   // The synthetic camera renders in process, with ground truth: no ffmpeg (see synthetic-source.ts).
   if (sourceKind(options.url) === 'synthetic') return readSyntheticFrames(options, demand$);
   return new Observable<Frame>((subscriber) => {
-    const kind = sourceKind(options.url);
-    const live = isLive(kind) && kind !== 'testsrc';
-    const realtime = options.realtime ?? (kind !== 'file');
-    const lossless = !realtime && !live;
-    const capacity = lossless ? 4 : 1;
-    const stats = options.stats ?? newSourceStats();
-    const log = options.log ?? logger(`source/${options.camera}`);
-    const shownUrl = redactUrl(options.url);
-    const stallMs = (options.stallTimeoutS ?? 10) * 1000;
-    const backoff = options.reconnect ?? { initialS: 1, maxS: 30 };
-
-    const mailbox: Frame[] = [];
-    let credit = 1;
-    let ended = false;
-    let closed = false;
-    let consecutiveFailures = 0;
-    let run: FfmpegRun | undefined;
-    let restartTimer: NodeJS.Timeout | undefined;
-    let stallTimer: NodeJS.Timeout | undefined;
-    let delivered = 0;
-    let startedAt = Date.now();
-    let firstArrival: number | undefined;
-
-    const finish = (err?: Error) => {
-      if (closed) return;
-      closed = true;
-      stats.state = 'ended';
-      teardown();
-      if (err) subscriber.error(err);
-      else subscriber.complete();
-    };
-
-    const emitIfDemanded = () => {
-      while (credit > 0 && mailbox.length > 0 && !closed) {
-        credit--;
-        subscriber.next(mailbox.shift()!);
-      }
-      if (lossless && run?.paused && mailbox.length < capacity) run.resume();
-      if (ended && mailbox.length === 0) finish();
-    };
-
-    const accept = (frame: Frame) => {
-      if (mailbox.length >= capacity) {
-        if (lossless) {
-          // Cannot happen while paused; guard anyway so the bound holds.
-          run?.pause();
-        } else {
-          mailbox.shift();
-          stats.dropped++;
-        }
-      }
-      mailbox.push(frame);
-      stats.maxQueued = Math.max(stats.maxQueued, mailbox.length);
-      if (lossless && mailbox.length >= capacity) run?.pause();
-      emitIfDemanded();
-    };
-
-    const armStallTimer = () => {
-      if (!live) return;
-      clearTimeout(stallTimer);
-      stallTimer = setTimeout(() => restart(`no frame for ${stallMs / 1000} s (stalled)`), stallMs);
-    };
-
-    const restart = (reason: string) => {
-      if (closed) return;
-      clearTimeout(stallTimer);
-      run?.kill();
-      run = undefined;
-      const delayS = Math.min(backoff.maxS, backoff.initialS * 2 ** consecutiveFailures);
-      consecutiveFailures++;
-      stats.restarts++;
-      stats.state = 'reconnecting';
-      log.warn(`${shownUrl}: ${reason}; restarting ffmpeg in ${delayS} s (attempt ${consecutiveFailures})`, { delay_s: delayS, attempt: consecutiveFailures });
-      clearTimeout(restartTimer);
-      restartTimer = setTimeout(start, delayS * 1000);
-    };
-
-    const start = () => {
-      if (closed) return;
-      armStallTimer();
-      run = spawnFfmpeg(kind, options, realtime, {
-        onInfo: (info) => log.info(`${shownUrl}: ${info.width}x${info.height}${info.fps ? ` @ ${info.fps} fps` : ''}`),
-        onFrame: (pixels, info, geometry, rate) => {
-          const now = Date.now();
-          const index = delivered++;
-          stats.framesIn++;
-          if (consecutiveFailures > 0) log.info(`${shownUrl}: frames are flowing again`);
-          consecutiveFailures = 0;
-          stats.state = 'running';
-          armStallTimer();
-          let streamTime: number;
-          let ts: number;
-          if (live) {
-            firstArrival ??= now;
-            streamTime = (now - firstArrival) / 1000;
-            ts = now;
-          } else {
-            streamTime = index / rate;
-            ts = startedAt + streamTime * 1000;
-          }
-          accept({ camera: options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: options.output.pixelFormat, geometry, padValue: options.output.padValue });
-        },
-        onExit: (error) => {
-          if (closed) return;
-          if (live) {
-            restart(error ? `ffmpeg failed: ${error}` : 'stream ended');
-          } else if (error) {
-            finish(new SourceError(shownUrl, `ffmpeg failed: ${error}`));
-          } else {
-            ended = true;
-            emitIfDemanded();
-          }
-        },
-      }, log);
-    };
-
-    const teardown = () => {
-      clearTimeout(stallTimer);
-      clearTimeout(restartTimer);
-      demandSubscription.unsubscribe();
-      run?.kill();
-      run = undefined;
-      mailbox.length = 0;
-    };
-
-    const demandSubscription = demand$.subscribe(() => {
-      credit++;
-      emitIfDemanded();
-    });
-
-    void preflight(kind, options).then(
-      () => {
-        startedAt = Date.now();
-        start();
-      },
-      (err: unknown) => finish(err instanceof SourceError ? err : new SourceError(shownUrl, errorMessage(err))),
-    );
-
-    return () => {
-      closed = true;
-      teardown();
-    };
+    const source = new FfmpegSource(options, subscriber);
+    const demandSubscription = demand$.subscribe(() => source.demand());
+    source.onTeardown = () => demandSubscription.unsubscribe();
+    source.open();
+    return () => source.close();
   });
+}
+
+/** One subscription to an ffmpeg source: the mailbox, the demand credit, stalls and restarts. */
+class FfmpegSource {
+  private readonly kind: SourceKind;
+  private readonly live: boolean;
+  private readonly realtime: boolean;
+  private readonly lossless: boolean;
+  private readonly capacity: number;
+  private readonly stats: SourceStats;
+  private readonly log: Logger;
+  private readonly shownUrl: string;
+  private readonly stallMs: number;
+  private readonly backoff: { initialS: number; maxS: number };
+
+  private readonly mailbox: Frame[] = [];
+  private credit = 1;
+  private ended = false;
+  private closed = false;
+  private consecutiveFailures = 0;
+  private run: FfmpegRun | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private delivered = 0;
+  private startedAt = Date.now();
+  private firstArrival: number | undefined;
+  /** Called once when the source ends or is closed. */
+  onTeardown: () => void = () => undefined;
+
+  constructor(
+    private readonly options: FrameSourceOptions,
+    private readonly subscriber: Subscriber<Frame>,
+  ) {
+    this.kind = sourceKind(options.url);
+    this.live = isLive(this.kind) && this.kind !== 'testsrc';
+    this.realtime = options.realtime ?? (this.kind !== 'file');
+    this.lossless = !this.realtime && !this.live;
+    this.capacity = this.lossless ? 4 : 1;
+    this.stats = options.stats ?? newSourceStats();
+    this.log = options.log ?? logger(`source/${options.camera}`);
+    this.shownUrl = redactUrl(options.url);
+    this.stallMs = (options.stallTimeoutS ?? 10) * 1000;
+    this.backoff = options.reconnect ?? { initialS: 1, maxS: 30 };
+  }
+
+  /** Checks the source, then starts ffmpeg. */
+  open(): void {
+    void preflight(this.kind, this.options).then(
+      () => {
+        this.startedAt = Date.now();
+        this.start();
+      },
+      (err: unknown) => this.finish(err instanceof SourceError ? err : new SourceError(this.shownUrl, errorMessage(err))),
+    );
+  }
+
+  /** The consumer is ready for one more frame. */
+  demand(): void {
+    this.credit++;
+    this.emitIfDemanded();
+  }
+
+  /** The subscriber unsubscribed. */
+  close(): void {
+    this.closed = true;
+    this.teardown();
+  }
+
+  private finish(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stats.state = 'ended';
+    this.teardown();
+    if (err) this.subscriber.error(err);
+    else this.subscriber.complete();
+  }
+
+  private emitIfDemanded(): void {
+    while (this.credit > 0 && this.mailbox.length > 0 && !this.closed) {
+      this.credit--;
+      this.subscriber.next(this.mailbox.shift()!);
+    }
+    if (this.lossless && this.run?.paused && this.mailbox.length < this.capacity) this.run.resume();
+    if (this.ended && this.mailbox.length === 0) this.finish();
+  }
+
+  private accept(frame: Frame): void {
+    const { mailbox, lossless, capacity } = this;
+    if (mailbox.length >= capacity) {
+      if (lossless) {
+        // Cannot happen while paused; guard anyway so the bound holds.
+        this.run?.pause();
+      } else {
+        mailbox.shift();
+        this.stats.dropped++;
+      }
+    }
+    mailbox.push(frame);
+    this.stats.maxQueued = Math.max(this.stats.maxQueued, mailbox.length);
+    if (lossless && mailbox.length >= capacity) this.run?.pause();
+    this.emitIfDemanded();
+  }
+
+  private armStallTimer(): void {
+    if (!this.live) return;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => this.restart(`no frame for ${this.stallMs / 1000} s (stalled)`), this.stallMs);
+  }
+
+  private restart(reason: string): void {
+    if (this.closed) return;
+    clearTimeout(this.stallTimer);
+    this.run?.kill();
+    this.run = undefined;
+    const delayS = Math.min(this.backoff.maxS, this.backoff.initialS * 2 ** this.consecutiveFailures);
+    this.consecutiveFailures++;
+    this.stats.restarts++;
+    this.stats.state = 'reconnecting';
+    this.log.warn(`${this.shownUrl}: ${reason}; restarting ffmpeg in ${delayS} s (attempt ${this.consecutiveFailures})`, { delay_s: delayS, attempt: this.consecutiveFailures });
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => this.start(), delayS * 1000);
+  }
+
+  private start(): void {
+    if (this.closed) return;
+    this.armStallTimer();
+    this.run = spawnFfmpeg(this.kind, this.options, this.realtime, {
+      onInfo: (info) => this.log.info(`${this.shownUrl}: ${info.width}x${info.height}${info.fps ? ` @ ${info.fps} fps` : ''}`),
+      onFrame: (pixels, info, geometry, rate) => this.onFrame(pixels, info, geometry, rate),
+      onExit: (error) => this.onExit(error),
+    }, this.log);
+  }
+
+  private onFrame(pixels: Buffer, info: StreamInfo, geometry: Letterbox, rate: number): void {
+    const now = Date.now();
+    const index = this.delivered++;
+    this.stats.framesIn++;
+    if (this.consecutiveFailures > 0) this.log.info(`${this.shownUrl}: frames are flowing again`);
+    this.consecutiveFailures = 0;
+    this.stats.state = 'running';
+    this.armStallTimer();
+    let streamTime: number;
+    let ts: number;
+    if (this.live) {
+      this.firstArrival ??= now;
+      streamTime = (now - this.firstArrival) / 1000;
+      ts = now;
+    } else {
+      streamTime = index / rate;
+      ts = this.startedAt + streamTime * 1000;
+    }
+    const out = this.options.output;
+    this.accept({ camera: this.options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: out.pixelFormat, geometry, padValue: out.padValue });
+  }
+
+  private onExit(error: string | undefined): void {
+    if (this.closed) return;
+    if (this.live) {
+      this.restart(error ? `ffmpeg failed: ${error}` : 'stream ended');
+    } else if (error) {
+      this.finish(new SourceError(this.shownUrl, `ffmpeg failed: ${error}`));
+    } else {
+      this.ended = true;
+      this.emitIfDemanded();
+    }
+  }
+
+  private teardown(): void {
+    clearTimeout(this.stallTimer);
+    clearTimeout(this.restartTimer);
+    this.onTeardown();
+    this.run?.kill();
+    this.run = undefined;
+    this.mailbox.length = 0;
+  }
 }
 
 /** Local sources are checked before ffmpeg starts, for an error that names the file. */
