@@ -5,6 +5,7 @@
  * refused with a reason, the process must stay alive and keep processing, nothing may be trained
  * and nothing may be written half. A failure names the seed and the case, so it can be replayed.
  */
+import { Rng as SeededRng } from '../src/source/synthetic/random.js';
 import { readdir, readFile, mkdtemp, writeFile, copyFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import os from 'node:os';
@@ -27,39 +28,28 @@ import { servePipeline, type ServedPipeline } from './helpers/serve.js';
 const SEED = Number(process.env.BEATS_FUZZ_SEED ?? 20261206);
 const CAMERA = 'fuzz';
 
-/** mulberry32: small, fast, and the same sequence on every machine for a seed. */
-class Rng {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(lo: number, hi: number): number {
+/** The synthetic camera's seeded generator (the same sequence on every machine for a seed), with the fuzzer's helpers. */
+class Rng extends SeededRng {
+  between(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));
   }
   pick<T>(items: readonly T[]): T {
     return items[Math.floor(this.next() * items.length)]!;
   }
   bytes(n: number): Buffer {
-    return Buffer.from(Array.from({ length: n }, () => this.int(0, 255)));
+    return Buffer.from(Array.from({ length: n }, () => this.between(0, 255)));
   }
   /** Text with the characters that break things: controls, escapes, separators, quotes, non-ASCII. */
   text(max: number): string {
     const pieces = ['\n', '\r\n', '\u001b[2J', '\u001b]0;x\u0007', '\u0000', '\u2028', '\u202e', '"', "'", '\\', '{', '}', '[', ']', ':', ',', '#', '&', '*a', '%s', '$(id)', 'é', '漢', '\ud83d\ude00', 'base', 'on', 'off', '1', '-1', '1e309', 'NaN', 'null', ' '];
     let out = '';
-    const n = this.int(0, max);
-    while (out.length < n) out += this.next() < 0.5 ? this.pick(pieces) : String.fromCharCode(this.int(32, 126));
+    const n = this.between(0, max);
+    while (out.length < n) out += this.next() < 0.5 ? this.pick(pieces) : String.fromCharCode(this.between(32, 126));
     return out;
   }
   /** Any JSON value, nested up to `depth`. */
   json(depth: number): unknown {
-    const kind = depth <= 0 ? this.int(0, 4) : this.int(0, 6);
+    const kind = depth <= 0 ? this.between(0, 4) : this.between(0, 6);
     switch (kind) {
       case 0:
         return null;
@@ -72,9 +62,9 @@ class Rng {
       case 4:
         return this.pick(['correct', 'false_positive', 'wrong_class', 'missed', 'person', 'car']);
       case 5:
-        return Array.from({ length: this.int(0, 4) }, () => this.json(depth - 1));
+        return Array.from({ length: this.between(0, 4) }, () => this.json(depth - 1));
       default:
-        return Object.fromEntries(Array.from({ length: this.int(0, 4) }, () => [this.pick(['detection', 'event', 'verdict', 'label', 'box', 'frame', 'x', '__proto__', 'constructor']), this.json(depth - 1)]));
+        return Object.fromEntries(Array.from({ length: this.between(0, 4) }, () => [this.pick(['detection', 'event', 'verdict', 'label', 'box', 'frame', 'x', '__proto__', 'constructor']), this.json(depth - 1)]));
     }
   }
 }
@@ -84,7 +74,7 @@ function badVerdict(rng: Rng, frame: number): Buffer {
   const box = [10, 10, 60, 50];
   const base = (): Record<string, unknown> => ({ detection: { frame, box: [...box] }, verdict: 'correct' });
   const mutations: Array<() => unknown> = [
-    () => rng.bytes(rng.int(0, 200)),
+    () => rng.bytes(rng.between(0, 200)),
     () => rng.text(300),
     () => rng.json(4),
     () => ({ ...base(), detection: { frame: rng.pick([-1, 1.5, '3', null, 1e12, Number.MAX_SAFE_INTEGER]), box } }),
@@ -93,8 +83,8 @@ function badVerdict(rng: Rng, frame: number): Buffer {
     () => ({ ...base(), [rng.pick(['extra', 'constructor', 'detections'])]: rng.json(1) }),
     () => ({ ...base(), event: rng.text(8) }),
     () => ({ ...base(), label: 'car' }),
-    () => ({ event: `e-${rng.int(0, 1e6)}-${rng.text(6)}`, verdict: rng.pick(['correct', 'false_positive']) }),
-    () => ({ detection: { frame }, verdict: 'missed', label: 'person', box: [rng.int(0, 300), rng.int(0, 200), rng.int(301, 600), rng.int(201, 400)] }),
+    () => ({ event: `e-${rng.between(0, 1e6)}-${rng.text(6)}`, verdict: rng.pick(['correct', 'false_positive']) }),
+    () => ({ detection: { frame }, verdict: 'missed', label: 'person', box: [rng.between(0, 300), rng.between(0, 200), rng.between(301, 600), rng.between(201, 400)] }),
     () => ({ ...base(), verdict: 'wrong_class', label: rng.text(10) + '-no-such-class' }),
     () => ({ ...base(), note: 'x'.repeat(5000) }),
     () => '['.repeat(5000) + ']'.repeat(5000),
@@ -182,7 +172,7 @@ cameras:
     const topic = `beats/${CAMERA}/model/rollback`;
     let sent = 0;
     for (let i = 0; sent < 150; i++) {
-      const text = i % 3 === 0 ? String(rng.int(1, 1e9)) : rng.text(80);
+      const text = i % 3 === 0 ? String(rng.between(1, 1e9)) : rng.text(80);
       // `base` is a real rollback; a number is one too, refused only because no such version exists.
       let target: ReturnType<typeof parseRollbackTarget> | undefined;
       try {
@@ -243,7 +233,7 @@ cameras:
       const headers = [`${method} ${target} HTTP/1.1`, `Host: ${host}`, 'Connection: close'];
       if (rng.next() < 0.5) headers.push(`Content-Type: ${rng.pick(['application/json', 'text/plain', 'application/json; charset=utf-8', rng.text(10).replace(/[\r\n]/g, '')])}`);
       if (rng.next() < 0.3) headers.push(`Origin: ${rng.pick(['null', 'http://evil.example', `http://127.0.0.1:${port}`])}`);
-      headers.push(`Content-Length: ${rng.next() < 0.1 ? rng.int(0, 1e9) : body.length}`);
+      headers.push(`Content-Length: ${rng.next() < 0.1 ? rng.between(0, 1e9) : body.length}`);
       const request = Buffer.concat([Buffer.from(headers.join('\r\n') + '\r\n\r\n', 'latin1'), body]);
       const what = `seed ${SEED + 3} http case ${i}: ${JSON.stringify(request.toString('latin1').slice(0, 200))}`;
       const response = await rawExchange(port, request, 5000);
@@ -304,12 +294,12 @@ describe('fuzzed pipeline YAML', () => {
     let loaded = 0;
     for (let i = 0; i < 300; i++) {
       const lines = demo.split('\n');
-      for (let k = rng.int(1, 4); k > 0; k--) {
-        const at = rng.int(0, lines.length - 1);
-        const op = rng.int(0, 3);
-        if (op === 0) lines[at] = lines[at]!.slice(0, rng.int(0, lines[at]!.length)) + rng.pick(fragments) + lines[at]!.slice(rng.int(0, lines[at]!.length));
+      for (let k = rng.between(1, 4); k > 0; k--) {
+        const at = rng.between(0, lines.length - 1);
+        const op = rng.between(0, 3);
+        if (op === 0) lines[at] = lines[at]!.slice(0, rng.between(0, lines[at]!.length)) + rng.pick(fragments) + lines[at]!.slice(rng.between(0, lines[at]!.length));
         else if (op === 1) lines.splice(at, 1);
-        else if (op === 2) lines.splice(at, 0, lines[rng.int(0, lines.length - 1)]!);
+        else if (op === 2) lines.splice(at, 0, lines[rng.between(0, lines.length - 1)]!);
         else lines[at] = lines[at]!.replace(/\d+(\.\d+)?/, String(rng.pick([0, -1, 1e9, 2147484, 0.5, 1e309])));
       }
       const text = lines.join('\n');
@@ -349,9 +339,9 @@ describe('fuzzed model cards', () => {
       let text: string;
       if (rng.next() < 0.15) {
         const whole = JSON.stringify(card);
-        text = whole.slice(0, rng.int(0, whole.length)) + rng.text(10);
+        text = whole.slice(0, rng.between(0, whole.length)) + rng.text(10);
       } else {
-        for (let k = rng.int(1, 3); k > 0; k--) {
+        for (let k = rng.between(1, 3); k > 0; k--) {
           const field = rng.pick(fields).split('.');
           let parent = mutated as Record<string, unknown> | undefined;
           for (const part of field.slice(0, -1)) parent = typeof parent?.[part] === 'object' && parent[part] !== null ? (parent[part] as Record<string, unknown>) : undefined;
@@ -392,7 +382,7 @@ describe('fuzzed model cards', () => {
     let loadedCount = 0;
     for (let i = 0; i < 40; i++) {
       const mutated = structuredClone(card) as unknown as Card;
-      for (let k = rng.int(1, 2); k > 0; k--) rng.pick(lies)(mutated);
+      for (let k = rng.between(1, 2); k > 0; k--) rng.pick(lies)(mutated);
       const file = path.join(dir, `lie-${i}.json`);
       await writeFile(file, JSON.stringify(mutated));
       const what = `seed ${SEED + 6} lying card case ${i}: ${JSON.stringify({ input: mutated.input, output: mutated.output, classes: (mutated.classes as string[]).length, decoder: mutated.decoder })}`;
