@@ -178,7 +178,7 @@ describe('import direction in src/', () => {
     // Static, dynamic (the CLI loads its commands lazily) and the engine's worker thread.
     expect(has('source/frames.ts', 'source/frame.ts')).toBe(true);
     expect(graph.edges.some((e) => e.from === 'cli/main.ts' && folder(e.to) === 'cli')).toBe(true);
-    expect(has('adapt/engine.ts', 'adapt/worker.ts')).toBe(true);
+    expect(has('adapt/worker-bootstrap.ts', 'adapt/worker.ts')).toBe(true);
   });
 
   it('the checks catch what they are for', () => {

@@ -1,42 +1,27 @@
 // mqtt-packet's cache of encoded packet lengths must not pin a Buffer pool block per distinct
 // length (mqttjs/mqtt-packet#163): after fillMqttLengthCache(), packets of thousands of new lengths,
-// written among the process's other small allocations, leave array buffers where they were.
+// written among the process's other small allocations, leave array buffers where they were. Each
+// measurement runs in a fresh process (test/helpers/mqtt-length-probe.ts), where nothing else
+// allocates while it counts.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forcedGc } from '../src/forced-gc.js';
-import { fillMqttLengthCache, mqttPacketWriters } from '../src/publish/mqtt-length-cache.js';
+import { repoRoot } from './helpers/assets.js';
 
-const gc = forcedGc();
-const arrayBuffersMb = () => {
-  gc();
-  return process.memoryUsage().arrayBuffers / (1024 * 1024);
-};
+function probe(...args: string[]): { writers: number; fillMb: number; leftMb: number } {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join('test', 'helpers', 'mqtt-length-probe.ts'), ...args], { cwd: repoRoot, encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').at(-1)!) as { writers: number; fillMb: number; leftMb: number };
+}
 
 describe("mqtt-packet's length cache", () => {
-  it('is filled densely once, so that messages of new lengths allocate nothing that stays', () => {
-    const before = arrayBuffersMb();
-    fillMqttLengthCache();
-    const filled = arrayBuffersMb();
+  it('is filled densely once, so that messages of new lengths allocate nothing that stays', { timeout: 60_000 }, () => {
+    const unfilled = probe('--no-fill');
+    const filled = probe();
+    expect(filled.writers).toBeGreaterThan(0);
     // What the library's caches hold once filled: a few pool blocks, not one per length.
-    expect(filled - before).toBeLessThan(2);
-
-    const sink = { write: () => true };
-    const payload = Buffer.alloc(16_384);
-    const others: Buffer[] = [];
-    const writers = mqttPacketWriters();
-    expect(writers.length).toBeGreaterThan(0);
-    for (const generate of writers) {
-      for (let i = 0; i < 3000; i++) {
-        // Detections and events messages: lengths all over 200..12,200 bytes.
-        const length = 200 + ((i * 7919) % 12_000);
-        generate({ cmd: 'publish', topic: 'beats/cam/detections', qos: 1, messageId: 1 + i, payload: payload.subarray(0, length) }, sink);
-        // The rest of the process takes small pooled buffers in between (sockets, JSON, files).
-        for (let k = 0; k < 20; k++) others.push(Buffer.allocUnsafe(64));
-        if (others.length > 1000) others.length = 0;
-      }
-    }
-    others.length = 0;
-    const after = arrayBuffersMb();
-    // Each length cached as a slice of a fresh pool block pinned ~4 MB here (8 KiB blocks, Node 20).
-    expect(after - filled, `array buffers ${filled.toFixed(2)} -> ${after.toFixed(2)} MB`).toBeLessThan(0.5);
+    expect(filled.fillMb).toBeLessThan(2);
+    // Without the fill each new length pins a pool block (about 4 MB here); with it, nothing stays.
+    expect(unfilled.leftMb).toBeGreaterThan(2);
+    expect(filled.leftMb, `array buffers left: ${filled.leftMb.toFixed(2)} MB (without the fill ${unfilled.leftMb.toFixed(2)})`).toBeLessThan(0.5);
   });
 });

@@ -15,7 +15,8 @@ let bootstrap: string | undefined;
 export function workerBootstrap(): string {
   if (!bootstrap) {
     const compiled = import.meta.url.endsWith('.js');
-    const worker = new URL(compiled ? './worker.js' : './worker.ts', import.meta.url).href;
+    // Two literal URLs, so that readers of the import graph (test/imports.test.ts) see the worker.
+    const worker = (compiled ? new URL('./worker.js', import.meta.url) : new URL('./worker.ts', import.meta.url)).href;
     bootstrap = compiled
       ? `import(${JSON.stringify(worker)});`
       : `import(${JSON.stringify(tsxApi())}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker)}); });`;
