@@ -126,8 +126,14 @@ describe.skipIf(needsAssets)('real clips', () => {
     labelled = 0;
     const again = await teacherLabels(clip, settings, { runtime, cacheDir, onFrame: () => labelled++, onCached: (f) => (cached = f) });
     expect(labelled).toBe(0);
-    expect(cached && existsSync(cached)).toBe(true);
+    expect(cached !== undefined && existsSync(cached)).toBe(true);
     expect(again.frames).toEqual(first.frames);
+    // A cache entry that is not one (a disk full, an edit) is labelled again and replaced, not read as labels.
+    await writeFile(cached!, '{"sha256": "');
+    labelled = 0;
+    const relabelled = await teacherLabels(clip, settings, { runtime, cacheDir, onFrame: () => labelled++ });
+    expect(labelled).toBe(first.frames.length);
+    expect(relabelled.frames).toEqual(first.frames);
   }, 120_000);
 
   it('scores the teacher against its own labels at ~100 % through one decode, beside a student', async () => {

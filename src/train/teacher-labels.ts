@@ -129,17 +129,24 @@ export async function teacherLabels(video: string, settings: TeacherLabelSetting
   if (!existsSync(video)) throw new BeatsError(`${video}: no such video`);
   const sha256 = await sha256File(video);
   const file = path.join(options.cacheDir, cacheKey(sha256, settings));
-  if (existsSync(file)) {
-    const cached = JSON.parse(await readFile(file, 'utf8')) as TeacherLabelFile;
-    if (cached.sha256 === sha256 && Array.isArray(cached.frames)) {
-      options.onCached?.(file);
-      return cached;
-    }
+  const cached = existsSync(file) ? await readCached(file) : undefined;
+  if (cached?.sha256 === sha256 && Array.isArray(cached.frames)) {
+    options.onCached?.(file);
+    return cached;
   }
   const labelled: TeacherLabelFile = { ...(await labelVideo(video, settings, options.runtime, options.onFrame)), sha256 };
   await mkdir(options.cacheDir, { recursive: true });
   await writeFileAtomic(file, JSON.stringify(labelled));
   return labelled;
+}
+
+/** A cache entry, or undefined when it cannot be read as one (it is then labelled again and replaced). */
+async function readCached(file: string): Promise<TeacherLabelFile | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as TeacherLabelFile;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The labels as truth lines (`beats eval --truth` reads them). */
