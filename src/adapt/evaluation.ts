@@ -15,7 +15,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
 import type { CameraConfig } from '../config/schema.js';
 import { BeatsError, errorMessage } from '../errors.js';
 import { iou } from '../model/decode.js';
@@ -23,7 +22,7 @@ import { Detector } from '../model/detector.js';
 import type { Detection } from '../model/detection.js';
 import { evaluate, type PredictedFrame, type TruthFrame } from '../model/evaluate.js';
 import type { ProviderSettings } from '../model/providers.js';
-import { readFrames } from '../source/frames.js';
+import { replay } from '../source/replay.js';
 import type { Frame, FrameOutput } from '../source/frame.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import { Tracker, trackerOptions } from '../track/tracker.js';
@@ -99,33 +98,6 @@ export interface AdaptEvalReport {
   /** Beats fps / frozen fps. */
   fpsRatio: number;
   peakRssMb: number;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Replays `frames` frames of `url` at `output`, in order, paced; `onFrame` runs before the next frame is asked for. */
-async function replay(url: string, output: FrameOutput, frames: number, speed: number, onFrame: (frame: Frame) => Promise<void>): Promise<void> {
-  const demand$ = new Subject<void>();
-  const started = performance.now();
-  await lastValueFrom(
-    readFrames({ camera: 'eval', url, output }, demand$).pipe(
-      take(frames),
-      concatMap((frame) =>
-        from(
-          (async () => {
-            if (speed > 0) {
-              const due = started + (frame.streamTime * 1000) / speed;
-              const wait = due - performance.now();
-              if (wait > 0) await sleep(wait);
-            }
-            await onFrame(frame);
-          })(),
-        ),
-      ),
-      tap(() => demand$.next()),
-    ),
-    { defaultValue: undefined },
-  );
 }
 
 const toPredicted = (index: number, detections: readonly Detection[]): PredictedFrame => ({ frame: index, detections: detections.map((d) => ({ label: d.label, score: d.score, box: d.box })) });
@@ -250,11 +222,11 @@ export async function labelWithTeacher(options: { url: string; frames: number; t
   const teacher = new ModelTeacher(detector, options.studentClasses, { threshold: options.threshold, nmsIou: options.nmsIou, labels: options.labels });
   const out: TruthFrame[] = [];
   try {
-    await replay(options.url, detector.frameOutput(), options.frames, 0, async (frame) => {
+    await replay(options.url, detector.frameOutput(), async (frame) => {
       const boxes = await teacher.label(frame);
       out.push({ frame: frame.index, boxes: boxes.map((b) => ({ label: options.studentClasses[b.classId]!, box: [b.box[0]!, b.box[1]!, b.box[2]!, b.box[3]!] as const })) });
       options.onFrame?.(frame.index);
-    });
+    }, { frames: options.frames, camera: 'eval' });
   } finally {
     await teacher.close();
   }
@@ -317,7 +289,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, adaptive.card.classes);
     const beatsStep = beatsArmOf(active, adaptive, options, evalDetect, operator, { predictions: beatsPredictions, ms: beatsMs });
     let n = 0;
-    await replay(options.url, sourceOutput, options.frames, speed, async (source) => {
+    await replay(options.url, sourceOutput, async (source) => {
       if (n++ % 2 === 0) {
         await frozenStep(source);
         await beatsStep(source);
@@ -329,7 +301,7 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       truth.push({ frame: source.index, boxes: t?.boxes ?? [] });
       times.push(source.streamTime);
       options.onFrame?.('frozen+beats', source.index);
-    });
+    }, { frames: options.frames, speed, camera: 'eval' });
     await active.teacherIdle();
     await active.engine.idle();
     sub.unsubscribe();
@@ -463,10 +435,10 @@ async function measureForgetting(
 ): Promise<NonNullable<AdaptEvalReport['forgetting']>> {
   const threshold = options.camera.detect.threshold;
   const again: PredictedFrame[] = [];
-  await replay(options.url, sourceOutput, preTruth.length, 0, async (source) => {
+  await replay(options.url, sourceOutput, async (source) => {
     again.push(toPredicted(source.index, await adaptive.detect(relayoutFrame(source, adaptive.frameOutput()), evalDetect)));
     options.onFrame?.('first-domain', source.index);
-  });
+  }, { frames: preTruth.length, camera: 'eval' });
   const frozenMap = evaluate(preTruth, frozenPre, threshold).map50;
   const beatsMap = evaluate(preTruth, again, threshold).map50;
   return { frozenMap50: frozenMap, beatsMap50: beatsMap, dropPoints: 100 * (frozenMap - beatsMap) };

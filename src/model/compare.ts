@@ -6,9 +6,9 @@
  * other in an order that rotates, so the machine's load weighs on all of them alike, and only
  * each model's own work (tensor, run, decode, NMS) is timed.
  */
-import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
 import { BeatsError } from '../errors.js';
-import { readFrames } from '../source/frames.js';
+import type { Frame } from '../source/frame.js';
+import { replay } from '../source/replay.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import { Detector } from './detector.js';
 import { evaluate, type Evaluation, type PredictedFrame, type TruthFrame } from './evaluate.js';
@@ -70,33 +70,22 @@ export async function compareModels(url: string, truth: readonly TruthFrame[], m
   let scored = 0;
   try {
     const output = detectors.map((d) => d.frameOutput()).reduce(largerOutput);
-    const demand$ = new Subject<void>();
-    await lastValueFrom(
-      readFrames({ camera: 'compare', url, output }, demand$).pipe(
-        take(options.maxFrames ?? Number.MAX_SAFE_INTEGER),
-        concatMap((frame) =>
-          from(
-            (async () => {
-              if (!accept(frame.index) || !truthFrames.has(frame.index)) return;
-              for (let k = 0; k < detectors.length; k++) {
-                const i = (k + scored) % detectors.length;
-                const detector = detectors[i]!;
-                const input = relayoutFrame(frame, detector.frameOutput());
-                const started = performance.now();
-                const detections = await detector.detect(input, { threshold: 0.01, nmsIou: options.nmsIou, maxDetections: 100 });
-                ms[i]! += performance.now() - started;
-                const kept = options.classes ? detections.filter((d) => options.classes!.includes(d.label)) : detections;
-                predictions[i]!.push({ frame: frame.index, detections: kept.map((d) => ({ label: d.label, score: d.score, box: d.box })) });
-              }
-              scored++;
-              options.onFrame?.(frame.index);
-            })(),
-          ),
-        ),
-        tap(() => demand$.next()),
-      ),
-      { defaultValue: undefined },
-    );
+    const score = async (frame: Frame): Promise<void> => {
+      if (!accept(frame.index) || !truthFrames.has(frame.index)) return;
+      for (let k = 0; k < detectors.length; k++) {
+        const i = (k + scored) % detectors.length;
+        const detector = detectors[i]!;
+        const input = relayoutFrame(frame, detector.frameOutput());
+        const started = performance.now();
+        const detections = await detector.detect(input, { threshold: 0.01, nmsIou: options.nmsIou, maxDetections: 100 });
+        ms[i]! += performance.now() - started;
+        const kept = options.classes ? detections.filter((d) => options.classes!.includes(d.label)) : detections;
+        predictions[i]!.push({ frame: frame.index, detections: kept.map((d) => ({ label: d.label, score: d.score, box: d.box })) });
+      }
+      scored++;
+      options.onFrame?.(frame.index);
+    };
+    await replay(url, output, score, { frames: options.maxFrames, camera: 'compare' });
   } finally {
     await Promise.all(detectors.map((d) => d.close()));
   }

@@ -12,20 +12,7 @@
  * Everything is drawn from a seeded generator, so a recipe replays the same samples.
  */
 import type { TrainingSample } from './beats-train.js';
-
-export type Random = () => number;
-
-/** xorshift32 in [0, 1): deterministic for a seed. */
-export function seededRandom(seed: number): Random {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
+import type { Random } from './random.js';
 
 export interface StoredFrame {
   /** RGB, interleaved, `width * height * 3`. */

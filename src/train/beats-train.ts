@@ -5,6 +5,7 @@ import { SyntheticScene, type SceneOptions, type SyntheticBox } from '../source/
 import { defaultSpec, forward, gridSize, initWeights, isTrainable, strideOf, type BeatsCnnSpec, type Weights } from './beats-cnn.js';
 import { IGNORED, assignCells } from '../model/assign.js';
 import type { Tf } from './tf.js';
+import { seededRandom, type Random } from './random.js';
 import type * as tfType from '@tensorflow/tfjs';
 
 /** Boxes below this visible fraction are neither positives nor negatives (the truth files' rule). */
@@ -228,13 +229,13 @@ export function stageStart(recipe: TrainRecipe): number {
  */
 export class SyntheticBatches {
   private readonly scenes: Array<{ scene: SyntheticScene; frames: number; slot: number }> = [];
-  private rng: number;
+  private readonly random: Random;
   private next = 0;
   private readonly refreshAfter: number;
 
   constructor(private readonly recipe: TrainRecipe, count = 12) {
     const from = stageStart(recipe);
-    this.rng = (recipe.seed + from) >>> 0 || 1;
+    this.random = seededRandom(recipe.seed + from);
     // A run from scratch keeps its first dozen scenes (as the shipped recipes did); a later stage or
     // a warm start is short, and sees more streets and yards by refreshing them.
     this.refreshAfter = from > 0 || recipe.init ? 600 : Infinity;
@@ -256,16 +257,6 @@ export class SyntheticBatches {
     // Start each scene somewhere in its first minute, so the batch is not all empty streets.
     scene.skip(20 + Math.floor(this.random() * 300));
     return { scene, frames: 0, slot };
-  }
-
-  private random(): number {
-    // xorshift32: deterministic for a recipe seed.
-    let x = this.rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rng = x >>> 0;
-    return this.rng / 4294967296;
   }
 
   take(spec: BeatsCnnSpec, n: number): TrainingSample[] {

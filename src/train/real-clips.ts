@@ -10,13 +10,13 @@
  */
 import path from 'node:path';
 import sharp from 'sharp';
-import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
 import { BeatsError } from '../errors.js';
 import type { BeatsCnnSpec } from './beats-cnn.js';
 import type { TrainingSample } from './beats-train.js';
-import { readFrames } from '../source/frames.js';
+import { replay } from '../source/replay.js';
 import type { Letterbox } from '../source/geometry.js';
-import { augment, seededRandom, type Random, type StoredFrame } from './augment.js';
+import { augment, type StoredFrame } from './augment.js';
+import { seededRandom, type Random } from './random.js';
 import type { TeacherLabelFile } from './teacher-labels.js';
 
 export interface RealClipOptions {
@@ -53,28 +53,22 @@ export async function loadRealClip(video: string, labels: TeacherLabelFile, clas
   const stride = Math.max(1, Math.ceil(labels.frames.length / options.maxFramesPerClip));
   const random = seededRandom(options.seed);
   const frames: StoredFrame[] = [];
-  const demand$ = new Subject<void>();
-  await lastValueFrom(
-    readFrames({ camera: 'train', url: path.resolve(video), output: { width: options.width, height: options.height, pixelFormat: 'rgb24', padValue: 114, align: 'center' } }, demand$).pipe(
-      take(labels.frames.length),
-      concatMap((frame) =>
-        from(
-          (async () => {
-            const truth = byFrame.get(frame.index);
-            if (!truth || frame.index % stride !== 0) return;
-            let pixels: Uint8Array = new Uint8Array(frame.pixels);
-            if (random() < options.jpegShare) {
-              const [lo, hi] = options.jpegQuality;
-              pixels = await jpegRoundTrip(pixels, options.width, options.height, Math.round(lo + random() * (hi - lo)));
-            }
-            const boxes = truth.boxes.map((b) => ({ classId: classes.indexOf(b.label), box: toStored(b.box, frame.geometry), ignore: b.ignore === true }));
-            frames.push({ pixels, width: options.width, height: options.height, boxes });
-          })(),
-        ),
-      ),
-      tap(() => demand$.next()),
-    ),
-    { defaultValue: undefined },
+  const output = { width: options.width, height: options.height, pixelFormat: 'rgb24', padValue: 114, align: 'center' } as const;
+  await replay(
+    path.resolve(video),
+    output,
+    async (frame) => {
+      const truth = byFrame.get(frame.index);
+      if (!truth || frame.index % stride !== 0) return;
+      let pixels: Uint8Array = new Uint8Array(frame.pixels);
+      if (random() < options.jpegShare) {
+        const [lo, hi] = options.jpegQuality;
+        pixels = await jpegRoundTrip(pixels, options.width, options.height, Math.round(lo + random() * (hi - lo)));
+      }
+      const boxes = truth.boxes.map((b) => ({ classId: classes.indexOf(b.label), box: toStored(b.box, frame.geometry), ignore: b.ignore === true }));
+      frames.push({ pixels, width: options.width, height: options.height, boxes });
+    },
+    { frames: labels.frames.length, camera: 'train' },
   );
   if (frames.length === 0) throw new BeatsError(`${video}: no labelled frame decoded (labels for ${labels.frames.length} frames of ${labels.video})`);
   return { name: path.basename(video), frames };

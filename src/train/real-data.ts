@@ -42,7 +42,7 @@ export async function loadRealData(real: RealDataRecipe, spec: BeatsCnnSpec, see
     if (!existsSync(clip.file)) throw new BeatsError(`recipe clip ${clip.file}: no such video (the recipe needs it to resume)`);
     const sha = await sha256File(clip.file);
     if (sha !== clip.sha256) throw new BeatsError(`recipe clip ${clip.file}: sha256 ${sha} is not the recipe's ${clip.sha256}`);
-    const labels = await teacherLabels(clip.file, settings, { runtime, cacheDir });
+    const labels = await teacherLabels(clip.file, settings, { runtime, cacheDir, sha256: sha });
     clips.push(await loadRealClip(clip.file, labels, spec.classes, { width: spec.inputWidth * 2, height: spec.inputHeight * 2, maxFramesPerClip: real.maxFramesPerClip, jpegShare: real.jpegShare, jpegQuality: [15, 45], seed: seed + i }));
   }
   return new RealBatches(clips, seed);

@@ -15,13 +15,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Subject, concatMap, from, lastValueFrom, take, tap } from 'rxjs';
 import { BeatsError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { Detector } from '../model/detector.js';
 import type { TruthFrame } from '../model/evaluate.js';
 import type { ProviderSettings } from '../model/providers.js';
-import { readFrames } from '../source/frames.js';
+import { replay } from '../source/replay.js';
 
 /** COCO classes that a three-class student would call by one of its own names: ignored there, not negatives. */
 export const CONFUSABLE: Readonly<Record<string, string>> = { truck: 'car', bus: 'car', motorcycle: 'bicycle' };
@@ -88,24 +87,17 @@ export async function labelVideo(video: string, settings: TeacherLabelSettings, 
   const frames: TeacherLabelFile['frames'] = [];
   let size = { width: 0, height: 0 };
   try {
-    const demand$ = new Subject<void>();
-    await lastValueFrom(
-      readFrames({ camera: 'label', url: path.resolve(video), output: detector.frameOutput() }, demand$).pipe(
-        take(Number.isFinite(maxFrames) ? maxFrames : Number.MAX_SAFE_INTEGER),
-        concatMap((frame) =>
-          from(
-            (async () => {
-              size = { width: frame.width, height: frame.height };
-              const detections = await detector.detect(frame, { threshold: settings.ignoreBelow, nmsIou: settings.nmsIou, maxDetections: 300 });
-              const boxes = detections.map((d) => teacherBox(d, settings)).filter((b): b is TeacherBox => b !== undefined);
-              frames.push({ frame: frame.index, boxes });
-              onFrame?.(frame.index);
-            })(),
-          ),
-        ),
-        tap(() => demand$.next()),
-      ),
-      { defaultValue: undefined },
+    await replay(
+      path.resolve(video),
+      detector.frameOutput(),
+      async (frame) => {
+        size = { width: frame.width, height: frame.height };
+        const detections = await detector.detect(frame, { threshold: settings.ignoreBelow, nmsIou: settings.nmsIou, maxDetections: 300 });
+        const boxes = detections.map((d) => teacherBox(d, settings)).filter((b): b is TeacherBox => b !== undefined);
+        frames.push({ frame: frame.index, boxes });
+        onFrame?.(frame.index);
+      },
+      { frames: maxFrames, camera: 'label' },
     );
   } finally {
     await detector.close();
@@ -125,9 +117,9 @@ function cacheKey(sha256: string, settings: TeacherLabelSettings): string {
  * these settings, else labelled now and cached (written atomically: a stopped run leaves no
  * half-file to be read as labels).
  */
-export async function teacherLabels(video: string, settings: TeacherLabelSettings, options: { runtime: ProviderSettings; cacheDir: string; onFrame?: (index: number) => void; onCached?: (file: string) => void }): Promise<TeacherLabelFile> {
+export async function teacherLabels(video: string, settings: TeacherLabelSettings, options: { runtime: ProviderSettings; cacheDir: string; onFrame?: (index: number) => void; onCached?: (file: string) => void; /** The video's sha256 when the caller has just computed it. */ sha256?: string }): Promise<TeacherLabelFile> {
   if (!existsSync(video)) throw new BeatsError(`${video}: no such video`);
-  const sha256 = await sha256File(video);
+  const sha256 = options.sha256 ?? (await sha256File(video));
   const file = path.join(options.cacheDir, cacheKey(sha256, settings));
   const cached = existsSync(file) ? await readCached(file) : undefined;
   if (cached?.sha256 === sha256 && Array.isArray(cached.frames)) {
