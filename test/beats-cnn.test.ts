@@ -72,6 +72,26 @@ describe.each([
     await session.release();
   });
 
+  it('takes a batch: its batch is symbolic, and two frames in one run give what each gives alone', async () => {
+    const bytes = exportBeatsOnnx(spec, await arrays(randomised(4, spec)), { version: 'test' });
+    const { inputWidth: w, inputHeight: h } = spec;
+    const frame = (k: number) => Float32Array.from({ length: 3 * h * w }, (_, i) => ((i * k + 11) % 256) / 255);
+    const session = await ort.InferenceSession.create(bytes);
+    expect(session.inputMetadata[0]).toMatchObject({ shape: ['batch', 3, h, w] });
+    const one = async (x: Float32Array) => Float32Array.from((await session.run({ images: new ort.Tensor('float32', x, [1, 3, h, w]) })).output!.data as Float32Array);
+    const [a, b] = [await one(frame(7)), await one(frame(13))];
+    const both = new Float32Array(6 * h * w);
+    both.set(frame(7));
+    both.set(frame(13), 3 * h * w);
+    const out = (await session.run({ images: new ort.Tensor('float32', both, [2, 3, h, w]) })).output!;
+    expect(out.dims[0]).toBe(2);
+    const ab = out.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < ab.length; i++) worst = Math.max(worst, Math.abs(ab[i]! - (i < a.length ? a[i]! : b[i - a.length]!)));
+    expect(worst).toBeLessThan(1e-4);
+    await session.release();
+  });
+
   it('loads in onnxruntime with no warning, and passes ONNX\'s own checker', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-onnx-'));
     const file = path.join(dir, 'beats.onnx');

@@ -6,9 +6,13 @@ import { toSourcePixels } from '../source/geometry.js';
 import type { ModelCard } from './card.js';
 import type { Detection } from './detection.js';
 import { cardMismatches } from './card-check.js';
-import { decodeOutput, nmsPerClass } from './decode.js';
-import { withSymbolicInputSize } from './onnx-graph.js';
+import { decodeOutput, nmsPerClass, type Candidate } from './decode.js';
+import { withSymbolicBatch, withSymbolicInputSize } from './onnx-graph.js';
 import { createSession, type ProviderName, type ProviderSettings } from './providers.js';
+import type { BackendStats, DetectorBackend } from './backends/backend.js';
+import { InProcessBackend } from './backends/in-process.js';
+import { WorkerBackend } from './backends/worker.js';
+import { logger } from '../log.js';
 import { resolveModel, type ResolvedModel } from './registry.js';
 import { HeadSwappableSession, type FrameHeadFeatures, type HeadLevelWeights, type HeadRunResult, type HeadStamp } from './head.js';
 
@@ -30,13 +34,22 @@ export interface DetectorOptions {
    * (`headFeatures`). Needs the card's `head`. Default false: the plain session.
    */
   adaptable?: boolean;
+  /**
+   * Where onnxruntime runs (model/backends/): 'in-process' (default) on the calling thread, or
+   * 'worker' in a worker thread of the detector's own, off the event loop. Adaptable detectors run
+   * in-process whatever this says: their head is swapped and their features read on this thread.
+   */
+  backend?: 'in-process' | 'worker';
+  /** Worker backend: frames of several callers in one run, up to `max`, waiting at most `timeoutMs` for a batch to fill. Default: no batching. */
+  batch?: { max: number; timeoutMs: number };
 }
 
-/** A loaded detector: an onnxruntime session plus the card that says how to feed and decode it. */
+/** A loaded detector: an onnxruntime session (in a backend) plus the card that says how to feed and decode it. */
 export class Detector {
   private constructor(
     readonly model: ResolvedModel,
-    private readonly session: ort.InferenceSession,
+    /** The plain detector's runner; undefined for an adaptable one, whose `heads` run it. */
+    private readonly backend: DetectorBackend | undefined,
     readonly provider: ProviderName,
     readonly inputWidth: number,
     readonly inputHeight: number,
@@ -45,10 +58,11 @@ export class Detector {
   ) {}
 
   /**
-   * The input tensor's buffer of the last run, for the next one: a new one every frame (2 MB at
-   * 416 px) is external memory that sets off garbage collections on the frame path.
+   * Input tensor buffers of finished runs, for the next ones: a new one every frame (2 MB at 416 px)
+   * is external memory that sets off garbage collections on the frame path. Several, since cameras
+   * sharing a worker-backed detector have frames in flight at once.
    */
-  private spareInput: Float32Array | undefined;
+  private readonly spareInputs: Float32Array[] = [];
 
   /** Features of the frame each `detect` result came from (adaptable detectors only); weak, so they go with the result. */
   private readonly features = new WeakMap<Detection[], FrameHeadFeatures>();
@@ -78,6 +92,12 @@ export class Detector {
         throw new ModelError(ref, `cannot resize its input: ${errorMessage(err)}`);
       }
     }
+    const width = size ?? card.input.width;
+    const height = size ?? card.input.height;
+    if (!options.adaptable && options.backend === 'worker') {
+      const backend = await Detector.startWorker(ref, model, bytes, options, width, height);
+      return new Detector(model, backend, backend.provider, width, height);
+    }
     const heads = options.adaptable ? await HeadSwappableSession.create(bytes, card, options.runtime, { modelName: ref }) : undefined;
     const { session, provider } = heads ?? (await createSession(bytes, options.runtime, { modelName: ref }));
     const problems = cardMismatches(card, session.inputMetadata, session.outputMetadata);
@@ -86,7 +106,49 @@ export class Detector {
       await session.release().catch(() => undefined);
       throw new ModelError(ref, `its card ${model.file} does not fit ${model.onnxPath}: ${problems.join('; ')}`);
     }
-    return new Detector(model, session, provider, size ?? card.input.width, size ?? card.input.height, heads);
+    const backend = heads ? undefined : new InProcessBackend(session, provider, { card, inputWidth: width, inputHeight: height });
+    return new Detector(model, backend, provider, width, height, heads);
+  }
+
+  /** The worker backend for `bytes`, its batch made symbolic when batching is asked for (the thread checks it runs). */
+  private static async startWorker(ref: string, model: ResolvedModel, bytes: Uint8Array, options: DetectorOptions, width: number, height: number): Promise<WorkerBackend> {
+    let maxBatch = Math.max(1, options.batch?.max ?? 1);
+    if (maxBatch > 1) {
+      try {
+        bytes = withSymbolicBatch(bytes, model.card.input.name);
+      } catch (err) {
+        logger('model').info(`model ${ref}: runs one frame per run, its batch cannot be made free (${errorMessage(err)})`);
+        maxBatch = 1;
+      }
+    }
+    try {
+      return await WorkerBackend.start({ model: bytes, modelName: ref, settings: options.runtime, card: model.card, inputWidth: width, inputHeight: height, maxBatch, batchTimeoutMs: options.batch?.timeoutMs ?? 0 });
+    } catch (err) {
+      throw err instanceof ModelError ? err : new ModelError(ref, `${model.onnxPath}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** Where the model runs: 'in-process', 'worker', or 'adaptable' (in-process, with a swappable head). */
+  get backendKind(): 'in-process' | 'worker' | 'adaptable' {
+    return this.backend?.kind ?? 'adaptable';
+  }
+
+  /** The most frames one run takes (1 for in-process and adaptable detectors, and for models whose batch is fixed). */
+  get maxBatch(): number {
+    return this.backend?.maxBatch ?? 1;
+  }
+
+  /**
+   * A camera that will call `detect`: a worker backend then sends a batch as soon as every attached
+   * camera has a frame waiting (see backends/batch-queue.ts). The returned function detaches it.
+   */
+  attach(): () => void {
+    return this.backend?.attach() ?? (() => undefined);
+  }
+
+  /** Runs, frames, failures and worker restarts so far (adaptable detectors: none counted). */
+  backendStats(): BackendStats | undefined {
+    return this.backend?.stats();
   }
 
   /** What the source must deliver: ffmpeg letterboxes and converts to this. */
@@ -108,6 +170,11 @@ export class Detector {
 
   /** Float tensor from the frame's interleaved pixels: (p * scale - mean) / std per channel. */
   toTensor(frame: Frame, into?: Float32Array): ort.Tensor {
+    return this.toTensorOf(this.toInput(frame, into), frame);
+  }
+
+  /** The model input of a frame, [1, ...] in the card's layout, in `into` when it has the size. */
+  private toInput(frame: Frame, into?: Float32Array): Float32Array {
     const { width, height } = frame.geometry;
     const input = this.card.input;
     const plane = width * height;
@@ -126,10 +193,10 @@ export class Detector {
         out[plane + i] = px[j + 1]! * k1 + b1;
         out[blue + i] = px[j + 2]! * k2 + b2;
       }
-      return new ort.Tensor('float32', out, [1, 3, height, width]);
+      return out;
     }
     for (let i = 0; i < plane * 3; i++) out[i] = px[i]! * k[i % 3]! + b[i % 3]!;
-    return new ort.Tensor('float32', out, [1, height, width, 3]);
+    return out;
   }
 
   /**
@@ -138,22 +205,26 @@ export class Detector {
    */
   async detect(frame: Frame, options: DetectOptions, allowed?: ReadonlySet<number>): Promise<Detection[]> {
     const keep = allowed ?? (options.labels ? this.classIds(options.labels) : undefined);
-    // The input buffer goes back for the next frame once the run is over; a detect that overlaps
-    // this one (none does in the pipeline) makes its own.
-    const buffer = this.spareInput;
-    this.spareInput = undefined;
-    const tensor = this.toTensor(frame, buffer);
-    const feeds = { [this.card.input.name]: tensor };
+    // The input buffer goes back for a next frame once the run is over; detects that overlap (cameras
+    // sharing this detector) take another one or make their own.
+    const input = this.toInput(frame, this.spareInputs.pop());
     let run: HeadRunResult | undefined;
-    let out: ort.Tensor;
-    try {
-      run = this.heads ? await this.heads.run(feeds, [this.card.output]) : undefined;
-      out = run ? run.outputs[this.card.output]! : (await this.session.run(feeds, [this.card.output]))[this.card.output]!;
-    } finally {
-      this.spareInput = tensor.data as Float32Array;
+    let kept: Candidate[];
+    if (this.heads) {
+      try {
+        run = await this.heads.run({ [this.card.input.name]: this.toTensorOf(input, frame) }, [this.card.output]);
+      } finally {
+        this.spare(input);
+      }
+      const out = run.outputs[this.card.output]!;
+      const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed: keep });
+      kept = nmsPerClass(candidates, options.nmsIou, options.maxDetections);
+    } else {
+      const result = await this.backend!.infer({ input, options: { threshold: options.threshold, nmsIou: options.nmsIou, maxDetections: options.maxDetections, allowed: keep ? [...keep] : undefined } });
+      this.spare(result.input);
+      kept = result.candidates;
     }
-    const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed: keep });
-    const detections = nmsPerClass(candidates, options.nmsIou, options.maxDetections).map((c) => ({
+    const detections = kept.map((c) => ({
       label: this.card.classes[c.classId] ?? `class${c.classId}`,
       classId: c.classId,
       score: c.score,
@@ -161,6 +232,16 @@ export class Detector {
     }));
     if (run) this.features.set(detections, { head: run.head, levels: run.levels });
     return detections;
+  }
+
+  /** An input buffer for a next frame; a few are kept (one per frame that may be in flight). */
+  private spare(input: Float32Array): void {
+    if (input.length > 0 && this.spareInputs.length < Math.max(2, 2 * this.maxBatch)) this.spareInputs.push(input);
+  }
+
+  private toTensorOf(input: Float32Array, frame: Frame): ort.Tensor {
+    const { width, height } = frame.geometry;
+    return new ort.Tensor('float32', input, this.card.input.layout === 'NCHW' ? [1, 3, height, width] : [1, height, width, 3]);
   }
 
   /**
@@ -183,6 +264,7 @@ export class Detector {
   }
 
   async close(): Promise<void> {
-    await this.session.release();
+    if (this.heads) await this.heads.session.release();
+    else await this.backend!.close();
   }
 }

@@ -75,9 +75,10 @@ function headConv(weights: WeightArrays, name: string): { w: Float32Array; dims:
 }
 
 /**
- * Writes the Beats CNN as ONNX (opset 13): input `images` [1, 3, H, W] RGB scaled to 0..1, output
- * `output` [1, cells, 4 + C] exactly as the TF.js `predict` computes it, batch norm folded into the
- * convolutions. The head's feature map is the tensor `head_features`; its class convolution's
+ * Writes the Beats CNN as ONNX (opset 13): input `images` [batch, 3, H, W] RGB scaled to 0..1, output
+ * `output` [batch, cells, 4 + C] exactly as the TF.js `predict` computes it, batch norm folded into the
+ * convolutions. The batch is symbolic (the Reshapes copy it: target 0), so frames of several cameras
+ * go through one run. The head's feature map is the tensor `head_features`; its class convolution's
  * initializers are `head.cls.weight` / `head.cls.bias` (BEATS.md).
  */
 export function exportBeatsOnnx(spec: BeatsCnnSpec, weights: WeightArrays, meta: { version: string; docString?: string }): Uint8Array {
@@ -134,7 +135,7 @@ export function exportBeatsOnnx(spec: BeatsCnnSpec, weights: WeightArrays, meta:
   const cls = headConv(weights, 'head.cls');
   const box = headConv(weights, 'head.box');
   initializers.push(tensor(HEAD_WEIGHT, cls.dims, cls.w), tensor(HEAD_BIAS, [c], cls.b), tensor('head.box.weight', box.dims, box.w), tensor('head.box.bias', [4], box.b));
-  initializers.push(tensor('stride', [], [strideOf(spec)]), tensor('centres', [1, cells, 2], cellCentres(spec)), int64Tensor('shape_scores', [1, cells, c]), int64Tensor('shape_box', [1, cells, 4]), int64Tensor('split_2_2', [2, 2]));
+  initializers.push(tensor('stride', [], [strideOf(spec)]), tensor('centres', [1, cells, 2], cellCentres(spec)), int64Tensor('shape_scores', [0, cells, c]), int64Tensor('shape_box', [0, cells, 4]), int64Tensor('split_2_2', [2, 2]));
   nodes.push(
     node('Conv', [HEAD_FEATURES, HEAD_WEIGHT, HEAD_BIAS], ['logits'], [ints('kernel_shape', [1, 1])]),
     node('Transpose', ['logits'], ['logits_nhwc'], [ints('perm', [0, 2, 3, 1])]),
@@ -154,8 +155,8 @@ export function exportBeatsOnnx(spec: BeatsCnnSpec, weights: WeightArrays, meta:
     name: 'beats-cnn',
     node: nodes,
     initializer: initializers,
-    input: [valueInfo('images', [1, 3, spec.inputHeight, spec.inputWidth])],
-    output: [valueInfo('output', [1, cells, 4 + c])],
+    input: [valueInfo('images', ['batch', 3, spec.inputHeight, spec.inputWidth])],
+    output: [valueInfo('output', ['batch', cells, 4 + c])],
   });
   const model = onnx.ModelProto.create({
     irVersion: 7,
