@@ -49,6 +49,10 @@ export interface EvalOptions {
   window?: number;
   speed?: number;
   plot?: string;
+  /** A video: specialise the Beats CNN on its first 70 %, score on the rest (src/adapt/specialize.ts). */
+  specialize?: boolean;
+  minutes?: number;
+  trainShare?: number;
 }
 
 export interface EvalTarget {
@@ -148,6 +152,11 @@ export async function evaluateStream(target: EvalTarget, options: EvalOptions): 
 }
 
 export async function evalCommand(target: string, options: EvalOptions): Promise<void> {
+  if (options.specialize) {
+    const { evalSpecializeCommand } = await import('./specialize.js');
+    await evalSpecializeCommand(target, options);
+    return;
+  }
   if (options.adapt) return evalAdaptCommand(target, options);
   if (options.truth === 'teacher' || options.models) return evalCompareCommand(target, options);
   const resolved = await resolveTarget(target, options);

@@ -193,7 +193,10 @@ program
   .option('--shift-at <s>', '--adapt: stream seconds of the domain shift (synthetic URLs carry it)', nonNegativeNumber)
   .option('--window <s>', '--adapt: windowed F1 window, seconds (default 10)', positiveNumber)
   .option('--speed <x>', '--adapt: replay at X times real time (default 1; 0: unpaced)', nonNegativeNumber)
-  .option('--plot <file>', '--adapt: the windowed F1 plot (PNG)')
+  .option('--plot <file>', '--adapt: the windowed F1 plot (PNG); --specialize: the test F1 by stream minute')
+  .option('--specialize', 'a video: the Beats CNN (--model) specialised whole on the first 70 % looped, from --teacher (default yolox-nano@416) keyframes; scored on the last 30 % against yolox-nano@640 beside --models')
+  .option('--minutes <m>', '--specialize: stream minutes the site loops (default 10)', positiveNumber)
+  .option('--train-share <s>', '--specialize: share of one core training gets at real time (default 0.5)', positiveNumber)
   .action(async (target: string, opts: EvalCliOptions) => {
     const { evalCommand } = await import('./eval.js');
     await evalCommand(target, opts);

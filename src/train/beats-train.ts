@@ -276,7 +276,8 @@ export class SyntheticBatches {
   }
 }
 
-function mirror(spec: BeatsCnnSpec, s: TrainingSample): TrainingSample {
+/** The sample mirrored left to right, boxes with it. */
+export function mirror<T extends TrainingSample>(spec: BeatsCnnSpec, s: T): T {
   const w = spec.inputWidth;
   const h = spec.inputHeight;
   const pixels = new Uint8Array(s.pixels.length);
@@ -289,7 +290,7 @@ function mirror(spec: BeatsCnnSpec, s: TrainingSample): TrainingSample {
       pixels[dst + 2] = s.pixels[src + 2]!;
     }
   }
-  return { pixels, boxes: s.boxes.map((b) => ({ ...b, box: [w - b.box[2], b.box[1], w - b.box[0], b.box[3]] })) };
+  return { ...s, pixels, boxes: s.boxes.map((b) => ({ ...b, box: [w - b.box[2], b.box[1], w - b.box[0], b.box[3]] as [number, number, number, number] })) };
 }
 
 export interface StepResult {

@@ -1,0 +1,48 @@
+/**
+ * The picture of a specialisation run: the student's F1 on the clip's unseen test part against
+ * stream minutes, with the references served on the same frames (YOLOX-Nano at its sizes) as
+ * horizontal lines and the target (0.9 of the teacher-sized reference) dashed. SVG to PNG by sharp.
+ */
+import sharp from 'sharp';
+import { writeFileAtomic } from '../../fs-atomic.js';
+import type { SpecializeReport } from '../specialize.js';
+
+const W = 900;
+const H = 420;
+const M = { left: 60, right: 190, top: 50, bottom: 50 };
+const COLOURS = ['#2a9d8f', '#e9c46a', '#577590', '#8d99ae'];
+
+export function specializeSvg(report: SpecializeReport, title: string, target?: { name: string; f1: number }): string {
+  const tMax = Math.max(1, report.stream.minutes);
+  const x = (t: number) => M.left + (t / tMax) * (W - M.left - M.right);
+  const y = (f: number) => H - M.bottom - f * (H - M.top - M.bottom);
+  const parts: string[] = [`<rect width="${W}" height="${H}" fill="white"/>`];
+  for (let f = 0; f <= 1.0001; f += 0.2) {
+    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${y(f)}" y2="${y(f)}" stroke="#ddd"/>`);
+    parts.push(`<text x="${M.left - 8}" y="${y(f) + 4}" font-size="12" text-anchor="end" fill="#444">${f.toFixed(1)}</text>`);
+  }
+  for (let t = 0; t <= tMax; t += Math.max(1, Math.round(tMax / 10))) parts.push(`<text x="${x(t)}" y="${H - M.bottom + 18}" font-size="12" text-anchor="middle" fill="#444">${t}</text>`);
+  parts.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" font-size="13" text-anchor="middle" fill="#222">stream minutes; F1 on the unseen test part at threshold ${report.served[0]?.evaluation.threshold ?? ''}</text>`);
+  parts.push(`<text x="${M.left}" y="24" font-size="15" fill="#222">${escapeXml(title)}</text>`);
+  report.served.slice(1).forEach((m, i) => {
+    const colour = COLOURS[i % COLOURS.length]!;
+    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${y(m.evaluation.f1)}" y2="${y(m.evaluation.f1)}" stroke="${colour}" stroke-width="1.5"/>`);
+    parts.push(`<text x="${W - M.right + 6}" y="${y(m.evaluation.f1) + 4}" font-size="12" fill="${colour}">${escapeXml(m.name)} ${(100 * m.evaluation.f1).toFixed(1)}</text>`);
+  });
+  if (target) {
+    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${y(target.f1)}" y2="${y(target.f1)}" stroke="#d1495b" stroke-dasharray="6 4"/>`);
+    parts.push(`<text x="${W - M.right + 6}" y="${y(target.f1) + 4}" font-size="12" fill="#d1495b">0.9 of ${escapeXml(target.name)}</text>`);
+  }
+  const points = report.curve.map((p) => `${x(p.minute).toFixed(1)},${y(p.f1).toFixed(1)}`).join(' ');
+  parts.push(`<polyline fill="none" stroke="#d1495b" stroke-width="2.5" points="${points}"/>`);
+  parts.push(`<text x="${M.left + 10}" y="${M.top - 6}" font-size="12" fill="#d1495b">student being specialised (input pixels; ${report.updates.accepted} updates accepted, ${report.updates.rejected} rejected)</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">${parts.join('')}</svg>`;
+}
+
+export async function writeSpecializePlot(report: SpecializeReport, file: string, title: string, target?: { name: string; f1: number }): Promise<void> {
+  await writeFileAtomic(file, await sharp(Buffer.from(specializeSvg(report, title, target))).png().toBuffer());
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+}
