@@ -5,8 +5,9 @@ import { ensurePrivateDir } from './fs-private.js';
 import type { LoadedPipeline } from './config/load.js';
 import { mqttSchema, type CameraConfig, type PipelineConfig } from './config/schema.js';
 import { logger } from './log.js';
-import { Detector } from './model/detector.js';
+import { Detector, type DetectorOptions } from './model/detector.js';
 import type { ProviderSettings } from './model/providers.js';
+import type { BackendStats } from './model/backends/backend.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './publish/broker.js';
 import { EventPublisher } from './publish/events.js';
 import type { EventMessage } from './publish/messages.js';
@@ -22,10 +23,9 @@ import { ModelTeacher } from './adapt/teacher.js';
 import { baseModelHistory } from './adapt/model-history.js';
 import { startMonitoring, type Monitoring } from './serve/index.js';
 import { readTlsFiles } from './publish/tls.js';
-import { newSourceStats } from './source/frame.js';
 import { cameraChain } from './pipeline/camera-chain.js';
 import { routeCommands, type CommandRouter } from './pipeline/commands.js';
-import type { CameraStats, FrameResult } from './pipeline/types.js';
+import { newCameraStats, type CameraStats, type FrameResult } from './pipeline/types.js';
 
 export interface RunOptions {
   /** Stop each camera after this many processed frames. */
@@ -56,12 +56,41 @@ export interface RunSummary {
   brokerUrl: string;
   cameras: Record<string, CameraStats>;
   mqtt: { published: number; dropped: number; durableSent: number; outboxDepth: number };
+  /** Each detector (one per model and input size, or per adapting camera): where it ran, its cameras and its runs. */
+  inference: InferenceSummary[];
+}
+
+export interface InferenceSummary {
+  model: string;
+  backend: 'in-process' | 'worker' | 'adaptable';
+  maxBatch: number;
+  cameras: string[];
+  stats?: BackendStats;
+}
+
+function inferenceSummary(detectors: Map<string, Detector>): InferenceSummary[] {
+  return [...new Set(detectors.values())].map((d) => ({
+    model: d.card.name,
+    backend: d.backendKind,
+    maxBatch: d.maxBatch,
+    cameras: [...detectors].filter(([, x]) => x === d).map(([name]) => name),
+    stats: d.backendStats(),
+  }));
 }
 
 const log = logger('pipeline');
 
 function providerSettings(config: PipelineConfig): ProviderSettings {
   return { providers: config.runtime.providers, tensorrt: { fp16: config.runtime.tensorrt.fp16, engineCache: config.runtime.tensorrt.engine_cache }, threads: config.runtime.threads };
+}
+
+/**
+ * Where the detectors of cameras that do not adapt run: runtime.inference (a worker thread by
+ * default, shared by the cameras on the same model and input size), in batches of up to
+ * runtime.max_batch frames.
+ */
+function plainBackend(config: PipelineConfig): Pick<DetectorOptions, 'backend' | 'batch'> {
+  return { backend: config.runtime.inference, batch: { max: config.runtime.max_batch, timeoutMs: config.runtime.batch_timeout_ms } };
 }
 
 /** Loads each camera's detector once per (model, input size); a bad label is a config error. */
@@ -78,7 +107,7 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
           return undefined;
         })
       : undefined;
-    if (!adaptable && !byKey.has(key)) byKey.set(key, Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size }));
+    if (!adaptable && !byKey.has(key)) byKey.set(key, Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size, ...plainBackend(loaded.config) }));
     const detector = adaptable ?? (await byKey.get(key)!);
     const unknown = (camera.detect.labels ?? []).filter((l) => !detector.card.classes.includes(l));
     if (unknown.length > 0) {
@@ -112,7 +141,10 @@ function statusLine(cameras: Record<string, CameraStats>, previous: Map<string, 
     previous.set(name, { in: s.source.framesIn, out: s.processed });
     const fpsIn = (s.source.framesIn - before.in) / seconds;
     const fpsOut = (s.processed - before.out) / seconds;
-    return `${name}: in ${fpsIn.toFixed(1)} fps, out ${fpsOut.toFixed(1)} fps, dropped ${s.source.dropped}, inference ${s.inferenceMs.toFixed(1)} ms${s.source.state === 'reconnecting' ? ', reconnecting' : ''}`;
+    const p50 = s.latency.quantile(0.5);
+    const p99 = s.latency.quantile(0.99);
+    const latency = p50 === undefined || p99 === undefined ? '' : `, latency p50 ${p50.toFixed(0)} ms p99 ${p99.toFixed(0)} ms`;
+    return `${name}: in ${fpsIn.toFixed(1)} fps, out ${fpsOut.toFixed(1)} fps, dropped ${s.source.dropped}, inference ${s.inferenceMs.toFixed(1)} ms${latency}${s.failed > 0 ? `, failed ${s.failed}` : ''}${s.source.state === 'reconnecting' ? ', reconnecting' : ''}`;
   });
   return `${parts.join(' | ')} | mqtt ${publisher.stats.connected ? 'up' : 'down'}, sent ${publisher.stats.published}, dropped ${publisher.stats.dropped}, outbox ${publisher.outboxDepth}`;
 }
@@ -169,9 +201,10 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
 
     const cameras: Record<string, CameraStats> = {};
     for (const camera of config.cameras) {
-      cameras[camera.name] = { source: newSourceStats(), processed: 0, detections: 0, inferenceMs: 0, lastInferenceMs: 0 };
+      cameras[camera.name] = newCameraStats();
       const d = detectors.get(camera.name)!;
-      log.info(`camera ${camera.name}: model ${d.card.name} ${d.card.version} (${d.inputWidth}x${d.inputHeight}) on ${d.provider}`);
+      const where = d.backendKind === 'worker' ? `, in a worker thread${d.maxBatch > 1 ? `, batches of up to ${d.maxBatch}` : ''}` : d.backendKind === 'adaptable' ? ', in process (adapting)' : '';
+      log.info(`camera ${camera.name}: model ${d.card.name} ${d.card.version} (${d.inputWidth}x${d.inputHeight}) on ${d.provider}${where}`);
     }
 
     // Feedback intake (MQTT verdicts), and the HTTP server when configured: fed by the hooks below.
@@ -242,7 +275,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     }
     // Give the events of the last frames a moment to reach the broker; what does not stays on disk.
     await publisher.drainOutbox(3000);
-    return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped, durableSent: publisher.stats.durableSent, outboxDepth: publisher.outboxDepth } };
+    return { brokerUrl, cameras, mqtt: { published: publisher.stats.published, dropped: publisher.stats.dropped, durableSent: publisher.stats.durableSent, outboxDepth: publisher.outboxDepth }, inference: inferenceSummary(detectors) };
   } finally {
     await Promise.all([...adapters.values()].map((a) => a.close()));
     commands?.close();

@@ -4,13 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { FeedbackIntake, type FeedbackOrigin, type FeedbackResult, type IntakeFrame } from '../src/adapt/feedback.js';
 import { feedbackPublishers } from '../src/publish/feedback-acl.js';
 import { parsePipeline } from '../src/config/load.js';
-import type { CameraStats } from '../src/pipeline/types.js';
+import { newCameraStats, type CameraStats } from '../src/pipeline/types.js';
 import { startEmbeddedBroker } from '../src/publish/broker.js';
 import { startHttpServer } from '../src/serve/http.js';
 import { LiveMonitor } from '../src/serve/live.js';
 import { createMetrics } from '../src/serve/metrics.js';
 import { baseModelHistory } from '../src/adapt/model-history.js';
-import { newSourceStats } from '../src/source/frame.js';
 import { sleep, waitFor } from './helpers/brokers.js';
 
 const W = 320;
@@ -109,7 +108,7 @@ describe('who is an operator', () => {
   it('over HTTP: the holder of http.token; without a token, a loopback caller is not one', async () => {
     for (const token of ['a-token-of-sixteen-chars', undefined]) {
       const i = intake();
-      const stats: CameraStats = { source: newSourceStats(), processed: 0, detections: 0, inferenceMs: 0, lastInferenceMs: 0 };
+      const stats: CameraStats = newCameraStats();
       const monitor = new LiveMonitor([{ name: 'cam', model: { name: 'm', version: '1' }, classes: ['person', 'car'], stats, live: false, finite: true, stallAfterS: 10 }], { liveFps: 5 });
       const metrics = createMetrics({ monitor, intake: i, mqtt: () => ({ connected: true, published: 0, dropped: 0, reconnects: 0, outboxDepth: 0 }) });
       const server = await startHttpServer({ host: '127.0.0.1', port: 0, token, liveFps: 5, monitor, intake: i, metrics, modelHistory: baseModelHistory(new Map([['cam', { name: 'm', version: '1' }]])), snapshotsDir: '/nonexistent', stats: () => ({}) });

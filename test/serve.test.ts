@@ -76,7 +76,8 @@ mqtt: { embedded: { port: 0 } }
 http: { port: 0, token: ${TOKEN}, live_fps: 1 }
 cameras:${highway()}
 `);
-    await waitFor(async () => (await health(served.url)).status === 200, 60_000, '/healthz to say 200');
+    // Inference runs off the event loop: the server answers while the first frame is still in the detector.
+    await waitFor(async () => (await health(served.url)).status === 200 && served.processed() > 0, 60_000, '/healthz to say 200 and a frame processed');
   });
   afterAll(async () => served?.stop());
 
@@ -100,6 +101,11 @@ cameras:${highway()}
     expect(sample(first.samples, 'beats_decode_restarts_total', { camera: 'highway' })).toBe(0);
     expect(sample(first.samples, 'beats_inference_seconds_count', { camera: 'highway' })).toBeGreaterThan(0);
     expect(sample(first.samples, 'beats_inference_seconds_bucket', { camera: 'highway', le: '+Inf' })).toBe(sample(first.samples, 'beats_inference_seconds_count', { camera: 'highway' }));
+    // A frame's latency (decoded to MQTT) holds its inference: the same frames, the larger sum.
+    expect(first.types.get('beats_frame_latency_seconds')).toBe('histogram');
+    expect(sample(first.samples, 'beats_frame_latency_seconds_count', { camera: 'highway' })).toBe(sample(first.samples, 'beats_inference_seconds_count', { camera: 'highway' }));
+    expect(sample(first.samples, 'beats_frame_latency_seconds_sum', { camera: 'highway' })).toBeGreaterThan(sample(first.samples, 'beats_inference_seconds_sum', { camera: 'highway' })!);
+    expect(sample(first.samples, 'beats_frames_failed_total', { camera: 'highway' })).toBe(0);
     expect(sample(first.samples, 'beats_mqtt_connected')).toBe(1);
     expect(sample(first.samples, 'beats_outbox_depth')).toBeGreaterThanOrEqual(0);
     expect(sample(first.samples, 'beats_model_info', { camera: 'highway', name: 'yolox-nano' })).toBe(1);

@@ -366,6 +366,16 @@ export const runtimeSchema = z.strictObject({
     .default({ fp16: true, engine_cache: '.beats/trt-cache' }),
   /** onnxruntime intra-op threads; 0 lets onnxruntime choose. */
   threads: z.number().int().min(0).default(0),
+  /**
+   * Where detectors run: 'worker' (a worker thread per model and input size, shared by its
+   * cameras, off the event loop) or 'in-process' (on the event loop). Adapting cameras run
+   * in-process either way (docs/benchmarks.md, "Many cameras").
+   */
+  inference: z.enum(['worker', 'in-process']).default('worker'),
+  /** Frames of cameras sharing a model that go through one run at most (1: no batching). */
+  max_batch: z.number().int().min(1).max(64).default(4),
+  /** How long the oldest waiting frame waits at most for the other cameras' frames to fill a batch, ms. */
+  batch_timeout_ms: z.number().min(0).max(1000).default(5),
 });
 
 export const pipelineSchema = z

@@ -17,6 +17,7 @@ import { Tracker, trackerOptions } from '../track/tracker.js';
 import { detect } from './detect.js';
 import { cameraEventQueue, publish } from './publish.js';
 import { supervise } from './supervise.js';
+import type { Frame } from '../source/frame.js';
 import { events as eventsOf, track } from './track.js';
 import type { CameraStats, FrameResult } from './types.js';
 
@@ -40,10 +41,14 @@ export interface ChainOptions {
 }
 
 /**
- * The source emits a frame only when `processed$` says the previous one went all the way through,
- * so at most one frame is in flight and the source's bounded mailbox is the only place frames wait
- * (see readFrames). A frame that fails is logged and skipped; the camera goes on. At the end of a
- * finite source, or when `stop$` fires, open events are ended.
+ * The source emits a frame only when `processed$` asks for it, so frames wait in the source's
+ * bounded mailbox and nowhere else (see readFrames): an in-process detector has one frame in the
+ * chain at a time, asked for once the previous one is published. A detector off the event loop (a
+ * worker) overlaps: the next frame is asked for as soon as this one leaves detection for tracking,
+ * so the worker infers frame n + 1 while this thread tracks and publishes frame n (at most one frame
+ * in detection, one in tracking and publishing, and one detected in between). A frame that fails is
+ * logged, counted in `stats.failed` and skipped; the camera goes on. At the end of a finite source,
+ * or when `stop$` fires, open events are ended.
  */
 export function cameraChain({ camera, detector, publisher, events, stats, adapter }: CameraParts, stop$: Observable<void>, options: ChainOptions): Observable<FrameResult> {
   const processed$ = new Subject<void>();
@@ -60,7 +65,14 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
     knownLabels: camera.detect.labels,
   });
   const eventQueue = cameraEventQueue(camera, events, log, (message) => options.onEvent?.(message));
-  const steps = pipe(detect(detector, camera, stats), track(tracker), supervise(adapter), eventsOf(builder, camera), publish(camera, model, publisher, eventQueue, stats));
+  const detectStep = detect(detector, camera, stats);
+  const afterDetect = pipe(track(tracker), supervise(adapter), eventsOf(builder, camera), publish(camera, model, publisher, eventQueue, stats));
+  const overlap = detector.backendKind === 'worker';
+  const failed = (frame: Frame) => (err: unknown) => {
+    stats.failed++;
+    log.error(`camera ${camera.name}: frame ${frame.index} failed: ${errorMessage(err)}`);
+    return EMPTY;
+  };
 
   const endOpenEvents = defer(() => {
     tracker.flush();
@@ -69,7 +81,7 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
   });
 
   const source = camera.source;
-  return readFrames(
+  const frames$ = readFrames(
     {
       camera: camera.name,
       url: source.url,
@@ -87,17 +99,36 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
     // Stopping ends the frames, not the chain: open events still get their `end`.
     takeUntil(stop$),
     options.maxFrames ? take(options.maxFrames) : tap(),
+  );
+  const detected$ = frames$.pipe(
     concatMap((sourceFrame) => {
       const frame = adapter ? adapter.studentFrame(sourceFrame) : sourceFrame;
       return of({ sourceFrame, frame }).pipe(
-        steps,
+        detectStep,
         catchError((err: unknown) => {
-          log.error(`camera ${camera.name}: frame ${frame.index} failed: ${errorMessage(err)}`);
-          return EMPTY;
+          processed$.next();
+          return failed(frame)(err);
         }),
-        finalize(() => processed$.next()),
       );
     }),
-    concatWith(endOpenEvents),
   );
+  return defer(() => {
+    // While attached, a worker batches this camera's frames with the other cameras' on the same model.
+    const detach = detector.attach();
+    return detected$.pipe(
+      concatMap((detected) => {
+        // Overlap: frame n leaves detection here, so frame n + 1 may enter it while n is tracked and published.
+        if (overlap) processed$.next();
+        return of(detected).pipe(
+          afterDetect,
+          catchError(failed(detected.frame)),
+          finalize(() => {
+            if (!overlap) processed$.next();
+          }),
+        );
+      }),
+      finalize(detach),
+      concatWith(endOpenEvents),
+    );
+  });
 }

@@ -3,6 +3,8 @@ import type { Detection } from '../model/detection.js';
 import type { SourceStats, Frame } from '../source/frame.js';
 import type { EventOutput } from '../publish/messages.js';
 import type { TrackView, TrackerUpdate } from '../track/tracker.js';
+import { newSourceStats } from '../source/frame.js';
+import { LatencyWindow } from './latency.js';
 
 /** What one camera did in this run; read by the status line and returned at the end. */
 export interface CameraStats {
@@ -13,6 +15,14 @@ export interface CameraStats {
   inferenceMs: number;
   /** Inference time of the latest frame, ms (the metrics' histogram). */
   lastInferenceMs: number;
+  /** Frames that failed on the way (inference, a crashed inference worker, tracking, publishing): logged, counted, skipped. */
+  failed: number;
+  /** Each frame's time from decoded to its detections handed to MQTT. */
+  latency: LatencyWindow;
+}
+
+export function newCameraStats(): CameraStats {
+  return { source: newSourceStats(), processed: 0, detections: 0, inferenceMs: 0, lastInferenceMs: 0, failed: 0, latency: new LatencyWindow() };
 }
 
 export interface FrameResult {

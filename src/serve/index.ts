@@ -121,7 +121,10 @@ export async function startMonitoring(options: MonitoringOptions): Promise<Monit
       monitor.onResult(result);
       intake.record(result);
       const stats = statsOf.get(result.camera);
-      if (metrics && stats) metrics.observeInference(result.camera, stats.lastInferenceMs);
+      if (metrics && stats) {
+        metrics.observeInference(result.camera, stats.lastInferenceMs);
+        if (stats.latency.lastMs !== undefined) metrics.observeLatency(result.camera, stats.latency.lastMs);
+      }
     },
     onEvent(message) {
       monitor.onEvent(message);

@@ -22,8 +22,10 @@ export interface MetricsOptions {
 
 export interface PipelineMetrics {
   readonly registry: Registry;
-  /** One frame's inference time (the only metric observed on the frame path: a bucket increment). */
+  /** One frame's inference time (observed on the frame path: a bucket increment). */
   observeInference(camera: string, ms: number): void;
+  /** One frame's time from decoded to its detections handed to MQTT (a bucket increment). */
+  observeLatency(camera: string, ms: number): void;
   text(): Promise<string>;
   readonly contentType: string;
 }
@@ -33,7 +35,7 @@ const sourceStates = ['starting', 'running', 'reconnecting', 'ended'] as const;
 /**
  * Prometheus metrics in a registry of their own (not prom-client's global one: two pipelines in one
  * process, as in tests, must not collide). Counters are read from the counts the pipeline already
- * keeps, when scraped, so nothing is added to the frame path but the latency histogram.
+ * keeps, when scraped, so nothing is added to the frame path but the two histograms.
  */
 export function createMetrics(options: MetricsOptions): PipelineMetrics {
   const registry = new Registry();
@@ -48,11 +50,19 @@ export function createMetrics(options: MetricsOptions): PipelineMetrics {
     buckets: [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
     registers,
   });
+  const latency = new Histogram({
+    name: 'beats_frame_latency_seconds',
+    help: 'Time per frame from decoded to its detections handed to MQTT: waiting for the detector, inference, tracking and events.',
+    labelNames: ['camera'],
+    buckets: [0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
   mqttMetrics(registers, options.mqtt);
   feedbackMetrics(registers, options.monitor, options.intake);
   return {
     registry,
     observeInference: (camera, ms) => inference.observe({ camera }, ms / 1000),
+    observeLatency: (camera, ms) => latency.observe({ camera }, ms / 1000),
     text: () => registry.metrics(),
     contentType: registry.contentType,
   };
@@ -81,6 +91,7 @@ function cameraMetrics(registers: Registry[], monitor: LiveMonitor): void {
   mirrored('beats_frames_processed_total', 'Frames that went through detection, tracking and events.', (s) => s.processed);
   mirrored('beats_frames_dropped_total', 'Frames replaced in the live mailbox before the detector took them.', (s) => s.source.dropped);
   mirrored('beats_detections_total', 'Published detections (above detect.threshold).', (s) => s.detections);
+  mirrored('beats_frames_failed_total', 'Frames that failed on the way (inference, a crashed inference worker, tracking, publishing): logged and skipped.', (s) => s.failed);
   mirrored('beats_decode_restarts_total', 'ffmpeg restarts of a live source (ended, failed or stalled).', (s) => s.source.restarts);
 
   new Gauge({

@@ -26,6 +26,11 @@ export interface Frame {
   geometry: Letterbox;
   /** The letterbox's pad value, when the source knows it (the output it was asked for). */
   padValue?: number;
+  /**
+   * `performance.now()` when the source had the frame decoded (before it waited in the mailbox):
+   * where a frame's latency to its MQTT publish starts (beats_frame_latency_seconds).
+   */
+  decodedAt?: number;
 }
 
 export type PixelFormat = 'rgb24' | 'bgr24';

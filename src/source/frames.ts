@@ -188,7 +188,7 @@ class FfmpegSource {
       ts = this.startedAt + streamTime * 1000;
     }
     const out = this.options.output;
-    this.accept({ camera: this.options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: out.pixelFormat, geometry, padValue: out.padValue });
+    this.accept({ camera: this.options.camera, index, streamTime, ts, width: info.width, height: info.height, pixels, pixelFormat: out.pixelFormat, geometry, padValue: out.padValue, decodedAt: performance.now() });
   }
 
   private onExit(error: string | undefined): void {

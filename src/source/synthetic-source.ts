@@ -91,6 +91,7 @@ export function readSyntheticFrames(options: FrameSourceOptions, demand$: Observ
         pixelFormat: options.output.pixelFormat,
         padValue: options.output.padValue,
         geometry,
+        decodedAt: performance.now(),
       };
       syntheticTruth.set(frame, shown.boxes);
       stats.state = 'running';
