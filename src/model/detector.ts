@@ -48,8 +48,8 @@ export interface DetectorOptions {
 export class Detector {
   private constructor(
     readonly model: ResolvedModel,
-    /** The plain detector's runner; undefined for an adaptable one, whose `heads` run it. */
-    private readonly backend: DetectorBackend | undefined,
+    /** The plain detector's runner; undefined for an adaptable one, whose `heads` run it. Replaced by `swapWeights`. */
+    private backend: DetectorBackend | undefined,
     readonly provider: ProviderName,
     readonly inputWidth: number,
     readonly inputHeight: number,
@@ -63,6 +63,9 @@ export class Detector {
    * sharing a worker-backed detector have frames in flight at once.
    */
   private readonly spareInputs: Float32Array[] = [];
+
+  /** Runs in flight per backend: a backend `swapWeights` replaced is closed when its last run has ended. */
+  private readonly inFlight = new Map<DetectorBackend, number>();
 
   /** Features of the frame each `detect` result came from (adaptable detectors only); weak, so they go with the result. */
   private readonly features = new WeakMap<Detection[], FrameHeadFeatures>();
@@ -220,9 +223,15 @@ export class Detector {
       const candidates = decodeOutput(this.card, { data: out.data as Float32Array, dims: out.dims }, this.inputWidth, this.inputHeight, { threshold: options.threshold, allowed: keep });
       kept = nmsPerClass(candidates, options.nmsIou, options.maxDetections);
     } else {
-      const result = await this.backend!.infer({ input, options: { threshold: options.threshold, nmsIou: options.nmsIou, maxDetections: options.maxDetections, allowed: keep ? [...keep] : undefined } });
-      this.spare(result.input);
-      kept = result.candidates;
+      const backend = this.backend!;
+      this.inFlight.set(backend, (this.inFlight.get(backend) ?? 0) + 1);
+      try {
+        const result = await backend.infer({ input, options: { threshold: options.threshold, nmsIou: options.nmsIou, maxDetections: options.maxDetections, allowed: keep ? [...keep] : undefined } });
+        this.spare(result.input);
+        kept = result.candidates;
+      } finally {
+        this.runEnded(backend);
+      }
     }
     const detections = kept.map((c) => ({
       label: this.card.classes[c.classId] ?? `class${c.classId}`,
@@ -232,6 +241,32 @@ export class Detector {
     }));
     if (run) this.features.set(detections, { head: run.head, levels: run.levels });
     return detections;
+  }
+
+  /**
+   * Whole-model adaptation: `bytes` (this model with other weights; its card must fit them) serves
+   * every frame from the next one on. The new session is made off the frame path; the swap replaces
+   * one reference between two frames; frames in flight finish on the old session, which is released
+   * after them. On any error (a file that does not fit the card) the current weights stay.
+   */
+  async swapWeights(bytes: Uint8Array, runtime: ProviderSettings): Promise<void> {
+    if (this.heads || !this.backend) throw new ModelError(this.card.name, 'is loaded adaptable (head only): its head is swapped with setHead, not its weights');
+    const { session, provider } = await createSession(bytes, runtime, { modelName: this.card.name });
+    const problems = cardMismatches(this.card, session.inputMetadata, session.outputMetadata);
+    if (problems.length > 0) {
+      await session.release().catch(() => undefined);
+      throw new ModelError(this.card.name, `new weights do not fit its card: ${problems.join('; ')}`);
+    }
+    const old = this.backend;
+    this.backend = new InProcessBackend(session, provider, { card: this.card, inputWidth: this.inputWidth, inputHeight: this.inputHeight });
+    if (!this.inFlight.get(old)) await old.close();
+  }
+
+  private runEnded(backend: DetectorBackend): void {
+    const left = (this.inFlight.get(backend) ?? 1) - 1;
+    if (left > 0) return void this.inFlight.set(backend, left);
+    this.inFlight.delete(backend);
+    if (backend !== this.backend) void backend.close().catch(() => undefined);
   }
 
   /** An input buffer for a next frame; a few are kept (one per frame that may be in flight). */

@@ -1,0 +1,151 @@
+/**
+ * Whole-model adaptation of the Beats CNN (src/adapt/student/, BEATS.md "The whole model"): the
+ * frame reservoir's bounds, the guard (a rejected update leaves the serving weights bit for bit as
+ * they were; garbage never trains), the weight swap into a real onnxruntime session between two
+ * frames, and the looped site's keyframes.
+ */
+import { readFile } from 'node:fs/promises';
+import { take } from 'rxjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FrameReservoir, type SupervisedImage } from '../src/adapt/student/reservoir.js';
+import { StudentTrainer } from '../src/adapt/student/trainer.js';
+import { loadStudent } from '../src/adapt/student/model-files.js';
+import { isKeyframe, keyframeFrames } from '../src/adapt/specialize.js';
+import { ModelError } from '../src/errors.js';
+import { Detector, type DetectOptions } from '../src/model/detector.js';
+import { resolveModel } from '../src/model/registry.js';
+import { SyntheticScene } from '../src/source/synthetic/index.js';
+import { sampleFromSynthetic } from '../src/train/beats-train.js';
+import type { WeightArrays } from '../src/train/beats-export.js';
+import { seededRandom } from '../src/train/random.js';
+import { loadTf, type Tf } from '../src/train/tf.js';
+import { consumeFrames } from './helpers/frames.js';
+import { assets, needsAssets } from './helpers/assets.js';
+import { cpuRuntime } from './helpers/model-onnx.js';
+
+let tf: Tf;
+beforeAll(async () => {
+  tf = (await loadTf()).tf;
+});
+
+function image(bytes: number, time = 0): SupervisedImage {
+  return { pixels: new Uint8Array(bytes), boxes: [], time };
+}
+
+describe('frame reservoir', () => {
+  it('holds at most maxFrames frames, however many are offered, and keeps early ones', () => {
+    const r = new FrameReservoir({ maxFrames: 50, maxBytes: 1e9 }, seededRandom(3));
+    for (let i = 0; i < 2000; i++) r.offer(image(10, i));
+    expect(r.size).toBe(50);
+    expect(r.seen).toBe(2000);
+    const times = r.all().map((f) => f.time);
+    // Uniform over the stream: about a quarter from each quarter, so the first scene stays in the replay.
+    expect(times.filter((t) => t < 500).length).toBeGreaterThan(3);
+    expect(times.filter((t) => t >= 1500).length).toBeGreaterThan(3);
+  });
+
+  it('holds at most maxBytes of pixels', () => {
+    const r = new FrameReservoir({ maxFrames: 1000, maxBytes: 10_000 }, seededRandom(4));
+    for (let i = 0; i < 300; i++) r.offer(image(1_000, i));
+    expect(r.size).toBe(10);
+    expect(r.bytes).toBeLessThanOrEqual(10_000);
+  });
+
+  it('refuses bounds below one', () => {
+    expect(() => new FrameReservoir({ maxFrames: 0, maxBytes: 10 }, seededRandom(1))).toThrow(/at least 1/);
+  });
+});
+
+describe('keyframes of a looped site', () => {
+  it('take one frame in N and reach every site frame even when the loop is a multiple of N', () => {
+    const site = 170;
+    const frames = 20 * site;
+    let count = 0;
+    for (let i = 0; i < frames; i++) if (isKeyframe(i, 10, site)) count++;
+    expect(count / frames).toBeCloseTo(0.1, 2);
+    expect(keyframeFrames(site, 10, frames).size).toBe(site);
+  });
+});
+
+function weightsEqual(a: WeightArrays, b: WeightArrays): boolean {
+  return [...a].every(([name, w]) => {
+    const o = b.get(name)!;
+    return o.data.length === w.data.length && o.data.every((v, i) => Object.is(v, w.data[i]));
+  });
+}
+
+describe('whole-model trainer', () => {
+  async function trainer(lr: number): Promise<{ trainer: StudentTrainer; frames: SupervisedImage[] }> {
+    const student = await loadStudent(tf, 'beats-s');
+    const scene = new SyntheticScene({ scene: 'street', seed: 4242, width: 320, height: 240, fps: 10, domain: [] });
+    scene.skip(30);
+    const frames: SupervisedImage[] = [];
+    for (let i = 0; i < 24; i++) {
+      scene.skip(3);
+      frames.push({ ...sampleFromSynthetic(student.spec, scene.next()), time: i });
+    }
+    const t = new StudentTrainer(tf, student.spec, student.weights, { lr, stepsPerUpdate: 2, batch: 4, minTrain: 4, minHoldout: 2, holdoutEvery: 4, seed: 5 });
+    frames.forEach((f, i) => t.add(f, i));
+    return { trainer: t, frames };
+  }
+
+  it('waits for held-out frames before it updates', async () => {
+    const student = await loadStudent(tf, 'beats-s');
+    const t = new StudentTrainer(tf, student.spec, student.weights, { minHoldout: 4 });
+    expect(t.update()).toEqual({ kind: 'waiting', reason: 'holdout' });
+    t.dispose();
+  });
+
+  it('refuses a frame of the wrong size, naming the input size', async () => {
+    const student = await loadStudent(tf, 'beats-s');
+    const t = new StudentTrainer(tf, student.spec, student.weights);
+    expect(() => t.add(image(100), 1)).toThrow(/160x120/);
+    t.dispose();
+  });
+
+  it('rejects an update that lowers held-out F1 and leaves the serving weights exactly as they were', async () => {
+    const { trainer: t } = await trainer(5);
+    const before = t.weightArrays();
+    const f1 = t.score();
+    const outcome = t.update();
+    expect(outcome.kind).toBe('rejected');
+    if (outcome.kind === 'rejected') expect(['holdout', 'replay', 'non-finite']).toContain(outcome.reason);
+    expect(weightsEqual(t.weightArrays(), before)).toBe(true);
+    expect(t.score()).toBe(f1);
+    t.dispose();
+  }, 120_000);
+
+  it('accepts only updates whose held-out F1 did not fall', async () => {
+    const { trainer: t } = await trainer(0.0005);
+    for (let i = 0; i < 2; i++) {
+      const outcome = t.update();
+      expect(outcome.kind === 'accepted' || outcome.kind === 'rejected').toBe(true);
+      if (outcome.kind === 'accepted') expect(outcome.figures.holdout.f1After).toBeGreaterThanOrEqual(outcome.figures.holdout.f1Before);
+    }
+    t.dispose();
+  }, 120_000);
+});
+
+describe.skipIf(needsAssets)('weights swapped into a running detector', () => {
+  const options: DetectOptions = { threshold: 0.2, nmsIou: 0.45, maxDetections: 100 };
+
+  it('serves the new weights from the next frame on, and keeps the old ones when the new do not fit', async () => {
+    const detector = await Detector.load('beats-s', { runtime: cpuRuntime });
+    const reference = await Detector.load('beats-s-real', { runtime: cpuRuntime });
+    try {
+      const frames = await consumeFrames({ camera: 'test', url: assets.highway, output: detector.frameOutput() }, (f) => f, (f$) => f$.pipe(take(3)));
+      const before = await detector.detect(frames[0]!, options);
+      await expect(detector.swapWeights(await readFile(assets.yoloxNano), cpuRuntime)).rejects.toBeInstanceOf(ModelError);
+      expect(await detector.detect(frames[0]!, options)).toEqual(before);
+      const real = await resolveModel('beats-s-real');
+      // A detect in flight while the swap happens finishes on the session it started with.
+      const inFlight = detector.detect(frames[1]!, options);
+      await detector.swapWeights(await readFile(real.onnxPath), cpuRuntime);
+      await inFlight;
+      for (const frame of frames) expect(await detector.detect(frame, options)).toEqual(await reference.detect(frame, options));
+    } finally {
+      await detector.close();
+      await reference.close();
+    }
+  });
+});
