@@ -51,7 +51,7 @@ function printReport(r: SpecializeReport, teacher: { ref: string; inputSize: num
   const out = process.stdout;
   out.write(`${path.basename(r.video)}: site = first ${r.frames.site} frames looped for ${r.stream.minutes} stream minutes; test = last ${r.frames.test} frames (never trained on)\n`);
   out.write(`teacher ${teacher.ref}@${teacher.inputSize} on ${r.stream.keyframes} keyframes (${pct(r.stream.keyframeShare)} % of stream frames, ${r.stream.distinctLabelled} distinct frames); training share ${pct(r.stream.trainShare)} % of one core\n`);
-  out.write(`updates: ${r.updates.accepted} accepted, ${r.updates.rejected} rejected ${JSON.stringify(r.updates.byReason)}, ${r.updates.meanMs.toFixed(0)} ms each (${r.updates.meanStepsMs.toFixed(0)} ms of it optimizer steps)\n`);
+  out.write(`updates: ${r.updates.accepted} accepted, ${r.updates.rejected} rejected ${JSON.stringify(r.updates.byReason)}, ${r.updates.meanMs.toFixed(0)} ms each (${r.updates.meanStepsMs.toFixed(0)} ms of it optimizer steps; ${r.updates.meanCpuMs.toFixed(0)} ms of CPU)\n`);
   out.write(`student test F1 by stream minute: ${r.curve.map((p) => `${p.minute}:${pct(p.f1)}`).join('  ')}\n`);
   out.write(`served on the test part against yolox-nano@640's labels:\nmodel                        input      mAP@0.5    F1     fps\n`);
   for (const m of r.served) out.write(`${(m.name.length > 28 ? '…' + m.name.slice(-27) : m.name).padEnd(28)} ${m.input.padEnd(9)} ${pct(m.evaluation.map50).padStart(7)} ${pct(m.evaluation.f1).padStart(6)} ${m.fps.toFixed(0).padStart(7)}\n`);
