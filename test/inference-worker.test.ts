@@ -215,6 +215,23 @@ describe('the batch queue', () => {
     expect(q.next(10, 3)).toEqual({ take: ['a', 'b'] });
   });
 
+  it('counts the timeout from when the model was free, if later: callers out of step come together again', () => {
+    const q = new BatchQueue<string>(policy);
+    q.push('a', 0);
+    q.push('b', 0);
+    // Two of four waited 30 ms for a batch to finish; the two just answered have 10 ms to send theirs.
+    expect(q.next(31, 4, 30)).toEqual({ waitMs: 9 });
+    q.push('c', 32);
+    q.push('d', 33);
+    expect(q.next(33, 4, 30)).toEqual({ take: ['a', 'b', 'c', 'd'] });
+    // A stalled fourth camera holds the others one timeout past the free moment, no more.
+    q.push('e', 50);
+    q.push('f', 50);
+    q.push('g', 50);
+    expect(q.next(60, 4, 55)).toEqual({ waitMs: 5 });
+    expect(q.next(65, 4, 55)).toEqual({ take: ['e', 'f', 'g'] });
+  });
+
   it('takes at most maxBatch, oldest first, so that every caller has its turn', () => {
     const q = new BatchQueue<string>(policy);
     for (const v of ['a', 'b', 'c', 'd', 'e', 'f']) expect(q.push(v, 0)).toBe(true);

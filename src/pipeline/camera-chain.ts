@@ -2,8 +2,8 @@
  * One camera's chain: frames on demand, then for each frame its named steps
  * `detect → track → supervise → events → publish`, then ask for the next frame.
  */
-import { EMPTY, Subject, catchError, concatMap, concatWith, defer, finalize, from, ignoreElements, of, pipe, take, takeUntil, tap, type Observable } from 'rxjs';
-import type { CameraAdapter } from '../adapt/camera-adapter.js';
+import { EMPTY, Subject, asapScheduler, catchError, observeOn, concatMap, concatWith, defer, finalize, from, ignoreElements, of, pipe, take, takeUntil, tap, type Observable } from 'rxjs';
+import type { SiteAdapter } from '../adapt/site-adapter.js';
 import type { CameraConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
@@ -30,7 +30,7 @@ export interface CameraParts {
   events: EventPublisher;
   stats: CameraStats;
   /** On-device adaptation, when the camera has it (src/adapt/camera-adapter.ts). */
-  adapter?: CameraAdapter;
+  adapter?: SiteAdapter;
 }
 
 export interface ChainOptions {
@@ -120,6 +120,10 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
         // Overlap: frame n leaves detection here, so frame n + 1 may enter it while n is tracked and published.
         if (overlap) processed$.next();
         return of(detected).pipe(
+          // Tracking and publishing wait for the end of this turn: every camera whose result came
+          // back in the same message hands its next frame to the worker first, so that batch leaves
+          // before this thread's work on the frames just detected, and overlaps it.
+          overlap ? observeOn(asapScheduler) : tap(),
           afterDetect,
           catchError(failed(detected.frame)),
           finalize(() => {

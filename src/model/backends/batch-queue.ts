@@ -2,7 +2,10 @@
  * When frames waiting for a model go to it, and how many at once: first come, first served (no
  * camera starves: each camera has at most one frame waiting, the chain's backpressure), a batch as
  * soon as every attached camera has a frame waiting or `maxBatch` are, otherwise once the oldest has
- * waited `timeoutMs` (a stalled or slow camera holds the others that long at most). Bounded:
+ * waited `timeoutMs` since it came or since the model was free, whichever is later (a stalled or slow
+ * camera holds the others that long per batch at most). Counting from the model's free moment is what
+ * lets cameras that fell out of step (half of them waiting while the other half runs) come together
+ * into one batch again: the ones just answered send their next frames within that time. Bounded:
  * `maxQueued` frames at most, beyond that `push` refuses.
  */
 export interface BatchPolicy {
@@ -40,13 +43,14 @@ export class BatchQueue<T> {
 
   /**
    * A batch to run now (the oldest frames, up to maxBatch), or how long to wait for more, or
-   * undefined with nothing waiting. `attached`: the cameras that send frames (0 counts as 1).
+   * undefined with nothing waiting. `attached`: the cameras that send frames (0 counts as 1);
+   * `freeSince`: when the model finished its last batch.
    */
-  next(now: number, attached: number): BatchDecision<T> {
+  next(now: number, attached: number, freeSince = -Infinity): BatchDecision<T> {
     const oldest = this.waiting[0];
     if (!oldest) return undefined;
     const target = Math.min(this.policy.maxBatch, Math.max(1, attached));
-    const waited = now - oldest.since;
+    const waited = now - Math.max(oldest.since, freeSince);
     if (this.waiting.length >= target || waited >= this.policy.timeoutMs) {
       return { take: this.waiting.splice(0, this.policy.maxBatch).map((w) => w.value) };
     }

@@ -52,6 +52,8 @@ export class WorkerBackend implements DetectorBackend {
   private readonly queue: BatchQueue<Pending>;
   private providerName: ProviderName = 'cpu';
   private unbatchedLogged = false;
+  /** When the thread finished its last batch (the batch timeout counts from it too; see batch-queue.ts). */
+  private freeSince = -Infinity;
 
   private constructor(private readonly options: WorkerBackendOptions) {
     this.queue = new BatchQueue({ maxBatch: Math.max(1, options.maxBatch), timeoutMs: options.batchTimeoutMs, maxQueued: options.maxQueued ?? 64 });
@@ -167,6 +169,7 @@ export class WorkerBackend implements DetectorBackend {
     const flight = this.inFlight;
     if (!flight || flight.id !== message.id) return;
     this.inFlight = undefined;
+    this.freeSince = performance.now();
     if (message.type === 'done') {
       countRun(this.counts, flight.batch.length);
       flight.batch.forEach((p, i) => p.resolve({ candidates: message.candidates[i]!, input: message.inputs[i]! }));
@@ -209,7 +212,7 @@ export class WorkerBackend implements DetectorBackend {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.closed || !this.worker || !this.ready || this.inFlight) return;
-    const decision = this.queue.next(performance.now(), this.attached);
+    const decision = this.queue.next(performance.now(), this.attached, this.freeSince);
     if (!decision) return;
     if ('waitMs' in decision) {
       this.timer = setTimeout(() => this.pump(), Math.max(1, Math.ceil(decision.waitMs)));
