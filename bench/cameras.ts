@@ -10,7 +10,8 @@
  * Unpaced and inference-only: the best of BENCH_ROUNDS rounds (default 2), alternating, since on a
  * shared machine noise only slows a round down. BENCH_FRAMES frames per camera (default 96),
  * BENCH_PACED_S seconds per paced run (default 8); runtime.max_batch 4, batch_timeout_ms 5 (the
- * defaults), BENCH_MAX_BATCH to change the first.
+ * defaults), BENCH_MAX_BATCH to change the first; BENCH_PROVIDERS (default cpu) the execution
+ * providers, e.g. tensorrt,cuda,cpu on a GPU host. Nothing in it needs a GPU.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import path from 'node:path';
 import { Subject, lastValueFrom, take, tap, toArray } from 'rxjs';
 import { parsePipeline } from '../src/config/load.js';
 import { Detector } from '../src/model/detector.js';
+import type { ProviderName } from '../src/model/providers.js';
 import { runPipeline } from '../src/pipeline.js';
 import { readFrames } from '../src/source/frames.js';
 import type { Frame } from '../src/source/frame.js';
@@ -29,7 +31,9 @@ const framesPerCamera = Number(process.env.BENCH_FRAMES ?? 96);
 const pacedSeconds = Number(process.env.BENCH_PACED_S ?? 8);
 const maxBatch = Number(process.env.BENCH_MAX_BATCH ?? 4);
 const batchTimeoutMs = 5;
-const runtime = { providers: ['cpu'] as const, tensorrt: { fp16: true, engineCache: '/tmp' }, threads: 0 };
+/** BENCH_PROVIDERS=tensorrt,cuda,cpu on a GPU host (docs/gpu.md); the CPU by default. */
+const providers = (process.env.BENCH_PROVIDERS ?? 'cpu').split(',').map((p) => p.trim()) as ProviderName[];
+const runtime = { providers, tensorrt: { fp16: true, engineCache: path.join(os.tmpdir(), 'beats-bench-trt') }, threads: 0 };
 
 interface Setup {
   title: string;
@@ -80,7 +84,7 @@ async function pipelineRun(setup: Setup, cameras: number, rate?: number): Promis
   const yaml = `status_interval_s: 0
 state_dir: ${JSON.stringify(path.join(dir, 'state'))}
 mqtt: { embedded: { host: 127.0.0.1, port: 0 } }
-runtime: { providers: [cpu], max_batch: ${maxBatch}, batch_timeout_ms: ${batchTimeoutMs} }
+runtime: { providers: [${providers.join(', ')}], tensorrt: { engine_cache: ${JSON.stringify(runtime.tensorrt.engineCache)} }, max_batch: ${maxBatch}, batch_timeout_ms: ${batchTimeoutMs} }
 cameras:
 ${list.join('\n')}
 `;

@@ -1,6 +1,7 @@
 // The build: scripts/build.js compiles src/ with tsc into a folder beside src/ (so the files the code
 // reads relative to itself, ../package.json and ../../models/, resolve as from dist/), and the
-// compiled CLI, its static page files and the adaptation worker run under plain node, without tsx.
+// compiled CLI, its static page files, the adaptation worker and the inference worker run under
+// plain node, without tsx.
 // Also bin/beats.js's choice between dist/ and the sources.
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
@@ -80,6 +81,22 @@ describe('npm run build', () => {
     await rm(stateDir, { recursive: true, force: true });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^worker ready/m);
+  }, 120_000);
+
+  it('runs a detector in the compiled inference worker (worker-thread.js), without tsx', async () => {
+    const script = `
+      const [detectorUrl] = process.argv.slice(1);
+      const { Detector } = await import(detectorUrl);
+      const runtime = { providers: ['cpu'], tensorrt: { fp16: false, engineCache: '/nonexistent' }, threads: 1 };
+      const detector = await Detector.load('beats-s', { runtime, backend: 'worker', batch: { max: 2, timeoutMs: 5 } });
+      const { width, height } = detector.frameOutput();
+      const frame = { camera: 'c', index: 0, streamTime: 0, ts: 0, width, height, pixels: Buffer.alloc(width * height * 3, 90), pixelFormat: 'rgb24', geometry: { width, height, scaledWidth: width, scaledHeight: height, padX: 0, padY: 0, scaleX: 1, scaleY: 1 } };
+      const found = await detector.detect(frame, { threshold: 0.3, nmsIou: 0.45, maxDetections: 10 });
+      console.log('inference worker', detector.backendKind, detector.maxBatch, Array.isArray(found));
+      await detector.close();`;
+    const run = await node(['--input-type=module', '-e', script, pathToFileURL(path.join(out, 'model', 'detector.js')).href]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^inference worker worker 2 true/m);
   }, 120_000);
 });
 
