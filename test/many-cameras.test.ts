@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load.js';
+import type { ConfigError } from '../src/errors.js';
 import { LatencyWindow } from '../src/pipeline/latency.js';
 import type { FrameResult } from '../src/pipeline/types.js';
 import { runPipeline, type RunSummary } from '../src/pipeline.js';
@@ -70,6 +71,27 @@ describe.skipIf(needsAssets)('four cameras on one model in a worker', () => {
     }
     expect(reference.some((r) => r.detections.length > 0)).toBe(true);
   }, 240_000);
+});
+
+describe('runtime settings for inference', () => {
+  const camera = 'cameras: [{ name: a, source: { url: "testsrc:" }, model: m }]';
+  it('default to a worker thread, batches of up to 4, a 5 ms batch timeout', () => {
+    expect(parsePipeline(camera, 'p.yaml').runtime).toMatchObject({ inference: 'worker', max_batch: 4, batch_timeout_ms: 5 });
+  });
+  it('refuse bad values at their path', () => {
+    const issues = (runtime: string) => {
+      try {
+        parsePipeline(`runtime: ${runtime}\n${camera}`, 'p.yaml');
+        return [];
+      } catch (err) {
+        return (err as ConfigError).issues.map((i) => i.path);
+      }
+    };
+    expect(issues('{ max_batch: 0 }')).toEqual(['runtime.max_batch']);
+    expect(issues('{ max_batch: 2.5 }')).toEqual(['runtime.max_batch']);
+    expect(issues('{ batch_timeout_ms: -1 }')).toEqual(['runtime.batch_timeout_ms']);
+    expect(issues('{ inference: gpu }')).toEqual(['runtime.inference']);
+  });
 });
 
 describe('the latency window', () => {
