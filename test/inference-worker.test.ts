@@ -131,6 +131,26 @@ describe.skipIf(needsAssets)('a crashed inference worker', () => {
     expect(backend.thread).not.toBe(first);
   });
 
+  it('a camera attached but silent does not hold the others: its batch leaves after the timeout', async () => {
+    const model = await resolveModel('yolox-nano');
+    const bytes = withSymbolicBatch(await readFile(model.onnxPath), model.card.input.name);
+    const waiting = await WorkerBackend.start({ model: bytes, modelName: 'yolox-nano', settings: cpuRuntime, card: model.card, inputWidth: 416, inputHeight: 416, maxBatch: 4, batchTimeoutMs: 20 });
+    try {
+      const detach = [waiting.attach(), waiting.attach(), waiting.attach()];
+      // Two of three cameras send; the third is stalled.
+      const got = await Promise.all(inputs.slice(0, 2).map((input) => waiting.infer({ input: input.slice(), options })));
+      expect(got).toHaveLength(2);
+      expect(waiting.stats().batchSizes[2]).toBe(1);
+      // With the others detached, one camera's frame is a whole batch.
+      detach.slice(1).forEach((d) => d());
+      await waiting.infer({ input: inputs[2]!.slice(), options });
+      expect(waiting.stats().batchSizes[1]).toBe(1);
+      detach[0]!();
+    } finally {
+      await waiting.close();
+    }
+  });
+
   it('refuses frames beyond maxQueued with a typed error, counted', async () => {
     const model = await resolveModel('yolox-nano');
     const small = await WorkerBackend.start({ model: await readFile(model.onnxPath), modelName: 'yolox-nano', settings: cpuRuntime, card: model.card, inputWidth: 416, inputHeight: 416, maxBatch: 1, batchTimeoutMs: 0, maxQueued: 2 });
