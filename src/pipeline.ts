@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Subject, finalize, interval, merge } from 'rxjs';
 import { ConfigError, StateError, errorMessage } from './errors.js';
@@ -17,6 +18,9 @@ import { SnapshotStore } from './publish/snapshots.js';
 import type { FeedbackIntake } from './adapt/feedback.js';
 import type { WorkerMemory } from './adapt/engine.js';
 import { CameraAdapter, adaptiveModelHistory } from './adapt/camera-adapter.js';
+import type { SiteAdapter } from './adapt/site-adapter.js';
+import { checkpointOf } from './adapt/student/model-files.js';
+import { WholeModelAdapter, wholeModelProblem } from './adapt/whole-adapter.js';
 import { feedbackPublishers } from './publish/feedback-acl.js';
 import { HeadError } from './model/head.js';
 import { ModelTeacher } from './adapt/teacher.js';
@@ -99,6 +103,10 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
   const perCamera = new Map<string, Detector>();
   for (const [i, camera] of loaded.config.cameras.entries()) {
     const key = `${camera.model}@${camera.detect.input_size ?? ''}`;
+    if (camera.adapt.enabled && camera.adapt.layers === 'all') {
+      perCamera.set(camera.name, await wholeModelDetector(loaded, i));
+      continue;
+    }
     // An adapting camera gets a detector of its own: heads are per camera.
     const adaptable = camera.adapt.enabled
       ? await Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size, adaptable: true }).catch((err: unknown) => {
@@ -116,6 +124,24 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
     perCamera.set(camera.name, detector);
   }
   return perCamera;
+}
+
+/**
+ * The detector of a camera adapting its whole model: its own (its weights are the camera's), in
+ * process (the swap replaces its session), and refused with the YAML path when the model cannot
+ * adapt whole or nothing would teach it.
+ */
+async function wholeModelDetector(loaded: LoadedPipeline, i: number): Promise<Detector> {
+  const camera = loaded.config.cameras[i]!;
+  const refuse = (where: string, message: string) => new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.${where}`, message }]);
+  if (!camera.adapt.teacher) throw refuse('teacher', 'layers: all trains the whole model from teacher keyframes: give adapt.teacher');
+  const detector = await Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size, backend: 'in-process' });
+  const problem = wholeModelProblem(detector) ?? (existsSync(checkpointOf(detector.model.onnxPath, detector.card.name)) ? undefined : `model ${detector.card.name} has no training checkpoint beside it (${checkpointOf(detector.model.onnxPath, detector.card.name)})`);
+  if (problem) {
+    await detector.close();
+    throw refuse('layers', problem);
+  }
+  return detector;
 }
 
 /** The teacher of an adapting camera (cameras[].adapt.teacher), mapped to the student's classes. */
@@ -166,11 +192,14 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     throw err instanceof StateError ? new ConfigError(loaded.file, [{ path: 'state_dir', message: err.message }]) : err;
   });
   const detectors = await loadDetectors(loaded);
-  const adapters = new Map<string, CameraAdapter>();
+  const adapters = new Map<string, SiteAdapter>();
   try {
     for (const camera of config.cameras) {
       const detector = detectors.get(camera.name)!;
-      if (camera.adapt.enabled && detector.heads) {
+      if (camera.adapt.enabled && camera.adapt.layers === 'all') {
+        const teacher = await loadTeacher(loaded, camera, detector);
+        adapters.set(camera.name, await WholeModelAdapter.start({ camera, detector, stateDir: config.state_dir, runtime: providerSettings(config), teacher }));
+      } else if (camera.adapt.enabled && detector.heads) {
         const teacher = await loadTeacher(loaded, camera, detector);
         adapters.set(camera.name, await CameraAdapter.start({ camera, detector, stateDir: config.state_dir, ringFrames: config.feedback.ring_frames, teacher }));
       }
@@ -236,7 +265,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
         options.onEvent?.(message);
       },
     };
-    const trainingMemory = async () => new Map(await Promise.all([...adapters].map(async ([name, a]) => [name, await a.engine.workerMemory()] as const)));
+    const trainingMemory = async () => new Map(await Promise.all([...adapters].map(async ([name, a]) => [name, await a.trainingMemory()] as const)));
     options.onStarted?.({ brokerUrl, httpUrl: watch.httpUrl, feedback: watch.intake, trainingMemory });
 
     const stop$ = new Subject<void>();

@@ -109,7 +109,7 @@ describe('whole-model trainer', () => {
     const f1 = t.score();
     const outcome = t.update();
     expect(outcome.kind).toBe('rejected');
-    if (outcome.kind === 'rejected') expect(['holdout', 'replay', 'non-finite']).toContain(outcome.reason);
+    if (outcome.kind === 'rejected') expect(['holdout_f1', 'replay_f1', 'non_finite']).toContain(outcome.reason);
     expect(weightsEqual(t.weightArrays(), before)).toBe(true);
     expect(t.score()).toBe(f1);
     t.dispose();

@@ -14,7 +14,7 @@
  * two frames: `setHead` only replaces a reference). Nothing here waits on the frame path: `observe`
  * copies a few feature vectors and `engine.submit` returns at once.
  */
-import { Observable, Subject, type Subscription } from 'rxjs';
+import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { CameraConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
@@ -30,6 +30,8 @@ import type { AcceptedFeedback } from './feedback.js';
 import { SupervisionRing } from './supervision.js';
 import type { FrameHeadFeatures } from '../model/head.js';
 import { KeyframeSchedule, agreement, keyframePolicy, type KeyframeLabeller } from './teacher.js';
+import { statusStream, type SiteAdapter } from './site-adapter.js';
+import type { WorkerMemory } from './engine-protocol.js';
 
 
 /** `base` or a positive integer; anything else is an Error saying so. */
@@ -40,7 +42,7 @@ export function parseRollbackTarget(text: string): RollbackTarget {
   throw new Error(`"${t.slice(0, 100)}" is not a version: give a version number (1, 2, ...) or "base"`);
 }
 
-export class CameraAdapter {
+export class CameraAdapter implements SiteAdapter {
   private readonly log = logger('adapt');
   private readonly ring: SupervisionRing;
   private enabled = true;
@@ -225,31 +227,7 @@ export class CameraAdapter {
    * time when the adapter closes (the final figures); completes then.
    */
   statusUpdates(intervalMs = 1000): Observable<ModelStatusMessage> {
-    return new Observable<ModelStatusMessage>((subscriber) => {
-      let last: string | undefined;
-      const emit = () => {
-        const message = this.statusMessage();
-        const text = JSON.stringify(message);
-        if (text === last) return;
-        last = text;
-        subscriber.next(message);
-      };
-      emit();
-      if (this.closed) {
-        subscriber.complete();
-        return undefined;
-      }
-      const timer = setInterval(emit, intervalMs).unref();
-      const closing = this.closed$.subscribe(() => {
-        clearInterval(timer);
-        emit();
-        subscriber.complete();
-      });
-      return () => {
-        clearInterval(timer);
-        closing.unsubscribe();
-      };
-    });
+    return statusStream(() => this.statusMessage(), this.closed$, () => this.closed, intervalMs);
   }
 
   statusMessage(): ModelStatusMessage {
@@ -312,6 +290,10 @@ export class CameraAdapter {
     };
   }
 
+  trainingMemory(): Promise<WorkerMemory | undefined> {
+    return this.engine.workerMemory();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -327,7 +309,7 @@ export class CameraAdapter {
 }
 
 /** The model panel: adapting cameras from their engines, the others from `fallback`. */
-export function adaptiveModelHistory(adapters: ReadonlyMap<string, CameraAdapter>, fallback: ModelHistorySource): ModelHistorySource {
+export function adaptiveModelHistory(adapters: ReadonlyMap<string, SiteAdapter>, fallback: ModelHistorySource): ModelHistorySource {
   return {
     history(camera) {
       const adapter = adapters.get(camera);

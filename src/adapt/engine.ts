@@ -226,7 +226,7 @@ export class BeatsEngine {
     accepted: 0,
     rejected: 0,
     rolledBack: 0,
-    rejectedBy: { holdout_loss: 0, holdout_f1: 0, replay_loss: 0, persist: 0 } as Record<RejectReason, number>,
+    rejectedBy: { holdout_loss: 0, holdout_f1: 0, replay_loss: 0, replay_f1: 0, non_finite: 0, persist: 0 } as Record<RejectReason, number>,
     lastUpdateAt: undefined as number | undefined,
     lastAcceptedAt: undefined as number | undefined,
     framesSubmitted: 0,

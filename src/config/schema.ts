@@ -174,6 +174,25 @@ export type TeacherConfig = z.infer<typeof teacherSchema>;
  */
 export const adaptSchema = z.strictObject({
   enabled: z.boolean().default(false),
+  /**
+   * What adapts: `head`, the class head (any model with a card `head`); `all`, every layer of the
+   * Beats CNN, trained in a worker from teacher keyframes and swapped in whole (BEATS.md, "The
+   * whole model"; docs/adaptation.md). `all` needs a teacher and the model's training checkpoint.
+   */
+  layers: z.enum(['head', 'all']).default('head'),
+  /** `layers: all`: the training worker's steps, its replay reservoir of model-input frames, and the guard's held-out frames. */
+  whole: z
+    .strictObject({
+      /** Adam's learning rate at its largest (halved on each rejected update, doubled back on each accepted one). */
+      lr: z.number().positive().max(0.1).default(0.0005),
+      batch: z.number().int().min(1).max(64).default(8),
+      steps_per_update: z.number().int().min(1).max(100).default(4),
+      reservoir_frames: z.number().int().min(1).max(100_000).default(400),
+      reservoir_mb: z.number().positive().max(4096).default(64),
+      /** The newest held-out keyframes the guard scores updates on (one keyframe in five is held out). */
+      holdout_frames: z.number().int().min(2).max(1000).default(32),
+    })
+    .default({ lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 32 }),
   /** The frame is divided into grid x grid regions; a bucket is a (region, class) pair. */
   grid: z.number().int().min(1).max(16).default(4),
   /** A bucket fires when at least n_min supervised cells went into its gradient... */

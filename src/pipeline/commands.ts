@@ -12,7 +12,7 @@
  * the adapters expose methods and observables, and never hold the publisher.
  */
 import type { Subscription } from 'rxjs';
-import type { CameraAdapter } from '../adapt/camera-adapter.js';
+import type { SiteAdapter } from '../adapt/site-adapter.js';
 import type { FeedbackIntake } from '../adapt/feedback.js';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
@@ -28,7 +28,7 @@ export interface CommandRoutes {
   /** The broker lets only operators publish verdicts (mqtt.feedback_users, or the embedded broker's user). */
   mqttOperators: boolean;
   /** The adapting cameras' adapters, by camera. */
-  adapters: ReadonlyMap<string, CameraAdapter>;
+  adapters: ReadonlyMap<string, SiteAdapter>;
   /** How often an adapter's status is checked for a change (default 1000 ms). */
   statusIntervalMs?: number;
 }
@@ -74,7 +74,7 @@ export function routeCommands(routes: CommandRoutes): CommandRouter {
 }
 
 /** An adapting camera's rollback and adapt/set topics. */
-function routeModelControl(publisher: MqttPublisher, prefix: string, camera: string, adapter: CameraAdapter): void {
+function routeModelControl(publisher: MqttPublisher, prefix: string, camera: string, adapter: SiteAdapter): void {
   publisher.subscribe(rollbackTopic(prefix, camera), (payload) => {
     const text = payload.toString('utf8');
     adapter.rollback(text).catch((err: unknown) => {

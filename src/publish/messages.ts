@@ -90,7 +90,8 @@ export interface EventOutput {
 }
 
 /** Why the guard refused an update ('persist': accepted, but its version could not be written). */
-export type RejectReason = 'holdout_loss' | 'holdout_f1' | 'replay_loss' | 'persist';
+/** Why the guard refused an update: head updates by holdout loss, holdout F1 or replay loss; whole-model ones by holdout F1, replay F1 or a non-finite loss; either when the accepted version could not be written. */
+export type RejectReason = 'holdout_loss' | 'holdout_f1' | 'replay_loss' | 'replay_f1' | 'non_finite' | 'persist';
 
 /** The payload of `<prefix>/<camera>/model`. */
 export interface ModelStatusMessage {
@@ -118,4 +119,11 @@ export interface ModelStatusMessage {
   grid: number;
   /** E+ + E- per region, rows top first. */
   error_energy: number[][];
+  /** `all` when the whole model adapts (cameras[].adapt.layers); absent for the class head. */
+  layers?: 'head' | 'all';
+  /** Whole model: supervised frames trained on and held out for the guard, the training worker's share of its time, its restarts. */
+  frames_trained?: number;
+  frames_held_out?: number;
+  train_share?: number;
+  worker_restarts?: number;
 }

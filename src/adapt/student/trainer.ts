@@ -52,11 +52,11 @@ export const defaultStudentTrainerOptions: StudentTrainerOptions = {
   batch: 8,
   stepsPerUpdate: 4,
   holdoutEvery: 5,
-  holdoutMax: 48,
+  holdoutMax: 32,
   minHoldout: 4,
   minTrain: 8,
   reservoir: { maxFrames: 400, maxBytes: 64 * 1024 * 1024 },
-  replaySample: 24,
+  replaySample: 16,
   replayTolerance: 0.02,
   seed: 1,
 };
@@ -74,7 +74,7 @@ export interface StudentUpdateFigures {
 
 export type StudentUpdate =
   | { kind: 'accepted'; figures: StudentUpdateFigures }
-  | { kind: 'rejected'; reason: 'holdout' | 'replay' | 'non-finite'; figures: StudentUpdateFigures }
+  | { kind: 'rejected'; reason: 'holdout_f1' | 'replay_f1' | 'non_finite'; figures: StudentUpdateFigures }
   | { kind: 'waiting'; reason: 'holdout' | 'train' };
 
 export class StudentTrainer {
@@ -153,7 +153,7 @@ export class StudentTrainer {
       durationMs: 0,
       stepsMs,
     };
-    const reason = !Number.isFinite(loss) ? 'non-finite' : after.holdout < before.holdout ? 'holdout' : after.replay < before.replay - o.replayTolerance ? 'replay' : undefined;
+    const reason = !Number.isFinite(loss) ? 'non_finite' : after.holdout < before.holdout ? 'holdout_f1' : after.replay < before.replay - o.replayTolerance ? 'replay_f1' : undefined;
     if (reason) this.restore(snapshot);
     else this.holdoutF1 = after.holdout;
     snapshot.forEach((t) => t.dispose());

@@ -1,0 +1,66 @@
+/**
+ * What the pipeline asks of a camera's on-device adaptation, whichever layers adapt: the class head
+ * (camera-adapter.ts) or the whole model (whole-adapter.ts). The chain feeds it frames, the command
+ * router its verdicts, rollbacks and on/off, the monitoring its status and history.
+ */
+import { Observable } from 'rxjs';
+import type { CameraConfig } from '../config/schema.js';
+import type { Detection } from '../model/detection.js';
+import type { ModelStatusMessage } from '../publish/messages.js';
+import type { Frame, FrameOutput } from '../source/frame.js';
+import type { TrackView } from '../track/tracker.js';
+import type { AcceptedFeedback } from './feedback.js';
+import type { ModelHistory } from './model-history.js';
+import type { WorkerMemory } from './engine-protocol.js';
+
+export interface SiteAdapter {
+  readonly camera: CameraConfig;
+  /** What the source should deliver (the larger of the student's and the teacher's inputs). */
+  sourceOutput(): FrameOutput;
+  /** The source's frame at the student's input. */
+  studentFrame(frame: Frame): Frame;
+  /** A processed frame, on the frame path: returns at once. */
+  observe(frame: Frame, detections: Detection[], tracks: readonly TrackView[], source?: Frame): void;
+  onVerdict(feedback: AcceptedFeedback): void;
+  /** A rollback command's payload (a version number or `base`); rejects saying why. */
+  rollback(payload: string): Promise<void>;
+  setEnabled(on: boolean): void;
+  statusUpdates(intervalMs?: number): Observable<ModelStatusMessage>;
+  statusMessage(): ModelStatusMessage;
+  history(): Promise<ModelHistory>;
+  /** The training worker's own memory (the soak counts it); undefined when it does not say. */
+  trainingMemory(): Promise<WorkerMemory | undefined>;
+  close(): Promise<void>;
+}
+
+/**
+ * A status message whenever it changes: at once, then checked every `intervalMs`, and a last time
+ * when `closed$` fires (the final figures); completes then.
+ */
+export function statusStream(message: () => ModelStatusMessage, closed$: Observable<void>, isClosed: () => boolean, intervalMs: number): Observable<ModelStatusMessage> {
+  return new Observable<ModelStatusMessage>((subscriber) => {
+    let last: string | undefined;
+    const emit = () => {
+      const m = message();
+      const text = JSON.stringify(m);
+      if (text === last) return;
+      last = text;
+      subscriber.next(m);
+    };
+    emit();
+    if (isClosed()) {
+      subscriber.complete();
+      return undefined;
+    }
+    const timer = setInterval(emit, intervalMs).unref();
+    const closing = closed$.subscribe(() => {
+      clearInterval(timer);
+      emit();
+      subscriber.complete();
+    });
+    return () => {
+      clearInterval(timer);
+      closing.unsubscribe();
+    };
+  });
+}

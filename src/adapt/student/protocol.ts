@@ -1,0 +1,45 @@
+/**
+ * Messages between whole-model adaptation's engine (main thread, engine.ts) and its training
+ * worker (worker.ts). A supervised frame's pixels are transferred, not copied; an accepted weight
+ * set comes back as the ONNX file inference loads and the raw weights a version keeps, both transferred.
+ */
+import type { SupervisedImage } from './reservoir.js';
+import type { StudentTrainerOptions, StudentUpdate } from './trainer.js';
+
+/** Weights by name, as a version keeps them and the trainer starts from. */
+export type NamedWeights = Array<{ name: string; shape: number[]; data: Float32Array }>;
+
+export interface StudentWorkerInit {
+  camera: string;
+  /** The base model's training checkpoint (its architecture and weights). */
+  checkpoint: string;
+  /** The weights to start from (the last accepted version); absent: the checkpoint's. */
+  weights?: NamedWeights;
+  trainer: Partial<StudentTrainerOptions>;
+  /** Most of its CPU time training may take (cameras[].adapt.max_train_share). */
+  maxTrainShare: number;
+  /** At least this long between two updates (cameras[].adapt.min_interval_s). */
+  minIntervalMs: number;
+  /** The version the results build on, for the card of an accepted set. */
+  modelVersion: string;
+  generation: number;
+}
+
+export type ToStudentWorker =
+  | { type: 'frame'; image: SupervisedImage; key: number }
+  /** Start again from these weights (a rollback); results of older generations are ignored. */
+  | { type: 'reset'; weights: NamedWeights | 'base'; generation: number };
+
+export interface StudentWorkerStats {
+  trained: number;
+  heldOut: number;
+  reservoir: number;
+  holdout: number;
+  /** Share of the recent wall time spent in updates. */
+  trainShare: number;
+}
+
+export type FromStudentWorker =
+  | { type: 'ready' }
+  | { type: 'ack'; generation: number; stats: StudentWorkerStats }
+  | { type: 'outcome'; generation: number; outcome: Exclude<StudentUpdate, { kind: 'waiting' }>; onnx?: Uint8Array; weights?: NamedWeights };

@@ -1,0 +1,240 @@
+/**
+ * On-device adaptation of a camera's whole Beats CNN (`cameras[].adapt.layers: all`; BEATS.md,
+ * "The whole model"): teacher keyframes become supervised model-input frames for the training
+ * worker (student/engine.ts), and every accepted or rolled-back weight set is swapped into the
+ * camera's own detector between two frames (`Detector.swapWeights`). The frame path only copies
+ * a keyframe's pixels and posts them; the teacher runs detached from it, one keyframe at a time.
+ *
+ * Operator verdicts carry no frame pixels to train a body on; they are counted and left to head
+ * adaptation (`layers: head`).
+ */
+import { readFile } from 'node:fs/promises';
+import { Subject, type Observable, type Subscription } from 'rxjs';
+import type { CameraConfig } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
+import { logger } from '../log.js';
+import type { Detection } from '../model/detection.js';
+import type { Detector } from '../model/detector.js';
+import type { ProviderSettings } from '../model/providers.js';
+import type { ModelStatusMessage } from '../publish/messages.js';
+import type { Frame, FrameOutput } from '../source/frame.js';
+import { largerOutput, relayoutFrame } from '../source/relayout.js';
+import type { TrackView } from '../track/tracker.js';
+import type { BeatsCnnSpec } from '../train/beats-cnn.js';
+import { parseRollbackTarget } from './camera-adapter.js';
+import type { AcceptedFeedback } from './feedback.js';
+import type { ModelHistory } from './model-history.js';
+import type { WorkerMemory } from './engine-protocol.js';
+import { statusStream, type SiteAdapter } from './site-adapter.js';
+import { StudentEngine, type WeightsEvent } from './student/engine.js';
+import { checkpointOf } from './student/model-files.js';
+import type { SupervisedImage } from './student/reservoir.js';
+import { WeightVersionStore } from './student/versions.js';
+import { KeyframeSchedule, agreement, keyframePolicy, type KeyframeLabeller } from './teacher.js';
+
+/** Why a camera's model cannot adapt whole; the pipeline names `cameras[i].adapt.layers` with it. */
+export function wholeModelProblem(detector: Detector): string | undefined {
+  const card = detector.card;
+  if (card.decoder.kind !== 'beats') return `model ${card.name} is a ${card.decoder.kind} model: only the Beats CNN adapts whole (use layers: head)`;
+  const spec = (card.training?.recipe as { spec?: BeatsCnnSpec } | undefined)?.spec;
+  if (!spec) return `model ${card.name}'s card has no training recipe (training.recipe.spec): its architecture is unknown`;
+  return undefined;
+}
+
+export class WholeModelAdapter implements SiteAdapter {
+  private readonly log = logger('adapt');
+  private enabled = true;
+  private closed = false;
+  private readonly closed$ = new Subject<void>();
+  private readonly subscription: Subscription;
+  private readonly schedule: KeyframeSchedule | undefined;
+  private teacherBusy: Promise<void> | undefined;
+  private readonly teacherStats = { keyframes: 0, failed: 0 };
+  private verdictsIgnored = 0;
+  private swaps: Promise<void> = Promise.resolve();
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    readonly camera: CameraConfig,
+    readonly detector: Detector,
+    private readonly engine: StudentEngine,
+    private readonly runtime: ProviderSettings,
+    private readonly teacher: KeyframeLabeller | undefined,
+  ) {
+    if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
+    this.subscription = engine.updates$.subscribe((event) => this.onWeights(event));
+  }
+
+  /** Opens the camera's weight versions, starts training, and serves the newest version before the first frame. */
+  static async start(options: { camera: CameraConfig; detector: Detector; stateDir: string; runtime: ProviderSettings; teacher?: KeyframeLabeller }): Promise<WholeModelAdapter> {
+    const { camera, detector } = options;
+    const problem = wholeModelProblem(detector);
+    if (problem) throw new Error(problem);
+    const card = detector.card;
+    const spec = (card.training!.recipe as { spec: BeatsCnnSpec }).spec;
+    const base = { name: card.name, version: card.version };
+    const store = await WeightVersionStore.open({ stateDir: options.stateDir, camera: camera.name, base, keep: camera.adapt.keep_versions });
+    const engine = await StudentEngine.start({ camera: camera.name, config: camera.adapt, checkpoint: checkpointOf(detector.model.onnxPath, card.name), spec, base, store, threshold: camera.detect.threshold });
+    const serving = engine.servingOnnx();
+    if (serving) await detector.swapWeights(serving, options.runtime);
+    return new WholeModelAdapter(camera, detector, engine, options.runtime, options.teacher);
+  }
+
+  sourceOutput(): FrameOutput {
+    const student = this.detector.frameOutput();
+    const teacher = this.teacher?.frameOutput?.();
+    return teacher ? largerOutput(student, teacher) : student;
+  }
+
+  studentFrame(frame: Frame): Frame {
+    return relayoutFrame(frame, this.detector.frameOutput());
+  }
+
+  observe(frame: Frame, detections: Detection[], _tracks: readonly TrackView[], source: Frame = frame): void {
+    if (this.closed || !this.enabled || !this.teacher || !this.schedule || this.teacherBusy || !this.schedule.due(frame.index)) return;
+    this.schedule.taken(frame.index);
+    // The pixels are copied now (the frame's buffer goes back to the source) and transferred to the worker later.
+    const pixels = Uint8Array.from(frame.pixels);
+    const student = detections.filter((d) => d.score >= this.camera.detect.threshold).map((d) => ({ classId: d.classId, box: d.box }));
+    this.teacherBusy = this.runTeacher(this.teacher, frame, source, pixels, student).finally(() => {
+      this.teacherBusy = undefined;
+    });
+  }
+
+  private async runTeacher(teacher: KeyframeLabeller, frame: Frame, source: Frame, pixels: Uint8Array, student: Array<{ classId: number; box: readonly number[] }>): Promise<void> {
+    try {
+      const boxes = await teacher.label(source);
+      if (this.closed) return;
+      const lb = frame.geometry;
+      const image: SupervisedImage = {
+        pixels,
+        time: frame.streamTime,
+        boxes: boxes.map((b) => ({ classId: b.classId, box: [b.box[0]! * lb.scaleX + lb.padX, b.box[1]! * lb.scaleY + lb.padY, b.box[2]! * lb.scaleX + lb.padX, b.box[3]! * lb.scaleY + lb.padY], ignore: false })),
+      };
+      this.teacherStats.keyframes++;
+      this.schedule?.observe(agreement(student, boxes), false);
+      this.engine.submit(image, frame.index);
+    } catch (err) {
+      this.teacherStats.failed++;
+      this.log.limited(`${this.camera.name} teacher`).error(`${this.camera.name}: teacher ${teacher.name} failed on frame ${frame.index}: ${errorMessage(err)}`);
+    }
+  }
+
+  onVerdict(feedback: AcceptedFeedback): void {
+    if (feedback.camera === this.camera.name) this.verdictsIgnored++;
+  }
+
+  async rollback(payload: string): Promise<void> {
+    const target = parseRollbackTarget(payload);
+    try {
+      await this.engine.rollback(target);
+    } catch (err) {
+      this.log.limited(`${this.camera.name} rollback`).warn(`${this.camera.name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
+      throw err;
+    }
+  }
+
+  setEnabled(on: boolean): void {
+    if (on !== this.enabled) this.log.info(`${this.camera.name}: whole-model adaptation ${on ? 'on' : 'off'}`);
+    this.enabled = on;
+  }
+
+  /** Accepted and rolled-back sets go into the detector, one swap after the other. */
+  private onWeights(event: WeightsEvent): void {
+    if (event.kind === 'rejected') return;
+    this.swaps = this.swaps.then(async () => {
+      try {
+        const onnx = event.onnx.length > 0 ? event.onnx : await readFile(this.detector.model.onnxPath);
+        await this.detector.swapWeights(onnx, this.runtime);
+        this.log.info(`${this.camera.name}: inference now runs weight version ${event.version}${event.kind === 'rolled_back' ? ` (rollback to ${String(event.target)})` : ''}`);
+      } catch (err) {
+        this.log.error(`${this.camera.name}: weight version ${event.version} could not be swapped in: ${errorMessage(err)}`);
+      }
+    });
+  }
+
+  /** Resolves when the swaps announced so far are done (tests, evaluation). */
+  async settled(): Promise<void> {
+    await this.teacherBusy;
+    await this.swaps;
+  }
+
+  statusUpdates(intervalMs = 1000): Observable<ModelStatusMessage> {
+    return statusStream(() => this.statusMessage(), this.closed$, () => this.closed, intervalMs);
+  }
+
+  statusMessage(): ModelStatusMessage {
+    const c = this.engine.counts;
+    const stats = this.engine.lastStats;
+    return {
+      camera: this.camera.name,
+      base: { model: this.detector.card.name, version: this.detector.card.version },
+      adaptation: this.enabled ? 'on' : 'off',
+      version: this.engine.version,
+      head: this.engine.version === 0 ? 'base' : `weights v${this.engine.version}`,
+      layers: 'all',
+      accepted: c.accepted,
+      rejected: c.rejected,
+      rolled_back: c.rolledBack,
+      rejected_by: { ...c.rejectedBy },
+      last_update: this.engine.lastUpdateAt === undefined ? null : this.engine.lastUpdateAt / 1000,
+      last_accepted: this.engine.lastAcceptedAt === undefined ? null : this.engine.lastAcceptedAt / 1000,
+      supervised_frames: c.submitted,
+      dropped_frames: c.dropped,
+      cells_trained: 0,
+      frames_trained: stats?.trained ?? 0,
+      frames_held_out: stats?.heldOut ?? 0,
+      train_share: stats ? Math.round(stats.trainShare * 1e4) / 1e4 : 0,
+      worker_restarts: c.restarts,
+      verdicts_used: 0,
+      teacher: this.schedule && this.teacher ? { model: this.teacher.name, keyframes: this.teacherStats.keyframes, late: 0, stride: this.schedule.stride } : null,
+      track_miss_frames: 0,
+      grid: 0,
+      error_energy: [],
+    };
+  }
+
+  async history(): Promise<ModelHistory> {
+    const versions = await this.engine.versions();
+    const current = this.engine.version;
+    const card = this.detector.card;
+    return {
+      model: { name: card.name, version: card.version },
+      adaptation: this.enabled ? 'on' : 'paused',
+      versions: [
+        { version: 'base', created: Math.round(this.startedAt / 1000), current: current === 0, note: `base model ${card.version}` },
+        ...versions.map((v) => ({
+          version: `v${v.version}`,
+          ...(v.kind === 'update' ? { parent: v.parent === 0 ? 'base' : `v${v.parent}` } : {}),
+          created: Math.round(v.createdAt / 1000),
+          current: v.version === current,
+          note: v.kind === 'rollback' ? `rollback to ${v.rollbackOf === 'base' ? 'base' : `v${String(v.rollbackOf)}`}` : 'whole model',
+        })),
+      ],
+      curves: [
+        {
+          name: 'held-out F1 (accepted updates)',
+          unit: 'F1',
+          points: versions.flatMap((v) => (v.kind === 'update' && v.figures ? [[v.createdAt / 1000, v.figures.holdout.f1After] as [number, number]] : [])),
+        },
+      ],
+    };
+  }
+
+  /** Not asked of the whole-model worker: its reservoir is bounded in bytes (cameras[].adapt, student/reservoir.ts). */
+  trainingMemory(): Promise<WorkerMemory | undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.teacherBusy;
+    this.subscription.unsubscribe();
+    await this.swaps;
+    await this.teacher?.close?.();
+    await this.engine.close();
+    this.closed$.next();
+    this.closed$.complete();
+  }
+}
