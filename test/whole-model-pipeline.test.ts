@@ -13,7 +13,7 @@ import { WeightVersionStore } from '../src/adapt/student/versions.js';
 import { parsePipeline } from '../src/config/load.js';
 import { ConfigError } from '../src/errors.js';
 import { runPipeline, type StartedRun } from '../src/pipeline.js';
-import type { ModelStatusMessage } from '../src/publish/messages.js';
+import type { DetectionsMessage, ModelStatusMessage } from '../src/publish/messages.js';
 import { needsAssets } from './helpers/assets.js';
 
 const yaml = (stateDir: string, adapt: string, model = 'beats-s') => `
@@ -30,11 +30,13 @@ cameras:
 // Small updates (a batch of 2, one step), so that one comes within the test's time on a loaded machine.
 const whole = '{ enabled: true, layers: all, min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 }, teacher: { model: beats-s, threshold: 0.4, every_n_frames: 2 } }';
 
-/** Runs until `done` says so of the camera's model status (or `limitMs`), then stops; returns the statuses. */
-async function runUntil(stateDir: string, done: (s: ModelStatusMessage) => boolean, limitMs: number): Promise<ModelStatusMessage[]> {
+/** Runs until `done` says so of the camera's model status (or `limitMs`), then stops; returns the statuses (and the models of the detection messages, in order). */
+async function runUntil(stateDir: string, done: (s: ModelStatusMessage) => boolean, limitMs: number, adapt = whole): Promise<ModelStatusMessage[] & { detectedBy?: string[] }> {
   const file = path.join(stateDir, 'pipeline.yaml');
-  const loaded = { file, config: parsePipeline(yaml(stateDir, whole), file) };
-  const statuses: ModelStatusMessage[] = [];
+  const loaded = { file, config: parsePipeline(yaml(stateDir, adapt), file) };
+  const statuses: ModelStatusMessage[] & { detectedBy?: string[] } = [];
+  const detectedBy: string[] = [];
+  statuses.detectedBy = detectedBy;
   const abort = new AbortController();
   const limit = setTimeout(() => abort.abort(), limitMs);
   let client: mqtt.MqttClient | undefined;
@@ -44,12 +46,13 @@ async function runUntil(stateDir: string, done: (s: ModelStatusMessage) => boole
     onStarted: (run: StartedRun) => {
       subscribed = (async () => {
         client = await mqtt.connectAsync(run.brokerUrl);
-        client.on('message', (_topic, payload) => {
+        client.on('message', (topic, payload) => {
+          if (topic.endsWith('/detections')) return void detectedBy.push((JSON.parse(payload.toString('utf8')) as DetectionsMessage).model.name);
           const status = JSON.parse(payload.toString('utf8')) as ModelStatusMessage;
           statuses.push(status);
           if (done(status)) abort.abort();
         });
-        await client.subscribeAsync('beats/yard/model', { qos: 1 });
+        await client.subscribeAsync(['beats/yard/model', 'beats/yard/detections'], { qos: 1 });
       })();
     },
   });
@@ -79,6 +82,26 @@ describe('whole-model adaptation in the running pipeline', () => {
       expect(again[0]!.version).toBe(last.version);
     }
     await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('serves the teacher while the student learns, and hands over once the student agrees with it (serve: auto)', { timeout: 400_000 }, async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-serve-'));
+    const teacher = (serve: string) => `{ enabled: true, layers: all, min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 }, teacher: { model: beats-s-real, threshold: 0.3, every_n_frames: 2, serve: ${serve}, takeover_f1: 0.01, handback_f1: 0 } }`;
+    const fixed = await runUntil(stateDir, (s) => (s.teacher?.keyframes ?? 0) >= 3, 120_000, teacher('teacher'));
+    expect(fixed.detectedBy!.length).toBeGreaterThan(0);
+    expect(new Set(fixed.detectedBy)).toEqual(new Set(['beats-s-real']));
+    expect(fixed.at(-1)!.serving).toMatchObject({ by: 'teacher', reason: 'configured', switches: 0 });
+    await rm(stateDir, { recursive: true, force: true });
+
+    const autoDir = await mkdtemp(path.join(os.tmpdir(), 'beats-serve-'));
+    const auto = await runUntil(autoDir, (s) => (s.serving?.switches ?? 0) >= 1 && s.serving?.by === 'student', 300_000, teacher('auto'));
+    const last = auto.at(-1)!;
+    expect(auto[0]!.serving?.by).toBe('teacher');
+    expect(last.serving).toMatchObject({ by: 'student', switches: 1 });
+    expect(last.serving!.reason).toMatch(/held-out F1 .* reached 1\.0/);
+    // The detections say which model made them: the teacher's first, the student's after the switch.
+    expect(auto.detectedBy![0]).toBe('beats-s-real');
+    await rm(autoDir, { recursive: true, force: true });
   });
 
   it('refuses a camera without a teacher, and a model that is not the Beats CNN, naming the YAML path', async () => {

@@ -13,6 +13,12 @@ import type { AcceptedFeedback } from './feedback.js';
 import type { ModelHistory } from './model-history.js';
 import type { WorkerMemory } from './engine-protocol.js';
 
+/** A teacher serving a camera: its detections already in the student's classes. */
+export interface ServingTeacher {
+  model: { name: string; version: string };
+  detect(frame: Frame, options: { threshold: number; nmsIou: number; maxDetections: number }): Promise<Detection[]>;
+}
+
 export interface SiteAdapter {
   readonly camera: CameraConfig;
   /** What the source should deliver (the larger of the student's and the teacher's inputs). */
@@ -28,6 +34,8 @@ export interface SiteAdapter {
   statusUpdates(intervalMs?: number): Observable<ModelStatusMessage>;
   statusMessage(): ModelStatusMessage;
   history(): Promise<ModelHistory>;
+  /** The model that serves the camera's detections now, when it is not the camera's own (a teacher serving while the student learns). */
+  servingTeacher?(): ServingTeacher | undefined;
   /** The training worker's own memory (the soak counts it); undefined when it does not say. */
   trainingMemory(): Promise<WorkerMemory | undefined>;
   close(): Promise<void>;

@@ -90,6 +90,10 @@ export interface KeyframeLabeller {
   label(frame: Frame): Promise<LabelledBox[]>;
   /** The input it wants (a model's); the source should deliver the larger of this and the student's. */
   frameOutput?(): FrameOutput;
+  /** The model, for what its detections say produced them. */
+  readonly model?: { name: string; version: string };
+  /** Its detections as the student's, to serve the camera (adapt.teacher.serve). */
+  detect?(frame: Frame, options: { threshold: number; nmsIou: number; maxDetections: number }, studentClasses: readonly string[]): Promise<Detection[]>;
   close?(): Promise<void>;
 }
 
@@ -117,6 +121,10 @@ export class ModelTeacher implements KeyframeLabeller {
     return `${this.detector.card.name}@${this.detector.inputWidth}`;
   }
 
+  get model(): { name: string; version: string } {
+    return { name: this.detector.card.name, version: this.detector.card.version };
+  }
+
   /** How many of the student's classes the teacher knows (a teacher that knows none is useless). */
   get sharedClasses(): number {
     return this.classMap.size;
@@ -131,6 +139,16 @@ export class ModelTeacher implements KeyframeLabeller {
     const allowed = new Set(this.classMap.keys());
     const detections: Detection[] = await this.detector.detect(input, { threshold: this.options.threshold, nmsIou: this.options.nmsIou, maxDetections: 300 }, allowed);
     return detections.map((d) => ({ classId: this.classMap.get(d.classId)!, box: d.box }));
+  }
+
+  /** The teacher's detections of a frame as the student's (its class ids and names): what the camera publishes while the teacher serves. */
+  async detect(frame: Frame, options: { threshold: number; nmsIou: number; maxDetections: number }, studentClasses: readonly string[]): Promise<Detection[]> {
+    const input = relayoutFrame(frame, this.detector.frameOutput());
+    const found = await this.detector.detect(input, options, new Set(this.classMap.keys()));
+    return found.map((d) => {
+      const classId = this.classMap.get(d.classId)!;
+      return { ...d, classId, label: studentClasses[classId] ?? d.label };
+    });
   }
 
   async close(): Promise<void> {

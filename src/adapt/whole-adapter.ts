@@ -25,7 +25,7 @@ import { parseRollbackTarget } from './camera-adapter.js';
 import type { AcceptedFeedback } from './feedback.js';
 import type { ModelHistory } from './model-history.js';
 import type { WorkerMemory } from './engine-protocol.js';
-import { statusStream, type SiteAdapter } from './site-adapter.js';
+import { statusStream, type ServingTeacher, type SiteAdapter } from './site-adapter.js';
 import { StudentEngine, type WeightsEvent } from './student/engine.js';
 import { checkpointOf } from './student/model-files.js';
 import type { SupervisedImage } from './student/reservoir.js';
@@ -52,6 +52,8 @@ export class WholeModelAdapter implements SiteAdapter {
   private readonly teacherStats = { keyframes: 0, failed: 0 };
   private verdictsIgnored = 0;
   private swaps: Promise<void> = Promise.resolve();
+  /** Who serves the camera's detections (adapt.teacher.serve), why, and how often it changed. */
+  private serving: { by: 'student' | 'teacher'; reason: string; switches: number };
   private readonly startedAt = Date.now();
 
   private constructor(
@@ -62,6 +64,8 @@ export class WholeModelAdapter implements SiteAdapter {
     private readonly teacher: KeyframeLabeller | undefined,
   ) {
     if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
+    const serve = camera.adapt.teacher?.serve ?? 'student';
+    this.serving = serve === 'student' || !teacher ? { by: 'student', reason: 'configured', switches: 0 } : { by: 'teacher', reason: serve === 'teacher' ? 'configured' : 'the student has not caught up yet', switches: 0 };
     this.subscription = engine.updates$.subscribe((event) => this.onWeights(event));
   }
 
@@ -118,6 +122,34 @@ export class WholeModelAdapter implements SiteAdapter {
       this.teacherStats.failed++;
       this.log.limited(`${this.camera.name} teacher`).error(`${this.camera.name}: teacher ${teacher.name} failed on frame ${frame.index}: ${errorMessage(err)}`);
     }
+  }
+
+  servingTeacher(): ServingTeacher | undefined {
+    this.decideServing();
+    if (this.serving.by !== 'teacher' || !this.teacher?.detect) return undefined;
+    const teacher = this.teacher;
+    const classes = this.detector.card.classes;
+    return { model: teacher.model ?? { name: teacher.name, version: '' }, detect: (frame, options) => teacher.detect!(frame, options, classes) };
+  }
+
+  /**
+   * `serve: auto`: the student takes over once its held-out F1 against the teacher (the guard's
+   * figure at the last update attempt) reaches takeover_f1, and hands back while it is under
+   * handback_f1 (a new scene, drift). A gap between the two keeps it from switching at every update.
+   */
+  private decideServing(): void {
+    const config = this.camera.adapt.teacher;
+    if (config?.serve !== 'auto' || !this.teacher) return;
+    const f1 = this.engine.lastStats?.holdoutF1;
+    if (f1 === undefined) return;
+    const pct = (v: number) => (100 * v).toFixed(1);
+    if (this.serving.by === 'teacher' && f1 >= config.takeover_f1) this.switchTo('student', `held-out F1 ${pct(f1)} against the teacher reached ${pct(config.takeover_f1)}`);
+    else if (this.serving.by === 'student' && f1 < config.handback_f1) this.switchTo('teacher', `held-out F1 ${pct(f1)} against the teacher fell under ${pct(config.handback_f1)}`);
+  }
+
+  private switchTo(by: 'student' | 'teacher', reason: string): void {
+    this.serving = { by, reason, switches: this.serving.switches + 1 };
+    this.log.info(`${this.camera.name}: the ${by} serves now: ${reason}`);
   }
 
   onVerdict(feedback: AcceptedFeedback): void {
@@ -186,6 +218,7 @@ export class WholeModelAdapter implements SiteAdapter {
       frames_held_out: stats?.heldOut ?? 0,
       train_share: stats ? Math.round(stats.trainShare * 1e4) / 1e4 : 0,
       worker_restarts: c.restarts,
+      serving: { model: this.serving.by === 'teacher' && this.teacher ? this.teacher.name : `${this.detector.card.name}@${this.detector.inputWidth}`, by: this.serving.by, reason: this.serving.reason, switches: this.serving.switches },
       verdicts_used: 0,
       teacher: this.schedule && this.teacher ? { model: this.teacher.name, keyframes: this.teacherStats.keyframes, late: 0, stride: this.schedule.stride } : null,
       track_miss_frames: 0,

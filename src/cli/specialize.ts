@@ -6,17 +6,30 @@ import { BeatsError } from '../errors.js';
 import { logger } from '../log.js';
 import { parseModelUnderTest } from '../model/compare.js';
 import { loadTf } from '../train/tf.js';
-import type { EvalOptions } from './eval.js';
+
+/** The `beats eval` options --specialize reads (a part of eval.ts's EvalOptions). */
+export interface SpecializeCliOptions {
+  model?: string;
+  teacher?: string;
+  teacherSize?: number;
+  models?: string[];
+  keyframes?: string;
+  threshold?: number;
+  minutes?: number;
+  trainShare?: number;
+  plot?: string;
+  json?: boolean;
+}
 
 const log = logger('eval');
 
-function keyframeEvery(options: EvalOptions): number {
+function keyframeEvery(options: SpecializeCliOptions): number {
   const n = Number(options.keyframes ?? '10');
   if (!Number.isInteger(n) || n < 1) throw new BeatsError(`--keyframes: "${options.keyframes}" must be a number of frames with --specialize`);
   return n;
 }
 
-export async function evalSpecializeCommand(video: string, options: EvalOptions): Promise<SpecializeReport> {
+export async function evalSpecializeCommand(video: string, options: SpecializeCliOptions): Promise<SpecializeReport> {
   if (!video || video.endsWith('.yaml') || video.endsWith('.yml') || video.startsWith('synthetic:')) throw new BeatsError(`--specialize takes a video file (${video} is not one): synthetic shifts use --adapt`);
   const { tf } = await loadTf();
   const teacher = { ref: options.teacher ?? 'yolox-nano', inputSize: options.teacherSize ?? 416 };

@@ -148,6 +148,15 @@ export const teacherSchema = z
      * keyframe may take a while, and the other cores stay with the student's frame path.
      */
     threads: z.number().int().min(0).default(1),
+    /**
+     * Which model's detections the camera publishes (`layers: all` only): `student`, the camera's
+     * model (the teacher only labels keyframes); `teacher`, the teacher on every frame while the
+     * student trains; `auto`, the teacher until the student's held-out F1 against it reaches
+     * `takeover_f1`, then the student, and the teacher again while it falls under `handback_f1`.
+     */
+    serve: z.enum(['student', 'teacher', 'auto']).default('student'),
+    takeover_f1: z.number().gt(0).max(1).default(0.8),
+    handback_f1: z.number().min(0).max(1).default(0.6),
     /** A keyframe every N frames... */
     every_n_frames: z.number().int().min(1).optional(),
     /** ...or an adaptive stride (JITNet): halved while the student disagrees with the teacher or buckets fire, doubled while quiet. */
@@ -163,6 +172,7 @@ export const teacherSchema = z
   })
   .superRefine((t, ctx) => {
     if (t.every_n_frames !== undefined && t.adaptive !== undefined) ctx.addIssue({ code: 'custom', path: ['adaptive'], message: 'give every_n_frames or adaptive, not both' });
+    if (t.handback_f1 > t.takeover_f1) ctx.addIssue({ code: 'custom', path: ['handback_f1'], message: `must be at most takeover_f1 (${t.takeover_f1})` });
     if (t.every_n_frames === undefined && t.adaptive === undefined) ctx.addIssue({ code: 'custom', path: ['every_n_frames'], message: 'give every_n_frames (a keyframe every N frames) or adaptive: {min_frames, max_frames}' });
   });
 

@@ -65,7 +65,7 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
     knownLabels: camera.detect.labels,
   });
   const eventQueue = cameraEventQueue(camera, events, log, (message) => options.onEvent?.(message));
-  const detectStep = detect(detector, camera, stats);
+  const detectStep = detect(detector, camera, stats, adapter);
   const afterDetect = pipe(track(tracker), supervise(adapter), eventsOf(builder, camera), publish(camera, model, publisher, eventQueue, stats));
   const overlap = detector.backendKind === 'worker';
   const failed = (frame: Frame) => (err: unknown) => {

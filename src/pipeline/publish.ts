@@ -38,7 +38,7 @@ export function publish(
   return concatMap((result) => {
     stats.processed++;
     stats.detections += result.detections.length;
-    if (result.detections.length > 0) publisher.publishDetections(detectionsMessage(camera.name, result.frame, model, result.detections));
+    if (result.detections.length > 0) publisher.publishDetections(detectionsMessage(camera.name, result.frame, result.servedBy ?? model, result.detections));
     // The frame's latency ends here, with its detections handed to the MQTT client (none found: the same point).
     if (result.frame.decodedAt !== undefined) stats.latency.add(performance.now() - result.frame.decodedAt);
     return from(eventQueue.push(result.events)).pipe(map(() => result));

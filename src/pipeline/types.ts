@@ -33,6 +33,8 @@ export interface FrameResult {
   /** Tracks alive after this frame (confirmed and tentative). */
   tracks: readonly TrackView[];
   events: EventOutput;
+  /** The model whose detections these are, when not the camera's own (a teacher serving). */
+  servedBy?: { name: string; version: string };
 }
 
 /** A frame on its way through a camera's chain: as the source delivered it, and as the detector sees it. */
@@ -46,6 +48,8 @@ export interface CameraFrame {
 /** A frame with every detection above the tracker's low threshold. */
 export interface DetectedFrame extends CameraFrame {
   detections: Detection[];
+  /** The model whose detections these are, when not the camera's own (a teacher serving). */
+  servedBy?: { name: string; version: string };
 }
 
 /** A frame after the tracker: its tracks, started and ended. */

@@ -126,4 +126,6 @@ export interface ModelStatusMessage {
   frames_held_out?: number;
   train_share?: number;
   worker_restarts?: number;
+  /** Whole model with a teacher: whose detections the camera publishes, why, and how often that changed (adapt.teacher.serve). */
+  serving?: { model: string; by: 'student' | 'teacher'; reason: string; switches: number };
 }

@@ -143,6 +143,7 @@ function adaptationMetrics(registers: Registry[], adaptation: MetricsOptions['ad
     },
   });
   adaptCounter('beats_adapt_supervised_frames_total', 'Supervised frames submitted to the adaptation engine.', (s) => s.supervised_frames);
+  adaptCounter('beats_adapt_serving_switches_total', 'Whole-model adaptation with a teacher (serve: auto): times the camera changed between the teacher and the student serving.', (s) => s.serving?.switches ?? 0);
   adaptCounter('beats_adapt_dropped_frames_total', 'Supervised frames dropped because the training worker was behind.', (s) => s.dropped_frames);
   adaptCounter('beats_adapt_cells_trained_total', 'Supervised cells that went into the accumulated gradients.', (s) => s.cells_trained);
   adaptCounter('beats_adapt_verdicts_used_total', 'Operator verdicts turned into training cells.', (s) => s.verdicts_used);

@@ -37,6 +37,8 @@ export interface StudentWorkerStats {
   holdout: number;
   /** Share of the recent wall time spent in updates. */
   trainShare: number;
+  /** Held-out F1 of the serving weights as the last update attempt's guard measured it (undefined before one). */
+  holdoutF1?: number;
 }
 
 export type FromStudentWorker =

@@ -40,6 +40,8 @@ let trainer = start(init.weights);
 let generation = init.generation;
 let nextUpdateAt = 0;
 let busyMs = 0;
+/** The serving weights' held-out F1 at the last update attempt: after it when accepted, before it when rejected. */
+let holdoutF1: number | undefined;
 const startedAt = performance.now();
 const post = (message: FromStudentWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
@@ -52,6 +54,7 @@ function tryUpdate(): void {
   busyMs += took;
   // The next update waits long enough that updates take at most the share of the time.
   nextUpdateAt = performance.now() + Math.max(init.minIntervalMs, took * (1 / init.maxTrainShare - 1));
+  holdoutF1 = outcome.kind === 'accepted' ? outcome.figures.holdout.f1After : outcome.figures.holdout.f1Before;
   if (outcome.kind === 'rejected') return post({ type: 'outcome', generation, outcome });
   const arrays = trainer.weightArrays();
   const onnx = exportBeatsOnnx(spec, arrays, { version: init.modelVersion, docString: `${init.camera}: whole-model adaptation` });
@@ -64,11 +67,12 @@ port.on('message', (message: ToStudentWorker) => {
     trainer.dispose();
     trainer = start(message.weights);
     generation = message.generation;
+    holdoutF1 = undefined;
     return;
   }
   trainer.add(message.image, message.key);
   tryUpdate();
   const c = trainer.counts;
-  post({ type: 'ack', generation, stats: { trained: c.trained, heldOut: c.heldOut, reservoir: trainer.reservoirSize, holdout: trainer.holdoutSize, trainShare: busyMs / Math.max(1, performance.now() - startedAt) } });
+  post({ type: 'ack', generation, stats: { trained: c.trained, heldOut: c.heldOut, reservoir: trainer.reservoirSize, holdout: trainer.holdoutSize, trainShare: busyMs / Math.max(1, performance.now() - startedAt), ...(holdoutF1 === undefined ? {} : { holdoutF1 }) } });
 });
 post({ type: 'ready' });
