@@ -4,7 +4,15 @@
  * they were; garbage never trains), the weight swap into a real onnxruntime session between two
  * frames, and the looped site's keyframes.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { StudentEngine } from '../src/adapt/student/engine.js';
+import { WeightVersionStore } from '../src/adapt/student/versions.js';
+import { WholeModelAdapter } from '../src/adapt/whole-adapter.js';
+import type { AcceptedFeedback } from '../src/adapt/feedback.js';
+import { adaptSchema, cameraSchema } from '../src/config/schema.js';
+import { letterbox } from '../src/source/geometry.js';
 import { take } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameReservoir, type SupervisedImage } from '../src/adapt/student/reservoir.js';
@@ -146,6 +154,85 @@ describe.skipIf(needsAssets)('weights swapped into a running detector', () => {
     } finally {
       await detector.close();
       await reference.close();
+    }
+  });
+});
+
+describe('whole-model faults', () => {
+  const until = async (ok: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (!ok() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    return ok();
+  };
+
+  async function frames(n: number): Promise<SupervisedImage[]> {
+    const student = await loadStudent(tf, 'beats-s');
+    student.weights.forEach((t) => t.dispose());
+    const scene = new SyntheticScene({ scene: 'yard', seed: 77, width: 320, height: 240, fps: 10, domain: [] });
+    return Array.from({ length: n }, (_, i) => {
+      scene.skip(2);
+      return { ...sampleFromSynthetic(student.spec, scene.next()), time: i };
+    });
+  }
+
+  it('a training worker that dies is started again from the serving weights, and nothing it held serves', { timeout: 120_000 }, async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-fault-'));
+    const base = { name: 'beats-s', version: 'test' };
+    const store = await WeightVersionStore.open({ stateDir, camera: 'c', base, keep: 5 });
+    const config = adaptSchema.parse({ enabled: true, layers: 'all', min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 } });
+    const student = await loadStudent(tf, 'beats-s');
+    student.weights.forEach((t) => t.dispose());
+    const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec: student.spec, base, store, threshold: 0.35, faultAtFrame: 3 });
+    try {
+      for (const [i, f] of (await frames(4)).entries()) {
+        engine.submit(f, i);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await until(() => engine.counts.restarts === 1, 60_000)).toBe(true);
+      expect(engine.version).toBe(0);
+      expect(await store.list()).toEqual([]);
+      // The new worker takes frames again.
+      const before = engine.lastStats?.trained ?? 0;
+      for (const [i, f] of (await frames(3)).entries()) engine.submit(f, 100 + i);
+      expect(await until(() => (engine.lastStats?.trained ?? 0) + (engine.lastStats?.heldOut ?? 0) > before, 60_000)).toBe(true);
+    } finally {
+      await engine.close();
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a teacher that fails, and operator verdicts, change nothing that serves', { timeout: 120_000 }, async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-fault-'));
+    const camera = cameraSchema.parse({ name: 'c', source: { url: 'synthetic:scene=yard&seed=1' }, model: 'beats-s', adapt: { enabled: true, layers: 'all', teacher: { model: 'x', every_n_frames: 1 } } });
+    const detector = await Detector.load('beats-s', { runtime: cpuRuntime, backend: 'in-process' });
+    let asked = 0;
+    const failing = {
+      name: 'broken-teacher',
+      label: () => {
+        asked++;
+        return Promise.reject(new Error('teacher down'));
+      },
+    };
+    const adapter = await WholeModelAdapter.start({ camera, detector, stateDir, runtime: cpuRuntime, teacher: failing });
+    try {
+      const scene = new SyntheticScene({ scene: 'yard', seed: 5, width: 160, height: 120, fps: 10, domain: [] });
+      for (let i = 0; i < 5; i++) {
+        const rendered = scene.next();
+        const frame = { camera: 'c', index: i, streamTime: i / 10, ts: Date.now(), width: 160, height: 120, pixels: Buffer.from(rendered.rgb), pixelFormat: 'rgb24' as const, geometry: letterbox(160, 120, 160, 120, 'center') };
+        adapter.observe(frame, [], []);
+        await adapter.settled();
+      }
+      adapter.onVerdict({ camera: 'c' } as AcceptedFeedback);
+      const status = adapter.statusMessage();
+      expect(asked).toBeGreaterThan(0);
+      expect(status.teacher?.keyframes).toBe(0);
+      expect(status.supervised_frames).toBe(0);
+      expect(status.version).toBe(0);
+      expect(status.verdicts_used).toBe(0);
+    } finally {
+      await adapter.close();
+      await detector.close();
+      await rm(stateDir, { recursive: true, force: true });
     }
   });
 });

@@ -54,6 +54,8 @@ export interface StudentEngineOptions {
   threshold: number;
   /** Frames posted and not yet acknowledged, at most. */
   maxPending?: number;
+  /** Tests: the first worker throws at this frame (1 = the first), as a crash would end it. */
+  faultAtFrame?: number;
 }
 
 export class StudentEngine {
@@ -71,8 +73,11 @@ export class StudentEngine {
   lastUpdateAt: number | undefined;
   lastAcceptedAt: number | undefined;
 
+  private faultAtFrame: number | undefined;
+
   private constructor(private readonly options: StudentEngineOptions, serving: { version: number; weights: NamedWeights | 'base' }) {
     this.serving = serving;
+    this.faultAtFrame = options.faultAtFrame;
   }
 
   /** Opens the camera's versions and starts the worker on the newest one (or the base model). */
@@ -152,7 +157,9 @@ export class StudentEngine {
       minIntervalMs: o.config.min_interval_s * 1000,
       modelVersion: o.base.version,
       generation: this.generation,
+      ...(this.faultAtFrame !== undefined ? { faultAtFrame: this.faultAtFrame } : {}),
     };
+    this.faultAtFrame = undefined;
     const worker = new Worker(studentWorkerBootstrap(), { eval: true, workerData: init, name: `beats-adapt-all-${o.camera}` });
     this.worker = worker;
     this.pending = 0;

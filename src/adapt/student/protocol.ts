@@ -23,6 +23,8 @@ export interface StudentWorkerInit {
   /** The version the results build on, for the card of an accepted set. */
   modelVersion: string;
   generation: number;
+  /** Tests: the worker throws (uncaught) when it gets this frame (1 = the first). */
+  faultAtFrame?: number;
 }
 
 export type ToStudentWorker =

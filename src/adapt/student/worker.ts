@@ -40,6 +40,7 @@ let trainer = start(init.weights);
 let generation = init.generation;
 let nextUpdateAt = 0;
 let busyMs = 0;
+let frames = 0;
 /** The serving weights' held-out F1 at the last update attempt: after it when accepted, before it when rejected. */
 let holdoutF1: number | undefined;
 const startedAt = performance.now();
@@ -70,6 +71,8 @@ port.on('message', (message: ToStudentWorker) => {
     holdoutF1 = undefined;
     return;
   }
+  frames++;
+  if (frames === init.faultAtFrame) throw new Error(`fault injected at frame ${frames}`);
   trainer.add(message.image, message.key);
   tryUpdate();
   const c = trainer.counts;
