@@ -153,6 +153,17 @@ describe('evaluateAdaptation: frozen and adapting on a stream with a shift, simu
 });
 
 describe('evaluateAdaptStream (beats eval --adapt)', () => {
+  it('--layers all: the whole Beats CNN adapts from the keyframes; the report counts them, and a wrong value is named', async () => {
+    const report = await evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '5', speed: 0, window: 4, layers: 'all' });
+    expect(report.stream.frames).toBe(160);
+    expect(report.labels.teacherKeyframes).toBeGreaterThanOrEqual(24);
+    expect(report.labels.teacherShare).toBeLessThanOrEqual(0.2);
+    // Whole frames go to the worker, not head cells.
+    expect(report.labels.cellsTrained).toBe(0);
+    expect(report.forgetting).not.toBeNull();
+    await expect(evaluateAdaptStream(url, { adapt: true, teacher: 'truth', speed: 0, layers: 'body' })).rejects.toThrow(/--layers: "body"/);
+  });
+
   it('--teacher truth --keyframes 10: a keyframe every 10 frames, a tenth of the frames at most', async () => {
     const report = await evaluateAdaptStream(url, { adapt: true, teacher: 'truth', keyframes: '10', speed: 0, window: 4 });
     expect(report.stream.frames).toBe(160);

@@ -15,6 +15,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { filter, map, type Observable } from 'rxjs';
+import type { ModelStatusMessage } from '../publish/messages.js';
 import type { CameraConfig } from '../config/schema.js';
 import { BeatsError, errorMessage } from '../errors.js';
 import { iou } from '../model/decode.js';
@@ -27,6 +29,8 @@ import type { Frame, FrameOutput } from '../source/frame.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import { Tracker, trackerOptions } from '../track/tracker.js';
 import { CameraAdapter } from './camera-adapter.js';
+import type { SiteAdapter } from './site-adapter.js';
+import { WholeModelAdapter } from './whole-adapter.js';
 import type { EngineEvent } from './engine.js';
 import type { AcceptedFeedback, Verdict } from './feedback.js';
 import type { LabelledBox, TeacherPositives } from './supervision.js';
@@ -264,27 +268,27 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
 
   const stateDir = await mkdtemp(path.join(tmpdir(), 'beats-adapt-eval-'));
   let student: Detector | undefined;
-  let adapter: CameraAdapter | undefined;
+  let adapter: SiteAdapter | undefined;
   const beatsPredictions: PredictedFrame[] = [];
   const beatsMs: number[] = [];
   const updateMs: number[] = [];
   const acceptedAt: number[] = [];
   let operator: SimulatedOperator | undefined;
   let forgetting: AdaptEvalReport['forgetting'] = null;
-  let teacherStatus: CameraAdapter['teacherStatus'];
-  let status: ReturnType<CameraAdapter['statusMessage']> | undefined;
+  let status: ModelStatusMessage | undefined;
   const shiftAt = options.shiftAt;
   let preIdx: number[] = [];
   try {
-    student = await Detector.load(camera.model, { runtime, inputSize, adaptable: true });
+    const whole = camera.adapt.layers === 'all';
+    student = await Detector.load(camera.model, { runtime, inputSize, ...(whole ? { backend: 'in-process' as const } : { adaptable: true }) });
     const adaptive = student;
     const adaptCamera: CameraConfig = { ...camera, adapt: { ...camera.adapt, enabled: true } };
-    adapter = await CameraAdapter.start({ camera: adaptCamera, detector: adaptive, stateDir, teacher });
-    const active = adapter;
-    const sub = active.engine.updates$.subscribe((event: EngineEvent) => {
-      if (event.kind === 'rolled_back') return;
-      updateMs.push(event.figures.durationMs);
-      if (event.kind === 'accepted') acceptedAt.push(event.figures.streamTime);
+    const started = await startAdapter(adaptCamera, adaptive, stateDir, teacher, runtime, () => times.at(-1) ?? 0);
+    adapter = started.adapter;
+    const active = started.adapter;
+    const sub = started.updates$.subscribe((u) => {
+      updateMs.push(u.ms);
+      if (u.acceptedAt !== undefined) acceptedAt.push(u.acceptedAt);
     });
     if (options.verdicts) operator = new SimulatedOperator({ ...options.verdicts, from: options.verdicts.from ?? shiftAt ?? 0 }, adaptive.card.classes);
     const beatsStep = beatsArmOf(active, adaptive, options, evalDetect, operator, { predictions: beatsPredictions, ms: beatsMs });
@@ -302,10 +306,8 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
       times.push(source.streamTime);
       options.onFrame?.('frozen+beats', source.index);
     }, { frames: options.frames, speed, camera: 'eval' });
-    await active.teacherIdle();
-    await active.engine.idle();
+    await started.idle();
     sub.unsubscribe();
-    teacherStatus = active.teacherStatus;
     status = active.statusMessage();
 
     // Then the first domain again, with the final head.
@@ -338,8 +340,8 @@ export async function evaluateAdaptation(options: AdaptEvalOptions): Promise<Ada
     labels: {
       verdicts: operator?.used ?? 0,
       verdictsByKind: operator?.byKind ?? { correct: 0, false_positive: 0, wrong_class: 0, missed: 0 },
-      teacherKeyframes: teacherStatus?.keyframes ?? 0,
-      teacherShare: (teacherStatus?.keyframes ?? 0) / Math.max(1, times.length),
+      teacherKeyframes: s.teacher?.keyframes ?? 0,
+      teacherShare: (s.teacher?.keyframes ?? 0) / Math.max(1, times.length),
       trackMissFrames: s.track_miss_frames,
       cellsTrained: s.cells_trained,
     },
@@ -393,7 +395,7 @@ function frozenArmOf(frozen: Detector, camera: CameraConfig, evalDetect: EvalDet
  * where a pipeline would publish; the simulated operator's verdicts come after, off the frame path.
  */
 function beatsArmOf(
-  active: CameraAdapter,
+  active: SiteAdapter,
   adaptive: Detector,
   options: AdaptEvalOptions,
   evalDetect: EvalDetect,
@@ -410,7 +412,8 @@ function beatsArmOf(
     const features = adaptive.headFeatures(all);
     const kept = all.filter((d) => d.score >= camera.events.low_threshold);
     const update = tracker.update(kept, frame);
-    active.observe(frame, kept, update.active, source, features);
+    if (active instanceof CameraAdapter) active.observe(frame, kept, update.active, source, features);
+    else active.observe(frame, kept, update.active, source);
     // The frame path ends here, as the frozen arm's does after tracking. What the simulated
     // operator sees is what a pipeline publishes; its verdicts reach a pipeline from MQTT, off the
     // frame path.
@@ -422,6 +425,43 @@ function beatsArmOf(
     predictions.push(toPredicted(frame.index, all));
   };
   return step;
+}
+
+/**
+ * The adapting arm's adapter: the class head's (CameraAdapter) or the whole model's
+ * (`adapt.layers: all`), with its updates as (milliseconds, stream time when accepted) and a way to
+ * wait for what is in flight. A whole-model update is stamped with the stream time of the newest
+ * frame when it arrives (its worker does not know the stream's clock).
+ */
+async function startAdapter(
+  camera: CameraConfig,
+  detector: Detector,
+  stateDir: string,
+  teacher: KeyframeLabeller | undefined,
+  runtime: ProviderSettings,
+  now: () => number,
+): Promise<{ adapter: SiteAdapter; updates$: Observable<{ ms: number; acceptedAt?: number }>; idle: () => Promise<void> }> {
+  if (camera.adapt.layers === 'all') {
+    const adapter = await WholeModelAdapter.start({ camera, detector, stateDir, runtime, teacher });
+    const updates$ = adapter.weights$.pipe(
+      filter((e) => e.kind !== 'rolled_back'),
+      map((e) => ({ ms: 'figures' in e ? e.figures.durationMs : 0, ...(e.kind === 'accepted' ? { acceptedAt: now() } : {}) })),
+    );
+    return { adapter, updates$, idle: () => adapter.settled() };
+  }
+  const adapter = await CameraAdapter.start({ camera, detector, stateDir, teacher });
+  const updates$ = adapter.engine.updates$.pipe(
+    filter((e: EngineEvent) => e.kind !== 'rolled_back'),
+    map((e) => ({ ms: 'figures' in e ? e.figures.durationMs : 0, ...(e.kind === 'accepted' ? { acceptedAt: e.figures.streamTime } : {}) })),
+  );
+  return {
+    adapter,
+    updates$,
+    idle: async () => {
+      await adapter.teacherIdle();
+      await adapter.engine.idle();
+    },
+  };
 }
 
 /** The first domain's frames again with the final head, against the frozen model's mAP on them. */

@@ -185,6 +185,11 @@ export class WholeModelAdapter implements SiteAdapter {
     });
   }
 
+  /** The engine's accepted, rejected and rolled-back sets, as they come (evaluation). */
+  get weights$(): Observable<WeightsEvent> {
+    return this.engine.updates$;
+  }
+
   /** Resolves when the swaps announced so far are done (tests, evaluation). */
   async settled(): Promise<void> {
     await this.teacherBusy;

@@ -49,6 +49,8 @@ export interface EvalOptions {
   window?: number;
   speed?: number;
   plot?: string;
+  /** --adapt: what adapts, `head` or `all` (cameras[].adapt.layers; default the pipeline's, else head). */
+  layers?: string;
   /** A video: specialise the Beats CNN on its first 70 %, score on the rest (src/adapt/specialize.ts). */
   specialize?: boolean;
   minutes?: number;
@@ -212,7 +214,8 @@ export async function evaluateAdaptStream(target: string, options: EvalOptions):
   const fromPipeline = base.adapt.teacher && positives ? { ...base.adapt.teacher, positives } : base.adapt.teacher;
   const teacher = teacherConfig(options) ?? fromPipeline;
   if (!teacher && !options.verdicts) throw new BeatsError('--adapt needs supervision: --verdicts N (simulated operator verdicts) and/or --teacher truth|MODEL (or the pipeline\'s adapt.teacher)');
-  const camera: CameraConfig = { ...base, adapt: { ...base.adapt, enabled: true, teacher } };
+  if (options.layers !== undefined && options.layers !== 'head' && options.layers !== 'all') throw new BeatsError(`--layers: "${options.layers}" is neither head nor all`);
+  const camera: CameraConfig = { ...base, adapt: { ...base.adapt, enabled: true, teacher, layers: options.layers ?? base.adapt.layers } };
   const kind = sourceKind(url);
   const synthetic = kind === 'synthetic' ? parseSyntheticUrl(url) : undefined;
   const byTeacher = options.truth === 'teacher';

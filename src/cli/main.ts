@@ -194,6 +194,7 @@ program
   .option('--window <s>', '--adapt: windowed F1 window, seconds (default 10)', positiveNumber)
   .option('--speed <x>', '--adapt: replay at X times real time (default 1; 0: unpaced)', nonNegativeNumber)
   .option('--plot <file>', '--adapt: the windowed F1 plot (PNG); --specialize: the test F1 by stream minute')
+  .option('--layers <head|all>', '--adapt: what adapts: the class head (default) or the whole Beats CNN (adapt.layers)')
   .option('--specialize', 'a video: the Beats CNN (--model) specialised whole on the first 70 % looped, from --teacher (default yolox-nano@416) keyframes; scored on the last 30 % against yolox-nano@640 beside --models')
   .option('--minutes <m>', '--specialize: stream minutes the site loops (default 10)', positiveNumber)
   .option('--train-share <s>', '--specialize: share of one core training gets at real time (default 0.5)', positiveNumber)
