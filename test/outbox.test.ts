@@ -2,6 +2,7 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { setLogSink, type LogRecord } from '../src/log.js';
 import { Outbox, type DurableMessage } from '../src/publish/outbox.js';
 
 const message = (n: number): DurableMessage => ({ topic: 'beats/events', payload: JSON.stringify({ n }), qos: 1, retain: false });
@@ -25,6 +26,22 @@ describe('durable outbox', () => {
     // New messages after a restart sort after the old ones.
     await again.push(message(6));
     expect(await readdir(dir)).toEqual(['000000000006.json']);
+  });
+
+  it('a full outbox does not flood the log: a few lines, then a count', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-outbox-'));
+    const records: LogRecord[] = [];
+    const previous = setLogSink((r) => records.push(r));
+    try {
+      const outbox = await Outbox.open({ dir, maxMessages: 2 });
+      for (let i = 1; i <= 60; i++) await outbox.push(message(i));
+      expect(outbox.depth).toBe(2);
+      const lines = records.filter((r) => r.component === 'outbox' && /outbox full/.test(r.msg));
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.length).toBeLessThan(20);
+    } finally {
+      setLogSink(previous);
+    }
   });
 
   it('is bounded: the oldest is dropped first and counted', async () => {

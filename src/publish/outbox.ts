@@ -64,7 +64,8 @@ export class Outbox {
       const oldest = this.entries.shift()!;
       await rm(oldest.file, { force: true });
       this.dropped++;
-      this.log.warn(`outbox full (${this.options.maxMessages} messages): dropped the oldest; ${this.dropped} dropped so far`);
+      // Once the outbox is full every new message drops one: a line each would flood the log.
+      this.log.limited('outbox full').warn(`outbox full (${this.options.maxMessages} messages): dropped the oldest; ${this.dropped} dropped so far`);
     }
   }
 
