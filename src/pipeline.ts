@@ -107,6 +107,9 @@ async function loadDetectors(loaded: LoadedPipeline): Promise<Map<string, Detect
       perCamera.set(camera.name, await wholeModelDetector(loaded, i));
       continue;
     }
+    if (camera.adapt.enabled && camera.adapt.teacher && camera.adapt.teacher.serve !== 'student') {
+      throw new ConfigError(loaded.file, [{ path: `cameras[${i}].adapt.teacher.serve`, message: `"${camera.adapt.teacher.serve}" needs adapt.layers: all (a class head alone does not take over from a teacher)` }]);
+    }
     // An adapting camera gets a detector of its own: heads are per camera.
     const adaptable = camera.adapt.enabled
       ? await Detector.load(camera.model, { runtime: providerSettings(loaded.config), inputSize: camera.detect.input_size, adaptable: true }).catch((err: unknown) => {

@@ -116,6 +116,10 @@ describe('whole-model adaptation in the running pipeline', () => {
       expect(String((yolox as Error).message)).toMatch(/cameras\[0\]\.adapt\.layers.*only the Beats CNN/s);
     }
     expect(() => parsePipeline(yaml(stateDir, '{ enabled: true, layers: body }'), file)).toThrow(/cameras\[0\]\.adapt\.layers/);
+    const headServe = await runPipeline({ file, config: parsePipeline(yaml(stateDir, '{ enabled: true, teacher: { model: beats-s, every_n_frames: 5, serve: auto } }'), file) }).catch((e: unknown) => e);
+    expect(headServe).toBeInstanceOf(ConfigError);
+    expect(String((headServe as Error).message)).toMatch(/cameras\[0\]\.adapt\.teacher\.serve.*layers: all/s);
+    expect(() => parsePipeline(yaml(stateDir, '{ enabled: true, layers: all, teacher: { model: beats-s, every_n_frames: 5, takeover_f1: 0.5, handback_f1: 0.7 } }'), file)).toThrow(/handback_f1.*at most takeover_f1/s);
     await rm(stateDir, { recursive: true, force: true });
   });
 });
