@@ -581,9 +581,9 @@ ${adapt
     expect(adapt.teacher).toBeUndefined();
     expect(adapt.track_misses).toEqual({ enabled: false, min_hits: 5 });
     const every = parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15 }'), file).cameras[0]!.adapt.teacher;
-    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: 'centre', threads: 1, every_n_frames: 15 });
+    expect(every).toEqual({ model: 'yolox-nano', threshold: 0.5, positives: 'centre', threads: 1, serve: 'student', takeover_f1: 0.8, handback_f1: 0.6, every_n_frames: 15 });
     const adaptive = parsePipeline(pipeline('teacher: { model: yolox-nano, input_size: 640, adaptive: {} }'), file).cameras[0]!.adapt.teacher;
-    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: 'centre', threads: 1, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
+    expect(adaptive).toEqual({ model: 'yolox-nano', input_size: 640, threshold: 0.5, positives: 'centre', threads: 1, serve: 'student', takeover_f1: 0.8, handback_f1: 0.6, adaptive: { min_frames: 5, max_frames: 80, agreement: 0.8 } });
     expect(parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: none }'), file).cameras[0]!.adapt.teacher!.positives).toBe('none');
     expect(() => parsePipeline(pipeline('teacher: { model: yolox-nano, every_n_frames: 15, positives: true }'), file)).toThrow(/cameras\[0\]\.adapt\.teacher\.positives/);
     expect(parsePipeline(pipeline('track_misses: { enabled: true }'), file).cameras[0]!.adapt.track_misses).toEqual({ enabled: true, min_hits: 5 });
