@@ -229,6 +229,8 @@ describe('whole-model faults', () => {
       expect(status.supervised_frames).toBe(0);
       expect(status.version).toBe(0);
       expect(status.verdicts_used).toBe(0);
+      expect(status.verdicts_ignored).toBe(1);
+      expect(status.teacher?.failed).toBe(asked);
     } finally {
       await adapter.close();
       await detector.close();

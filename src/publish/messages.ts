@@ -113,7 +113,7 @@ export interface ModelStatusMessage {
   cells_trained: number;
   verdicts_used: number;
   /** Keyframes the teacher labelled (and those whose features were gone when it answered), and its stride now. */
-  teacher: { model: string; keyframes: number; late: number; stride: number } | null;
+  teacher: { model: string; keyframes: number; late: number; stride: number; /** Whole model: keyframes the teacher failed on. */ failed?: number } | null;
   /** Frames on which a confirmed track labelled its own low-score detection. */
   track_miss_frames: number;
   grid: number;
@@ -126,6 +126,8 @@ export interface ModelStatusMessage {
   frames_held_out?: number;
   train_share?: number;
   worker_restarts?: number;
+  /** Whole model: accepted operator verdicts, which carry no frame to train a body on and are not used. */
+  verdicts_ignored?: number;
   /** Whole model with a teacher: whose detections the camera publishes, why, and how often that changed (adapt.teacher.serve). */
   serving?: { model: string; by: 'student' | 'teacher'; reason: string; switches: number };
 }
