@@ -76,6 +76,20 @@ describe('zones', () => {
 });
 
 describe('events', () => {
+  it('says which model made the detections that matched the track: a teacher serving the camera, else the camera\'s own', () => {
+    const b = builder();
+    const teacher = { name: 'yolox-nano', version: '0.1.1' };
+    const all = [];
+    let n = 0;
+    for (let i = 0; i < 3; i++) all.push(...b.update(frameAt(n++), [track(1, [10, 10, 30, 60], 0.8)], [], teacher).messages);
+    expect(all.map((m) => m.type)).toEqual(['new']);
+    expect(all[0]!.after.model).toEqual(teacher);
+    // The student takes over: the event's end says so.
+    b.update(frameAt(n++), [track(1, [10, 10, 30, 60], 0.8)], []);
+    const ended = b.update(frameAt(n++), [], [track(1, [10, 10, 30, 60], 0.8, { detection: undefined })]);
+    expect(ended.messages[0]!.after.model).toEqual({ name: 'm', version: '1' });
+  });
+
   it('new after min_frames above the threshold, updates only on meaningful change, end with times from the frames', () => {
     const b = builder({ right: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]] });
     const all = [];

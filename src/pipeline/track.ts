@@ -17,6 +17,6 @@ export function events(builder: EventBuilder, camera: CameraConfig): OperatorFun
   return map(({ frame, detections, update, servedBy }) => {
     const trackOf = new Map(update.active.filter((t) => t.confirmed && t.detection !== undefined).map((t) => [t.detection!, t.id]));
     const published = detections.flatMap((d, i) => (d.score >= camera.detect.threshold ? [{ ...d, trackId: trackOf.get(i) }] : []));
-    return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended), ...(servedBy ? { servedBy } : {}) };
+    return { camera: camera.name, frame, detections: published, tracks: update.active, events: builder.update(frame, update.active, update.ended, servedBy), ...(servedBy ? { servedBy } : {}) };
   });
 }

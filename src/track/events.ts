@@ -46,6 +46,8 @@ interface TrackState {
   published?: EventState;
   publishedAt: number;
   messages: number;
+  /** The model whose detection last matched the track (a teacher serving the camera, else the camera's). */
+  model?: { name: string; version: string };
 }
 
 const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -78,7 +80,8 @@ export class EventBuilder {
   }
 
   /** One frame's tracks (alive ones) and the tracks that ended with this frame. */
-  update(frame: Frame, active: readonly TrackedObject[], ended: readonly TrackedObject[]): EventOutput {
+  /** `model`: the model whose detections these are, when not the camera's own (a teacher serving it). */
+  update(frame: Frame, active: readonly TrackedObject[], ended: readonly TrackedObject[], model?: { name: string; version: string }): EventOutput {
     this.zones ??= compileZones(this.opts.zones, frame.width, frame.height);
     const out: EventOutput = { messages: [], snapshots: [], counts: [] };
     const now = frame.ts / 1000;
@@ -90,6 +93,7 @@ export class EventBuilder {
         this.tracks.set(track.id, state);
       }
       if (track.detection !== undefined) {
+        state.model = model ?? this.opts.model;
         if (track.score >= this.opts.threshold) state.framesAbove++;
         state.presence.update(this.zones, track.box, track.label);
         state.lastSeenTs = now;
@@ -193,7 +197,7 @@ export class EventBuilder {
       entered_zones: [...state.presence.entered].sort(),
       stationary: track.stationary,
       has_snapshot: this.opts.snapshots && Boolean(state.best),
-      model: this.opts.model,
+      model: state.model ?? this.opts.model,
     };
   }
 
