@@ -18,7 +18,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameReservoir, type SupervisedImage } from '../src/adapt/student/reservoir.js';
 import { StudentTrainer } from '../src/adapt/student/trainer.js';
 import { loadStudent } from '../src/adapt/student/model-files.js';
-import { isKeyframe, keyframeFrames } from '../src/adapt/specialize.js';
+import { isKeyframe, keyframeFrames, siteFrameOf } from '../src/adapt/specialize.js';
 import { ModelError } from '../src/errors.js';
 import { Detector, type DetectOptions } from '../src/model/detector.js';
 import { resolveModel } from '../src/model/registry.js';
@@ -65,13 +65,17 @@ describe('frame reservoir', () => {
 });
 
 describe('keyframes of a looped site', () => {
-  it('take one frame in N and reach every site frame even when the loop is a multiple of N', () => {
+  it('take one frame in N, never more in any prefix of the stream, and reach every site frame even when the loop is a multiple of N', () => {
     const site = 170;
     const frames = 20 * site;
     let count = 0;
-    for (let i = 0; i < frames; i++) if (isKeyframe(i, 10, site)) count++;
-    expect(count / frames).toBeCloseTo(0.1, 2);
+    for (let i = 0; i < frames; i++) {
+      if (isKeyframe(i, 10)) count++;
+      expect(count / (i + 1)).toBeLessThanOrEqual(0.1);
+    }
+    expect(count / frames).toBeCloseTo(0.1, 6);
     expect(keyframeFrames(site, 10, frames).size).toBe(site);
+    for (let i = 0; i < frames; i++) expect(siteFrameOf(i, site)).toBeLessThan(site);
   });
 });
 

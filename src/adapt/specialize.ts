@@ -76,19 +76,24 @@ function asTargets(boxes: readonly Pick<TeacherBox, 'label' | 'box' | 'ignore'>[
   return boxes.filter((b) => classes.includes(b.label)).map((b) => ({ classId: classes.indexOf(b.label), box: toInput(b.box, lb), ignore: b.ignore === true }));
 }
 
+/** Whether stream frame `i` is a keyframe: one in `every` (the 10th, 20th, ...), so no prefix of the stream exceeds the share. */
+export function isKeyframe(i: number, every: number): boolean {
+  return (i + 1) % every === 0;
+}
+
 /**
- * Whether stream frame `i` of the looped site is a keyframe: one in `every`, with the phase moved on
- * by a frame at each pass of the loop, so that the loop's length being a multiple of the stride
- * does not show the teacher the same few frames forever (a live camera never repeats itself).
+ * The site frame that stream frame `i` shows: the site in a loop that skips one frame more at each
+ * pass, so that a loop whose length is a multiple of the keyframe stride does not show the teacher
+ * the same few frames forever (a live camera never repeats itself exactly).
  */
-export function isKeyframe(i: number, every: number, siteFrames: number): boolean {
-  return (i - Math.floor(i / siteFrames)) % every === 0;
+export function siteFrameOf(i: number, siteFrames: number): number {
+  return (i + Math.floor(i / siteFrames)) % siteFrames;
 }
 
 /** The site frames the keyframes visit in `streamFrames` frames (the teacher runs once per such frame). */
 export function keyframeFrames(siteFrames: number, every: number, streamFrames: number): Set<number> {
   const out = new Set<number>();
-  for (let i = 0; i < streamFrames && out.size < siteFrames; i++) if (isKeyframe(i, every, siteFrames)) out.add(i % siteFrames);
+  for (let i = every - 1; i < streamFrames && out.size < siteFrames; i += every) out.add(siteFrameOf(i, siteFrames));
   return out;
 }
 
@@ -187,8 +192,8 @@ function simulateStream(trainer: StudentTrainer, clip: ClipFrames, siteFrames: n
     // The frames the stream shows until now: every keyframe among them is labelled and supervised.
     const upTo = Math.floor(streamTime * fps);
     for (; streamFrame <= upTo; streamFrame++) {
-      if (!isKeyframe(streamFrame, options.keyframeEvery, siteFrames)) continue;
-      const site = streamFrame % siteFrames;
+      if (!isKeyframe(streamFrame, options.keyframeEvery)) continue;
+      const site = siteFrameOf(streamFrame, siteFrames);
       const boxes = clip.teacher.get(site);
       if (!boxes) continue;
       keyframes++;
