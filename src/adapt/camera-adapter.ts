@@ -30,17 +30,11 @@ import type { AcceptedFeedback } from './feedback.js';
 import { SupervisionRing } from './supervision.js';
 import type { FrameHeadFeatures } from '../model/head.js';
 import { KeyframeSchedule, agreement, keyframePolicy, type KeyframeLabeller } from './teacher.js';
-import { statusStream, type SiteAdapter } from './site-adapter.js';
+import { rollbackCommand, statusStream, versionRows, type SiteAdapter } from './site-adapter.js';
 import type { WorkerMemory } from './engine-protocol.js';
 
 
-/** `base` or a positive integer; anything else is an Error saying so. */
-export function parseRollbackTarget(text: string): RollbackTarget {
-  const t = text.trim();
-  if (t === 'base') return 'base';
-  if (/^\d+$/.test(t) && Number(t) >= 1 && Number.isSafeInteger(Number(t))) return Number(t);
-  throw new Error(`"${t.slice(0, 100)}" is not a version: give a version number (1, 2, ...) or "base"`);
-}
+export { parseRollbackTarget } from './site-adapter.js';
 
 export class CameraAdapter implements SiteAdapter {
   private readonly log = logger('adapt');
@@ -213,13 +207,7 @@ export class CameraAdapter implements SiteAdapter {
    * engine refuses it (a version that does not exist, a head that cannot be written).
    */
   async rollback(payload: string): Promise<void> {
-    const target = parseRollbackTarget(payload);
-    try {
-      await this.engine.rollback(target);
-    } catch (err) {
-      this.log.limited(`${this.camera.name} rollback`).warn(`${this.camera.name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
-      throw err;
-    }
+    await rollbackCommand(this.log, this.camera.name, payload, (target) => this.engine.rollback(target));
   }
 
   /**
@@ -264,16 +252,7 @@ export class CameraAdapter implements SiteAdapter {
     return {
       model: { name: card.name, version: card.version },
       adaptation: this.enabled ? 'on' : 'paused',
-      versions: [
-        { version: 'base', created: Math.round(this.startedAt / 1000), current: current === 0, note: `base model ${card.version}` },
-        ...versions.map((v) => ({
-          version: `v${v.version}`,
-          ...(v.kind === 'update' ? { parent: v.parent === 0 ? 'base' : `v${v.parent}` } : {}),
-          created: Math.round(v.createdAt / 1000),
-          current: v.version === current,
-          ...(v.kind === 'rollback' ? { note: `rollback to ${v.rollbackOf === 'base' ? 'base' : `v${String(v.rollbackOf)}`}` } : {}),
-        })),
-      ],
+      versions: versionRows(versions, current, card, this.startedAt),
       // Per accepted update, as the guard measured it: the holdout loss before and after the update.
       curves: [
         {

@@ -12,6 +12,9 @@ import type { TrackView } from '../track/tracker.js';
 import type { AcceptedFeedback } from './feedback.js';
 import type { ModelHistory } from './model-history.js';
 import type { WorkerMemory } from './engine-protocol.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ModelVersion } from './model-history.js';
 
 /** A teacher serving a camera: its detections already in the student's classes. */
 export interface ServingTeacher {
@@ -71,4 +74,50 @@ export function statusStream(message: () => ModelStatusMessage, closed$: Observa
       closing.unsubscribe();
     };
   });
+}
+
+/**
+ * A rollback command's payload (a version number or `base`) carried out by `rollback`; a payload
+ * that is no version, or a rollback the engine refuses, is logged (limited: the payload comes from
+ * outside) and rethrown, so the command router answers it on `.../rollback/rejected`.
+ */
+export async function rollbackCommand(log: Logger, camera: string, payload: string, rollback: (target: number | 'base') => Promise<unknown>): Promise<void> {
+  const target = parseRollbackTarget(payload);
+  try {
+    await rollback(target);
+  } catch (err) {
+    log.limited(`${camera} rollback`).warn(`${camera}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
+    throw err;
+  }
+}
+
+/** `base` or a positive integer; anything else is an Error saying so. */
+export function parseRollbackTarget(text: string): number | 'base' {
+  const t = text.trim();
+  if (t === 'base') return 'base';
+  if (/^\d+$/.test(t) && Number(t) >= 1 && Number.isSafeInteger(Number(t))) return Number(t);
+  throw new Error(`"${t.slice(0, 100)}" is not a version: give a version number (1, 2, ...) or "base"`);
+}
+
+/** What the model panel needs of a version on disk, head or whole weight set. */
+interface VersionRecord {
+  version: number;
+  parent: number;
+  kind: 'update' | 'rollback';
+  rollbackOf?: number | 'base';
+  createdAt: number;
+}
+
+/** The model panel's version list: the base model, then each version with its parent or what it rolled back to. */
+export function versionRows(versions: readonly VersionRecord[], current: number, base: { version: string }, startedAt: number, updateNote?: string): ModelVersion[] {
+  return [
+    { version: 'base', created: Math.round(startedAt / 1000), current: current === 0, note: `base model ${base.version}` },
+    ...versions.map((v) => ({
+      version: `v${v.version}`,
+      ...(v.kind === 'update' ? { parent: v.parent === 0 ? 'base' : `v${v.parent}` } : {}),
+      created: Math.round(v.createdAt / 1000),
+      current: v.version === current,
+      ...(v.kind === 'rollback' ? { note: `rollback to ${v.rollbackOf === 'base' ? 'base' : `v${String(v.rollbackOf)}`}` } : updateNote ? { note: updateNote } : {}),
+    })),
+  ];
 }

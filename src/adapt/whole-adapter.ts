@@ -21,11 +21,10 @@ import type { Frame, FrameOutput } from '../source/frame.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
 import type { TrackView } from '../track/tracker.js';
 import type { BeatsCnnSpec } from '../train/beats-cnn.js';
-import { parseRollbackTarget } from './camera-adapter.js';
 import type { AcceptedFeedback } from './feedback.js';
 import type { ModelHistory } from './model-history.js';
 import type { WorkerMemory } from './engine-protocol.js';
-import { statusStream, type ServingTeacher, type SiteAdapter } from './site-adapter.js';
+import { rollbackCommand, statusStream, versionRows, type ServingTeacher, type SiteAdapter } from './site-adapter.js';
 import { StudentEngine, type WeightsEvent } from './student/engine.js';
 import { checkpointOf } from './student/model-files.js';
 import type { SupervisedImage } from './student/reservoir.js';
@@ -157,13 +156,7 @@ export class WholeModelAdapter implements SiteAdapter {
   }
 
   async rollback(payload: string): Promise<void> {
-    const target = parseRollbackTarget(payload);
-    try {
-      await this.engine.rollback(target);
-    } catch (err) {
-      this.log.limited(`${this.camera.name} rollback`).warn(`${this.camera.name}: rollback to ${String(target)} refused: ${errorMessage(err)}`);
-      throw err;
-    }
+    await rollbackCommand(this.log, this.camera.name, payload, (target) => this.engine.rollback(target));
   }
 
   setEnabled(on: boolean): void {
@@ -240,16 +233,7 @@ export class WholeModelAdapter implements SiteAdapter {
     return {
       model: { name: card.name, version: card.version },
       adaptation: this.enabled ? 'on' : 'paused',
-      versions: [
-        { version: 'base', created: Math.round(this.startedAt / 1000), current: current === 0, note: `base model ${card.version}` },
-        ...versions.map((v) => ({
-          version: `v${v.version}`,
-          ...(v.kind === 'update' ? { parent: v.parent === 0 ? 'base' : `v${v.parent}` } : {}),
-          created: Math.round(v.createdAt / 1000),
-          current: v.version === current,
-          note: v.kind === 'rollback' ? `rollback to ${v.rollbackOf === 'base' ? 'base' : `v${String(v.rollbackOf)}`}` : 'whole model',
-        })),
-      ],
+      versions: versionRows(versions, current, card, this.startedAt, 'whole model'),
       curves: [
         {
           name: 'held-out F1 (accepted updates)',
