@@ -40,10 +40,12 @@ async function arrays(weights: Weights): Promise<WeightArrays> {
 }
 
 const coarseSpec: BeatsCnnSpec = { ...defaultSpec, stride: 8 };
+const contextSpec: BeatsCnnSpec = { ...defaultSpec, inputWidth: 256, inputHeight: 192, context: 64 };
 
 describe.each([
   ['the fine grid (stride 4)', defaultSpec],
   ['the coarse grid of earlier models (stride 8)', coarseSpec],
+  ['a context stage at stride 16, 256x192', contextSpec],
 ])('Beats CNN export to ONNX, %s', (_grid, spec) => {
   it('onnxruntime gives the same output as TensorFlow.js for the same input, within 1e-4', async () => {
     const weights = randomised(3, spec);

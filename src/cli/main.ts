@@ -141,7 +141,8 @@ program
     if (!size || size.width % 8 || size.height % 8 || size.width < 32 || size.height < 32) throw new InvalidArgumentError(`"${v}" is not WIDTHxHEIGHT with each a multiple of 8 (32 or more)`);
     return size;
   })
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number } }) => {
+  .option('--context <channels>', "a new run's context stage at stride 16 (a wider view per cell; the input a multiple of 16)", positiveInt)
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number }; context?: number }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

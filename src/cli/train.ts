@@ -5,7 +5,7 @@ import { SingleBar } from 'cli-progress';
 import { logger } from '../log.js';
 import { BeatsError } from '../errors.js';
 import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../train/beats-train.js';
-import type { Weights } from '../train/beats-cnn.js';
+import { gridSize, type Weights } from '../train/beats-cnn.js';
 import type { Tf } from '../train/tf.js';
 import { SYNTHETIC_SCENES } from '../source/synthetic/index.js';
 import { loadTf } from '../train/tf.js';
@@ -41,6 +41,8 @@ export interface TrainOptions {
   realShare?: number;
   /** A new run's input size (default 160x120); each a multiple of 8. */
   input?: { width: number; height: number };
+  /** A new run's context stage: channels at stride 16 (input a multiple of 16). */
+  context?: number;
 }
 
 /**
@@ -63,12 +65,24 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     batch: options.batch ?? defaultRecipe.batch,
     seed: options.seed ?? defaultRecipe.seed,
     lr: options.lr ?? defaultRecipe.lr,
-    spec: options.input ? { ...defaultRecipe.spec, inputWidth: options.input.width, inputHeight: options.input.height } : defaultRecipe.spec,
+    spec: {
+      ...defaultRecipe.spec,
+      ...(options.input ? { inputWidth: options.input.width, inputHeight: options.input.height } : {}),
+      ...(options.context ? { context: options.context } : {}),
+    },
     // The synthetic camera renders at twice the input where that stays within 320x240, else at the input.
     data: options.input ? { ...defaultRecipe.data, ...syntheticSize(options.input) } : defaultRecipe.data,
   };
+  if (options.context && checkpoint && options.context !== recipe.spec.context) {
+    throw new BeatsError(`--context ${options.context}: ${file} trains ${recipe.spec.context ? `a context of ${recipe.spec.context}` : 'no context stage'} (use --out for a new run)`);
+  }
   if (options.input && checkpoint && (options.input.width !== recipe.spec.inputWidth || options.input.height !== recipe.spec.inputHeight)) {
     throw new BeatsError(`--input ${options.input.width}x${options.input.height}: ${file} trains ${recipe.spec.inputWidth}x${recipe.spec.inputHeight} (use --out for a new run)`);
+  }
+  try {
+    gridSize(recipe.spec);
+  } catch (err) {
+    throw new BeatsError(`--input ${recipe.spec.inputWidth}x${recipe.spec.inputHeight}: ${(err as Error).message}, which ${recipe.spec.context ? '--context' : 'the body'} needs`);
   }
   if (options.steps && checkpoint) recipe.steps = options.steps;
   if (options.scenes) {

@@ -24,6 +24,12 @@ export interface BeatsCnnSpec {
   widths: { stem: number; mid: number; head: number };
   /** The head's grid, in input pixels per cell. Absent: 8 (the grid of the first trained models). */
   stride?: 4 | 8;
+  /**
+   * Channels of a context stage at stride 16 (absent: none). Its map, brought up by 2, is fused into
+   * the stride-8 map before that goes to the head's grid: it widens what one cell sees from about
+   * 60 input pixels to about 190, which objects larger in input pixels (a higher input) need.
+   */
+  context?: number;
 }
 
 export const defaultSpec: BeatsCnnSpec = {
@@ -60,9 +66,19 @@ export function bodyLayers(spec: BeatsCnnSpec): Layer[] {
     { kind: 'conv', name: 'c4', size: 3, inChannels: mid, outChannels: mid },
     { kind: 'conv', name: 'c5', size: 3, inChannels: mid, outChannels: head },
   ];
-  if (strideOf(spec) === 8) return coarse;
+  const context: Layer[] = spec.context
+    ? [
+        { kind: 's2d', name: 's2d2c', block: 2 },
+        { kind: 'conv', name: 'c7', size: 1, inChannels: head * 4, outChannels: spec.context },
+        { kind: 'conv', name: 'c8', size: 3, inChannels: spec.context, outChannels: spec.context },
+        { kind: 'conv', name: 'c9', size: 3, inChannels: spec.context, outChannels: spec.context },
+        { kind: 'fuse', name: 'c10', fine: 'c5', coarseChannels: spec.context, fineChannels: head, outChannels: head },
+      ]
+    : [];
+  if (strideOf(spec) === 8) return [...coarse, ...context];
   return [
     ...coarse,
+    ...context,
     { kind: 'fuse', name: 'c6', fine: 'c2', coarseChannels: head, fineChannels: stem, outChannels: head },
   ];
 }
@@ -73,13 +89,18 @@ export type Weights = Map<string, tfType.Tensor>;
 export const BN_EPSILON = 1e-3;
 
 export function gridSize(spec: BeatsCnnSpec): { gw: number; gh: number } {
-  // The body always goes down to stride 8, even when the head's grid is finer.
-  if (spec.inputHeight % 8 !== 0 || spec.inputWidth % 8 !== 0) throw new Error(`input ${spec.inputWidth}x${spec.inputHeight} is not a multiple of 8`);
+  // The body always goes down to stride 8 (16 with a context stage), even when the head's grid is finer.
+  const deepest = spec.context ? 16 : 8;
+  if (spec.inputHeight % deepest !== 0 || spec.inputWidth % deepest !== 0) throw new Error(`input ${spec.inputWidth}x${spec.inputHeight} is not a multiple of ${deepest}`);
   const stride = strideOf(spec);
   return { gw: spec.inputWidth / stride, gh: spec.inputHeight / stride };
 }
 
-/** Fresh weights: He-normal convolutions, batch norm at identity, class bias at a 1 % prior. */
+/**
+ * Fresh weights: He-normal convolutions, batch norm at identity, class bias at a 1 % prior. A fusion
+ * whose fine input has its own width (the context stage's) starts as that input passed through, the
+ * coarse part near zero, so a warm start from a model without the stage starts close to it.
+ */
 export function initWeights(tf: typeof tfType, spec: BeatsCnnSpec, seed: number): Weights {
   const weights: Weights = new Map();
   let s = seed;
@@ -87,7 +108,13 @@ export function initWeights(tf: typeof tfType, spec: BeatsCnnSpec, seed: number)
     if (layer.kind === 's2d') continue;
     const [size, inChannels] = layer.kind === 'conv' ? [layer.size, layer.inChannels] : [1, layer.coarseChannels + layer.fineChannels];
     const fanIn = size * size * inChannels;
-    weights.set(`${layer.name}.weight`, tf.randomNormal([size, size, inChannels, layer.outChannels], 0, Math.sqrt(2 / fanIn), 'float32', s++));
+    if (layer.kind === 'fuse' && layer.fineChannels === layer.outChannels) {
+      const coarse = tf.randomNormal([1, 1, layer.coarseChannels, layer.outChannels], 0, 0.01, 'float32', s++);
+      const fine = tf.eye(layer.outChannels).reshape([1, 1, layer.outChannels, layer.outChannels]);
+      weights.set(`${layer.name}.weight`, tf.concat([coarse, fine], 2));
+    } else {
+      weights.set(`${layer.name}.weight`, tf.randomNormal([size, size, inChannels, layer.outChannels], 0, Math.sqrt(2 / fanIn), 'float32', s++));
+    }
     weights.set(`${layer.name}.bn.gamma`, tf.ones([layer.outChannels]));
     weights.set(`${layer.name}.bn.beta`, tf.zeros([layer.outChannels]));
     weights.set(`${layer.name}.bn.mean`, tf.zeros([layer.outChannels]));
