@@ -250,6 +250,22 @@ describe('beats export', () => {
     }
     expect(versions[0]).not.toBe(versions[1]);
   }, 60_000);
+
+  it('--input exports the same weights at another size, which the card records; a size the body cannot take is refused', async () => {
+    const { exportCommand } = await import('../src/cli/export.js');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-export-'));
+    const file = path.join(dir, 'c.bin');
+    await saveCheckpoint(file, { format: 'beats-cnn-checkpoint/1', step: 10, recipe: { ...defaultRecipe, spec: contextSpec }, history: [], weights: asVariables(tf, randomised(6, contextSpec)) });
+    const written = await exportCommand({ checkpoint: file, out: path.join(dir, 'm'), name: 'beats-t', input: { width: 320, height: 240 } });
+    const { card } = await readModelCard(written.card);
+    expect([card.input.width, card.input.height]).toEqual([320, 240]);
+    expect(card.training?.trained_input).toBe('256x192');
+    expect((card.training as { recipe: { spec: BeatsCnnSpec } }).recipe.spec).toMatchObject({ inputWidth: 320, inputHeight: 240, context: 64 });
+    const session = await ort.InferenceSession.create(await readFile(written.onnx));
+    const out = await session.run({ images: new ort.Tensor('float32', new Float32Array(3 * 240 * 320).fill(0.5), [1, 3, 240, 320]) });
+    expect(out.output!.dims).toEqual([1, 80 * 60, 7]);
+    await expect(exportCommand({ checkpoint: file, out: path.join(dir, 'n'), name: 'beats-t', input: { width: 160, height: 120 } })).rejects.toThrow(/--input 160x120: .*not a multiple of 16/);
+  }, 60_000);
 });
 
 describe('fast convolution gradients of the pure-JS backend', () => {

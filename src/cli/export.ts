@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { logger } from '../log.js';
-import { strideOf } from '../train/beats-cnn.js';
+import { gridSize, strideOf } from '../train/beats-cnn.js';
+import { BeatsError } from '../errors.js';
 import { HEAD_BIAS, HEAD_FEATURES, HEAD_WEIGHT, exportBeatsOnnx, type WeightArrays } from '../train/beats-export.js';
 import { loadCheckpoint } from '../train/beats-train.js';
 import type { ModelCard } from '../model/card.js';
@@ -15,6 +16,11 @@ export interface ExportOptions {
   checkpoint: string;
   out: string;
   name: string;
+  /**
+   * Export for another input size than the run trained at: the network is fully convolutional, so
+   * the same weights run at any size that is a multiple of its deepest stride. The card records it.
+   */
+  input?: { width: number; height: number };
   /** Figures to record in the card (from `beats eval`), merged into `training.figures`. */
   figures?: Record<string, unknown>;
 }
@@ -25,7 +31,14 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
   const cp = await loadCheckpoint(tf, options.checkpoint);
   const weights: WeightArrays = new Map();
   for (const [name, t] of cp.weights) weights.set(name, { shape: t.shape, data: (await t.data()) as Float32Array });
-  const spec = cp.recipe.spec;
+  const trained = cp.recipe.spec;
+  const spec = options.input ? { ...trained, inputWidth: options.input.width, inputHeight: options.input.height } : trained;
+  try {
+    gridSize(spec);
+  } catch (err) {
+    throw new BeatsError(`--input ${spec.inputWidth}x${spec.inputHeight}: ${(err as Error).message}`);
+  }
+  const resized = spec !== trained;
   // Step and date alone repeat across runs (two runs of 1000 steps on one day); the weights do not.
   const weightsHash = createHash('sha256');
   for (const name of [...weights.keys()].sort()) {
@@ -53,7 +66,9 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
     classes: [...spec.classes],
     head: [{ features: HEAD_FEATURES, weight: HEAD_WEIGHT, bias: HEAD_BIAS, stride: strideOf(spec), loss: 'focal', off_centre: 'negative' }],
     training: {
-      recipe: cp.recipe,
+      // The recipe's spec is the exported network's (what adaptation trains); the run's input, if other, beside it.
+      recipe: { ...cp.recipe, spec },
+      ...(resized ? { trained_input: `${trained.inputWidth}x${trained.inputHeight}` } : {}),
       steps_done: cp.step,
       final_loss: last.length ? last.reduce((s, h) => s + h.loss, 0) / last.length : null,
       sha256,

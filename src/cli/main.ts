@@ -135,12 +135,7 @@ program
   .option('--init-from <checkpoint>', 'a new run starts from the weights of this checkpoint that fit its architecture (a warm start, recorded in the recipe)')
   .option('--real <videos>', 'real clips to mix in, comma separated: labelled by the teacher (yolox-nano at 640, cached) and recorded in the recipe with their sha256', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .option('--real-share <share>', 'share of each batch that is real footage (default 0.5)', Number)
-  .option('--input <WxH>', 'a new run\'s input size, each a multiple of 8 (default 160x120)', (v: string) => {
-    const m = /^(\d+)x(\d+)$/.exec(v.trim());
-    const size = m ? { width: Number(m[1]), height: Number(m[2]) } : undefined;
-    if (!size || size.width % 8 || size.height % 8 || size.width < 32 || size.height < 32) throw new InvalidArgumentError(`"${v}" is not WIDTHxHEIGHT with each a multiple of 8 (32 or more)`);
-    return size;
-  })
+  .option('--input <WxH>', 'a new run\'s input size, each a multiple of 8 (default 160x120)', inputSize)
   .option('--context <channels>', "a new run's context stage at stride 16 (a wider view per cell; the input a multiple of 16)", positiveInt)
   .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number }; context?: number }) => {
     const { trainCommand } = await import('./train.js');
@@ -164,6 +159,13 @@ program
   });
 
 type EvalCliOptions = import('./eval.js').EvalOptions;
+
+function inputSize(v: string): { width: number; height: number } {
+  const m = /^(\d+)x(\d+)$/.exec(v.trim());
+  const size = m ? { width: Number(m[1]), height: Number(m[2]) } : undefined;
+  if (!size || size.width % 8 || size.height % 8 || size.width < 32 || size.height < 32) throw new InvalidArgumentError(`"${v}" is not WIDTHxHEIGHT with each a multiple of 8 (32 or more)`);
+  return size;
+}
 
 function seedRange(value: string): [number, number] {
   const m = /^(\d+)(?:-(\d+))?$/.exec(value.trim());
@@ -210,7 +212,8 @@ program
   .option('--checkpoint <file>', 'training checkpoint', '.beats/train/beats-s/checkpoint.bin')
   .option('--out <dir>', 'folder for NAME.onnx and NAME.json', 'models')
   .option('--name <name>', 'model name', 'beats-s')
-  .action(async (opts: { checkpoint: string; out: string; name: string }) => {
+  .option('--input <WxH>', 'the input size of the exported network, if not the one it trained at (the same weights: it is fully convolutional)', inputSize)
+  .action(async (opts: { checkpoint: string; out: string; name: string; input?: { width: number; height: number } }) => {
     const { exportCommand } = await import('./export.js');
     await exportCommand(opts);
   });
