@@ -6,7 +6,8 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
+import { describe, expect, it, vi } from 'vitest';
 import { parsePipeline } from '../src/config/load.js';
 import type { ConfigError } from '../src/errors.js';
 import { LatencyWindow } from '../src/pipeline/latency.js';
@@ -16,7 +17,7 @@ import { assets, needsAssets } from './helpers/assets.js';
 
 const FRAMES = 24;
 
-async function run(inference: 'worker' | 'in-process', cameras: number): Promise<{ summary: RunSummary; results: Map<string, FrameResult[]> }> {
+async function run(inference: 'worker' | 'in-process', cameras: number, onStarted?: () => void): Promise<{ summary: RunSummary; results: Map<string, FrameResult[]> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-many-'));
   const file = path.join(dir, 'pipeline.yaml');
   const yaml = `status_interval_s: 0
@@ -28,7 +29,7 @@ ${Array.from({ length: cameras }, (_, i) => `  - { name: cam${i}, source: { url:
 `;
   await writeFile(file, yaml);
   const results = new Map<string, FrameResult[]>();
-  const summary = await runPipeline({ file, config: parsePipeline(yaml, file) }, { maxFrames: FRAMES, onResult: (r) => results.set(r.camera, [...(results.get(r.camera) ?? []), r]) });
+  const summary = await runPipeline({ file, config: parsePipeline(yaml, file) }, { maxFrames: FRAMES, onStarted, onResult: (r) => results.set(r.camera, [...(results.get(r.camera) ?? []), r]) });
   return { summary, results };
 }
 
@@ -107,4 +108,41 @@ describe('the latency window', () => {
     expect(w.quantile(0.5)).toBe(1000);
     expect(w.count).toBe(100);
   });
+});
+
+describe.skipIf(needsAssets)('an inference worker that dies while cameras run', () => {
+  it('is started again; the frames it held fail, counted on their cameras; every other frame is processed, in order', async () => {
+    // The thread is killed as a crash would end it: from outside, with a batch in it (the 5th run).
+    const post = Worker.prototype.postMessage;
+    let runs = 0;
+    let killed: Promise<number> | undefined;
+    const spy = vi.spyOn(Worker.prototype, 'postMessage').mockImplementation(function (this: Worker, message: unknown, transfer?: readonly import('node:worker_threads').TransferListItem[]) {
+      post.call(this, message, transfer);
+      if ((message as { type?: string }).type === 'run' && ++runs === 5) killed = this.terminate();
+    });
+    try {
+      const { summary, results } = await run('worker', 2);
+      expect(killed).toBeDefined();
+      await killed;
+      const [shared] = summary.inference;
+      expect(shared!.stats!.restarts).toBe(1);
+      const lost = shared!.stats!.failedFrames;
+      expect(lost).toBeGreaterThanOrEqual(1);
+      expect(lost).toBeLessThanOrEqual(2);
+      let failed = 0;
+      for (const camera of ['cam0', 'cam1']) {
+        const stats = summary.cameras[camera]!;
+        failed += stats.failed;
+        expect(stats.processed + stats.failed).toBe(FRAMES);
+        const indices = results.get(camera)!.map((r) => r.frame.index);
+        expect(indices).toEqual([...indices].sort((a, b) => a - b));
+        expect(results.get(camera)!.length).toBe(stats.processed);
+      }
+      expect(failed).toBe(lost);
+      // Frames after the restart were detected: the new thread works.
+      expect(results.get('cam0')!.at(-1)!.frame.index).toBe(FRAMES - 1);
+    } finally {
+      spy.mockRestore();
+    }
+  }, 240_000);
 });
