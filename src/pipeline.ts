@@ -201,7 +201,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
       const detector = detectors.get(camera.name)!;
       if (camera.adapt.enabled && camera.adapt.layers === 'all') {
         const teacher = await loadTeacher(loaded, camera, detector);
-        adapters.set(camera.name, await WholeModelAdapter.start({ camera, detector, stateDir: config.state_dir, runtime: providerSettings(config), teacher }));
+        adapters.set(camera.name, await WholeModelAdapter.start({ camera, detector, stateDir: config.state_dir, runtime: providerSettings(config), teacher, ringFrames: config.feedback.ring_frames }));
       } else if (camera.adapt.enabled && detector.heads) {
         const teacher = await loadTeacher(loaded, camera, detector);
         adapters.set(camera.name, await CameraAdapter.start({ camera, detector, stateDir: config.state_dir, ringFrames: config.feedback.ring_frames, teacher }));

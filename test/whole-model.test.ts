@@ -205,7 +205,7 @@ describe('whole-model faults', () => {
     }
   });
 
-  it('a teacher that fails, and operator verdicts, change nothing that serves', { timeout: 120_000 }, async () => {
+  it('a teacher that fails, and operator verdicts, change nothing that serves; a verdict on a kept frame trains, one on a forgotten frame is counted as ignored', { timeout: 120_000 }, async () => {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-fault-'));
     const camera = cameraSchema.parse({ name: 'c', source: { url: 'synthetic:scene=yard&seed=1' }, model: 'beats-s', adapt: { enabled: true, layers: 'all', teacher: { model: 'x', every_n_frames: 1 } } });
     const detector = await Detector.load('beats-s', { runtime: cpuRuntime, backend: 'in-process' });
@@ -223,17 +223,28 @@ describe('whole-model faults', () => {
       for (let i = 0; i < 5; i++) {
         const rendered = scene.next();
         const frame = { camera: 'c', index: i, streamTime: i / 10, ts: Date.now(), width: 160, height: 120, pixels: Buffer.from(rendered.rgb), pixelFormat: 'rgb24' as const, geometry: letterbox(160, 120, 160, 120, 'center') };
-        adapter.observe(frame, [], []);
+        adapter.observe(frame, [{ label: 'person', classId: 0, score: 0.9, box: [10, 10, 30, 60] }], []);
         await adapter.settled();
       }
+      const verdict = (index: number): AcceptedFeedback => ({
+        camera: 'c',
+        verdict: 'false_positive',
+        frame: { index, ts: 0, width: 160, height: 120 },
+        detection: { label: 'person', classId: 0, score: 0.9, box: [10, 10, 30, 60] },
+        trackFrames: [],
+        origin: 'mqtt',
+        receivedAt: Date.now(),
+      }) as unknown as AcceptedFeedback;
+      adapter.onVerdict(verdict(3));
+      adapter.onVerdict(verdict(999));
       adapter.onVerdict({ camera: 'c' } as AcceptedFeedback);
       const status = adapter.statusMessage();
       expect(asked).toBeGreaterThan(0);
       expect(status.teacher?.keyframes).toBe(0);
-      expect(status.supervised_frames).toBe(0);
+      expect(status.supervised_frames).toBe(1);
       expect(status.version).toBe(0);
-      expect(status.verdicts_used).toBe(0);
-      expect(status.verdicts_ignored).toBe(1);
+      expect(status.verdicts_used).toBe(1);
+      expect(status.verdicts_ignored).toBe(2);
       expect(status.teacher?.failed).toBe(asked);
     } finally {
       await adapter.close();

@@ -5,8 +5,9 @@
  * camera's own detector between two frames (`Detector.swapWeights`). The frame path only copies
  * a keyframe's pixels and posts them; the teacher runs detached from it, one keyframe at a time.
  *
- * Operator verdicts carry no frame pixels to train a body on; they are counted and left to head
- * adaptation (`layers: head`).
+ * Operator verdicts label the recent frames kept for them (student/verdict-frames.ts): the verdict's
+ * own frame and its track's, which train (never held out: the guard's held-out frames stay the
+ * teacher's). A verdict about a frame no longer kept is counted as ignored.
  */
 import { readFile } from 'node:fs/promises';
 import { Subject, type Observable, type Subscription } from 'rxjs';
@@ -26,6 +27,7 @@ import type { ModelHistory } from './model-history.js';
 import type { WorkerMemory } from './engine-protocol.js';
 import { rollbackCommand, statusStream, versionRows, type ServingTeacher, type SiteAdapter } from './site-adapter.js';
 import { StudentEngine, type WeightsEvent } from './student/engine.js';
+import { VerdictFrames } from './student/verdict-frames.js';
 import { checkpointOf } from './student/model-files.js';
 import type { SupervisedImage } from './student/reservoir.js';
 import { WeightVersionStore } from './student/versions.js';
@@ -40,6 +42,9 @@ export function wholeModelProblem(detector: Detector): string | undefined {
   return undefined;
 }
 
+/** Most frames one verdict labels: its engine takes a bounded number of frames at a time. */
+const VERDICT_IMAGES = 8;
+
 export class WholeModelAdapter implements SiteAdapter {
   private readonly log = logger('adapt');
   private enabled = true;
@@ -50,6 +55,8 @@ export class WholeModelAdapter implements SiteAdapter {
   private teacherBusy: Promise<void> | undefined;
   private readonly teacherStats = { keyframes: 0, failed: 0 };
   private verdictsIgnored = 0;
+  private verdictsUsed = 0;
+  private readonly verdictFrames: VerdictFrames;
   private swaps: Promise<void> = Promise.resolve();
   /** Who serves the camera's detections (adapt.teacher.serve), why, and how often it changed. */
   private serving: { by: 'student' | 'teacher'; reason: string; switches: number };
@@ -61,15 +68,17 @@ export class WholeModelAdapter implements SiteAdapter {
     private readonly engine: StudentEngine,
     private readonly runtime: ProviderSettings,
     private readonly teacher: KeyframeLabeller | undefined,
+    verdictFrames: number,
   ) {
     if (teacher && camera.adapt.teacher) this.schedule = new KeyframeSchedule(keyframePolicy(camera.adapt.teacher));
     const serve = camera.adapt.teacher?.serve ?? 'student';
     this.serving = serve === 'student' || !teacher ? { by: 'student', reason: 'configured', switches: 0 } : { by: 'teacher', reason: serve === 'teacher' ? 'configured' : 'the student has not caught up yet', switches: 0 };
     this.subscription = engine.updates$.subscribe((event) => this.onWeights(event));
+    this.verdictFrames = new VerdictFrames({ capacity: verdictFrames, threshold: camera.detect.threshold, perVerdict: VERDICT_IMAGES });
   }
 
   /** Opens the camera's weight versions, starts training, and serves the newest version before the first frame. */
-  static async start(options: { camera: CameraConfig; detector: Detector; stateDir: string; runtime: ProviderSettings; teacher?: KeyframeLabeller }): Promise<WholeModelAdapter> {
+  static async start(options: { camera: CameraConfig; detector: Detector; stateDir: string; runtime: ProviderSettings; teacher?: KeyframeLabeller; ringFrames?: number }): Promise<WholeModelAdapter> {
     const { camera, detector } = options;
     const problem = wholeModelProblem(detector);
     if (problem) throw new Error(problem);
@@ -80,7 +89,7 @@ export class WholeModelAdapter implements SiteAdapter {
     const engine = await StudentEngine.start({ camera: camera.name, config: camera.adapt, checkpoint: checkpointOf(detector.model.onnxPath, card.name), spec, base, store, threshold: camera.detect.threshold });
     const serving = engine.servingOnnx();
     if (serving) await detector.swapWeights(serving, options.runtime);
-    return new WholeModelAdapter(camera, detector, engine, options.runtime, options.teacher);
+    return new WholeModelAdapter(camera, detector, engine, options.runtime, options.teacher, Math.min(camera.adapt.whole.verdict_frames, options.ringFrames ?? Infinity));
   }
 
   sourceOutput(): FrameOutput {
@@ -93,8 +102,12 @@ export class WholeModelAdapter implements SiteAdapter {
     return relayoutFrame(frame, this.detector.frameOutput());
   }
 
-  observe(frame: Frame, detections: Detection[], _tracks: readonly TrackView[], source: Frame = frame): void {
-    if (this.closed || !this.enabled || !this.teacher || !this.schedule || this.teacherBusy || !this.schedule.due(frame.index)) return;
+  observe(frame: Frame, detections: Detection[], tracks: readonly TrackView[], source: Frame = frame): void {
+    if (this.closed || !this.enabled) return;
+    const trackOf = new Map<number, number>();
+    for (const t of tracks) if (t.detection !== undefined) trackOf.set(t.detection, t.id);
+    this.verdictFrames.remember(frame, detections.map((d, i) => ({ classId: d.classId, score: d.score, box: d.box, trackId: trackOf.get(i) })));
+    if (!this.teacher || !this.schedule || this.teacherBusy || !this.schedule.due(frame.index)) return;
     this.schedule.taken(frame.index);
     // The pixels are copied now (the frame's buffer goes back to the source) and transferred to the worker later.
     const pixels = Uint8Array.from(frame.pixels);
@@ -151,8 +164,24 @@ export class WholeModelAdapter implements SiteAdapter {
     this.log.info(`${this.camera.name}: the ${by} serves now: ${reason}`);
   }
 
+  /** An accepted verdict of this camera: the kept frames it labels go to the training worker. */
   onVerdict(feedback: AcceptedFeedback): void {
-    if (feedback.camera === this.camera.name) this.verdictsIgnored++;
+    if (this.closed || !this.enabled || feedback.camera !== this.camera.name) return;
+    let images: ReturnType<VerdictFrames['imagesFor']>;
+    try {
+      images = this.verdictFrames.imagesFor(feedback);
+    } catch (err) {
+      this.verdictsIgnored++;
+      this.log.error(`${this.camera.name}: verdict not used: ${errorMessage(err)}`);
+      return;
+    }
+    if (images.length === 0) {
+      this.verdictsIgnored++;
+      this.log.debug(`${this.camera.name}: ${feedback.verdict} on frame ${feedback.frame.index}: the frame is no longer kept`);
+      return;
+    }
+    this.verdictsUsed++;
+    for (const image of images) this.engine.submit(image, feedback.frame.index, 'train');
   }
 
   async rollback(payload: string): Promise<void> {
@@ -217,7 +246,7 @@ export class WholeModelAdapter implements SiteAdapter {
       train_share: stats ? Math.round(stats.trainShare * 1e4) / 1e4 : 0,
       worker_restarts: c.restarts,
       serving: { model: this.serving.by === 'teacher' && this.teacher ? this.teacher.name : `${this.detector.card.name}@${this.detector.inputWidth}`, by: this.serving.by, reason: this.serving.reason, switches: this.serving.switches },
-      verdicts_used: 0,
+      verdicts_used: this.verdictsUsed,
       verdicts_ignored: this.verdictsIgnored,
       teacher: this.schedule && this.teacher ? { model: this.teacher.name, keyframes: this.teacherStats.keyframes, late: 0, stride: this.schedule.stride, failed: this.teacherStats.failed } : null,
       track_miss_frames: 0,

@@ -99,14 +99,14 @@ export class StudentEngine {
   }
 
   /** A supervised frame; false when it was dropped (the worker is behind or gone). */
-  submit(image: SupervisedImage, key: number): boolean {
+  submit(image: SupervisedImage, key: number, use: 'auto' | 'train' = 'auto'): boolean {
     if (this.closed || !this.worker || this.pending >= (this.options.maxPending ?? 16)) {
       this.counts.dropped++;
       return false;
     }
     this.pending++;
     this.counts.submitted++;
-    const message: ToStudentWorker = { type: 'frame', image, key };
+    const message: ToStudentWorker = { type: 'frame', image, key, use };
     this.worker.postMessage(message, [image.pixels.buffer as ArrayBuffer]);
     return true;
   }

@@ -28,7 +28,8 @@ export interface StudentWorkerInit {
 }
 
 export type ToStudentWorker =
-  | { type: 'frame'; image: SupervisedImage; key: number }
+  /** A supervised frame; `use: 'train'` never goes to the held-out set (a verdict's frames). */
+  | { type: 'frame'; image: SupervisedImage; key: number; use?: 'auto' | 'train' }
   /** Start again from these weights (a rollback); results of older generations are ignored. */
   | { type: 'reset'; weights: NamedWeights | 'base'; generation: number };
 

@@ -104,12 +104,15 @@ export class StudentTrainer {
     this.optimizer = tf.train.adam(this.lr);
   }
 
-  /** A supervised frame; `key` (a frame number, a hash) decides held out or trained, the same every time. */
-  add(image: SupervisedImage, key: number): 'holdout' | 'train' {
+  /**
+   * A supervised frame; `key` (a frame number, a hash) decides held out or trained, the same every
+   * time, unless `use` is 'train' (a verdict's frames: few, and labelled only where the verdict is).
+   */
+  add(image: SupervisedImage, key: number, use: 'auto' | 'train' = 'auto'): 'holdout' | 'train' {
     const expected = this.spec.inputWidth * this.spec.inputHeight * 3;
     if (image.pixels.length !== expected) throw new RangeError(`supervised frame of ${image.pixels.length} bytes; the model's input takes ${expected} (${this.spec.inputWidth}x${this.spec.inputHeight} RGB)`);
     // A multiplicative hash of the key: keys in steps of the stride (frame 0, 10, 20...) spread over both sides.
-    if ((Math.imul(key, 2654435761) >>> 0) % this.options.holdoutEvery === 0) {
+    if (use === 'auto' && (Math.imul(key, 2654435761) >>> 0) % this.options.holdoutEvery === 0) {
       this.holdout.push(image);
       if (this.holdout.length > this.options.holdoutMax) this.holdout.shift();
       this.holdoutF1 = undefined;

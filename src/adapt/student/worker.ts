@@ -73,7 +73,7 @@ port.on('message', (message: ToStudentWorker) => {
   }
   frames++;
   if (frames === init.faultAtFrame) throw new Error(`fault injected at frame ${frames}`);
-  trainer.add(message.image, message.key);
+  trainer.add(message.image, message.key, message.use);
   tryUpdate();
   const c = trainer.counts;
   post({ type: 'ack', generation, stats: { trained: c.trained, heldOut: c.heldOut, reservoir: trainer.reservoirSize, holdout: trainer.holdoutSize, trainShare: busyMs / Math.max(1, performance.now() - startedAt), ...(holdoutF1 === undefined ? {} : { holdoutF1 }) } });

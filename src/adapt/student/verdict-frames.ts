@@ -1,0 +1,148 @@
+/**
+ * Operator verdicts as supervised frames for whole-model adaptation. The body learns from pixels,
+ * and a verdict names a detection (or, `missed`, a box) seconds after its frame went by: so the
+ * last few model-input frames are kept here, with the student's detections and which track each
+ * one belongs to. A verdict then labels its own frame and every kept frame of its track (labels
+ * travel along tracks, as for head adaptation).
+ *
+ * A labelled frame's targets: the student's own confident detections (at or above the camera's
+ * threshold) as positives, its unsure ones (half the threshold up to it) as ignore regions, and the
+ * verdict's correction on top: `correct` makes its detection a positive, `false_positive` takes it
+ * out (the cells become background), `wrong_class` gives it the right class, `missed` adds the
+ * operator's box. Pure: no clock, no I/O.
+ */
+import { iou } from '../../model/decode.js';
+import type { Letterbox } from '../../source/geometry.js';
+import type { AcceptedFeedback } from '../feedback.js';
+import type { SupervisedImage } from './reservoir.js';
+
+type Box = [number, number, number, number];
+
+/** A detection on a kept frame, in model-input pixels. */
+interface KeptDetection {
+  classId: number;
+  score: number;
+  box: Box;
+  trackId?: number;
+}
+
+interface KeptFrame {
+  index: number;
+  time: number;
+  pixels: Uint8Array;
+  geometry: Letterbox;
+  detections: KeptDetection[];
+}
+
+export interface VerdictFramesOptions {
+  /** Frames kept (their model-input pixels: width x height x 3 bytes each). */
+  capacity: number;
+  /** The camera's detect.threshold: a detection at or above it is one the student stands by. */
+  threshold: number;
+  /** Most frames one verdict labels (its own, then its track's, spread over the track). */
+  perVerdict: number;
+}
+
+/** A detection as the frame path has it: source pixels, and the track it matched, if any. */
+export interface ObservedDetection {
+  classId: number;
+  score: number;
+  box: readonly number[];
+  trackId?: number;
+}
+
+/** A box the verdict is about matches a kept detection when they overlap this much. */
+const MATCH_IOU = 0.5;
+
+export class VerdictFrames {
+  private readonly frames: KeptFrame[] = [];
+
+  constructor(private readonly options: VerdictFramesOptions) {}
+
+  get size(): number {
+    return this.frames.length;
+  }
+
+  /** Keeps a frame (its pixels are copied: the caller's buffer goes back to the source). */
+  remember(frame: { index: number; streamTime: number; pixels: Uint8Array; geometry: Letterbox }, detections: readonly ObservedDetection[]): void {
+    const floor = this.options.threshold / 2;
+    const lb = frame.geometry;
+    this.frames.push({
+      index: frame.index,
+      time: frame.streamTime,
+      pixels: Uint8Array.from(frame.pixels),
+      geometry: lb,
+      detections: detections.filter((d) => d.score >= floor).map((d) => ({ classId: d.classId, score: d.score, box: toModel(d.box, lb), trackId: d.trackId })),
+    });
+    while (this.frames.length > this.options.capacity) this.frames.shift();
+  }
+
+  /**
+   * The frames a verdict labels: its own frame (if still kept) and the kept frames where its track
+   * has a detection. Empty when none is kept any more or the verdict says nothing to train on.
+   */
+  imagesFor(feedback: Pick<AcceptedFeedback, 'verdict' | 'frame' | 'detection' | 'trackId' | 'label' | 'box'>): SupervisedImage[] {
+    const own = this.frames.find((f) => f.index === feedback.frame.index);
+    const trackId = feedback.verdict === 'missed' ? undefined : (feedback.trackId ?? feedback.detection?.trackId);
+    const out: SupervisedImage[] = [];
+    const box = feedback.verdict === 'missed' ? feedback.box : feedback.detection?.box;
+    if (own && box) out.push(this.labelled(own, feedback, toModel(box, own.geometry), undefined));
+    if (trackId !== undefined) {
+      for (const frame of this.frames) {
+        const tracked = frame === own ? undefined : frame.detections.find((d) => d.trackId === trackId);
+        if (tracked) out.push(this.labelled(frame, feedback, tracked.box, tracked));
+      }
+    }
+    return spread(out, this.options.perVerdict);
+  }
+
+  private labelled(frame: KeptFrame, feedback: Pick<AcceptedFeedback, 'verdict' | 'detection' | 'label'>, box: Box, tracked: KeptDetection | undefined): SupervisedImage {
+    const about = tracked ?? best(frame.detections, box, feedback.detection?.classId);
+    const boxes: SupervisedImage['boxes'] = [];
+    for (const d of frame.detections) {
+      if (d === about) continue;
+      boxes.push({ classId: d.classId, box: d.box, ignore: d.score < this.options.threshold });
+    }
+    const right = feedback.label?.classId;
+    switch (feedback.verdict) {
+      case 'correct':
+        if (about) boxes.push({ classId: about.classId, box: about.box, ignore: false });
+        break;
+      case 'false_positive':
+        // Out of the targets: its cells become background for every class.
+        break;
+      case 'wrong_class':
+        if (about && right !== undefined) boxes.push({ classId: right, box: about.box, ignore: false });
+        break;
+      case 'missed':
+        if (right !== undefined) boxes.push({ classId: right, box, ignore: false });
+        break;
+    }
+    return { pixels: Uint8Array.from(frame.pixels), time: frame.time, boxes };
+  }
+}
+
+/** The kept detection a verdict's box is about: the most overlapping, of its class when known. */
+function best(detections: readonly KeptDetection[], box: Box, classId: number | undefined): KeptDetection | undefined {
+  let found: KeptDetection | undefined;
+  let bestIou = MATCH_IOU;
+  for (const d of detections) {
+    if (classId !== undefined && d.classId !== classId) continue;
+    const overlap = iou(d.box, box);
+    if (overlap >= bestIou) {
+      bestIou = overlap;
+      found = d;
+    }
+  }
+  return found;
+}
+
+/** At most `n` of `items`, evenly spread, the first always among them. */
+function spread<T>(items: T[], n: number): T[] {
+  if (items.length <= n) return items;
+  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
+}
+
+function toModel(box: readonly number[], lb: Letterbox): Box {
+  return [box[0]! * lb.scaleX + lb.padX, box[1]! * lb.scaleY + lb.padY, box[2]! * lb.scaleX + lb.padX, box[3]! * lb.scaleY + lb.padY];
+}
