@@ -9,7 +9,7 @@
  */
 import { Subject, lastValueFrom, take, tap, toArray } from 'rxjs';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { exportBeatsOnnx, type WeightArrays } from '../src/train/beats-export.js';
 import { loadCheckpoint } from '../src/train/beats-train.js';
@@ -119,11 +119,19 @@ if (beats) {
   // The Beats CNN's input size is a choice (real cameras want more pixels than 160x120): the shipped
   // weights exported at larger inputs cost what a model trained at that size would.
   const sizes = await exportAtSizes([[256, 192], [320, 240]]);
+  // Every other Beats CNN that ships (models/*.json with the beats decoder), at its own input.
+  const shipped = (await readdir('models')).filter((f) => f.endsWith('.json') && f !== 'beats-s.json');
+  const others: string[] = [];
+  for (const f of shipped) {
+    const card = JSON.parse(await readFile(path.join('models', f), 'utf8')) as ModelCard;
+    if (card.decoder.kind === 'beats') others.push(card.name);
+  }
   const candidates: Array<{ name: string; detector: Detector }> = [
     { name: 'yolox-nano', detector: await Detector.load('yolox-nano', { runtime, inputSize: 416 }) },
     { name: 'yolox-nano', detector: await Detector.load('yolox-nano', { runtime, inputSize: 320 }) },
     { name: 'beats-s', detector: beats },
-    ...(await Promise.all(sizes.map(async (card) => ({ name: 'beats CNN', detector: await Detector.load(card, { runtime }) })))),
+    ...(await Promise.all(others.map(async (name) => ({ name, detector: await Detector.load(name, { runtime }) })))),
+    ...(await Promise.all(sizes.map(async (card) => ({ name: 'beats-s at', detector: await Detector.load(card, { runtime }) })))),
   ];
   const sets = await Promise.all(candidates.map((c) => framesFor(c.detector, 300)));
   const timeIt = async (d: Detector, f: Frame[]) => {
@@ -138,7 +146,7 @@ if (beats) {
   }
   console.log(`\ninference only, same video, best of ${rounds} rounds (ratio: against YOLOX-Nano 416; target >= 5):`);
   for (const [i, c] of candidates.entries()) {
-    console.log(`${c.name.padEnd(11)} ${`${c.detector.inputWidth}x${c.detector.inputHeight}`.padEnd(8)} ${fps[i]!.toFixed(1).padStart(7)} fps   ${(fps[i]! / fps[0]!).toFixed(2)}x`);
+    console.log(`${c.name.padEnd(13)} ${`${c.detector.inputWidth}x${c.detector.inputHeight}`.padEnd(8)} ${fps[i]!.toFixed(1).padStart(7)} fps   ${(fps[i]! / fps[0]!).toFixed(2)}x`);
   }
   await Promise.all(candidates.map((c) => c.detector.close()));
 }
