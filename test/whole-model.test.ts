@@ -179,6 +179,30 @@ describe('whole-model faults', () => {
     });
   }
 
+  it('trains the network the card serves, at an input other than its checkpoint\'s (beats export --input), and reports its own memory', { timeout: 120_000 }, async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-size-'));
+    const base = { name: 'beats-s', version: 'test' };
+    const store = await WeightVersionStore.open({ stateDir, camera: 'c', base, keep: 5 });
+    const config = adaptSchema.parse({ enabled: true, layers: 'all', min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 } });
+    const student = await loadStudent(tf, 'beats-s');
+    student.weights.forEach((t) => t.dispose());
+    const spec = { ...student.spec, inputWidth: 192, inputHeight: 144 };
+    const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec, base, store, threshold: 0.35 });
+    try {
+      const scene = new SyntheticScene({ scene: 'yard', seed: 78, width: 384, height: 288, fps: 10, domain: [] });
+      for (let i = 0; i < 4; i++) engine.submit({ ...sampleFromSynthetic(spec, scene.next()), time: i }, i);
+      expect(await until(() => (engine.lastStats?.trained ?? 0) + (engine.lastStats?.heldOut ?? 0) === 4, 60_000)).toBe(true);
+      expect(engine.counts.restarts).toBe(0);
+      const memory = await engine.workerMemory();
+      expect(memory?.heapUsed).toBeGreaterThan(1);
+      expect(memory?.tfTensors).toBeGreaterThan(10);
+    } finally {
+      await engine.close();
+      await rm(stateDir, { recursive: true, force: true });
+    }
+    expect(await engine.workerMemory()).toBeUndefined();
+  });
+
   it('a training worker that dies is started again from the serving weights, and nothing it held serves', { timeout: 120_000 }, async () => {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-fault-'));
     const base = { name: 'beats-s', version: 'test' };

@@ -273,9 +273,9 @@ export class WholeModelAdapter implements SiteAdapter {
     };
   }
 
-  /** Not asked of the whole-model worker: its reservoir is bounded in bytes (cameras[].adapt, student/reservoir.ts). */
+  /** The training worker's own memory (its heap and TF.js tensors are not the main thread's). */
   trainingMemory(): Promise<WorkerMemory | undefined> {
-    return Promise.resolve(undefined);
+    return this.engine.workerMemory();
   }
 
   async close(): Promise<void> {

@@ -17,6 +17,7 @@ import { logger } from '../../log.js';
 import type { RejectReason } from '../../publish/messages.js';
 import type { BeatsCnnSpec } from '../../train/beats-cnn.js';
 import { exportBeatsOnnx } from '../../train/beats-export.js';
+import type { WorkerMemory } from '../engine-protocol.js';
 import type { FromStudentWorker, NamedWeights, StudentWorkerInit, StudentWorkerStats, ToStudentWorker } from './protocol.js';
 import type { SupervisedImage } from './reservoir.js';
 import type { StudentTrainerOptions, StudentUpdateFigures } from './trainer.js';
@@ -70,6 +71,8 @@ export class StudentEngine {
   private serving: { version: number; weights: NamedWeights | 'base' };
   readonly counts = { submitted: 0, dropped: 0, accepted: 0, rejected: 0, rolledBack: 0, restarts: 0, rejectedBy: { holdout_loss: 0, holdout_f1: 0, replay_loss: 0, replay_f1: 0, non_finite: 0, persist: 0 } as Record<RejectReason, number> };
   lastStats: StudentWorkerStats | undefined;
+  private readonly memoryRequests = new Map<number, (m: WorkerMemory | undefined) => void>();
+  private memoryId = 0;
   lastUpdateAt: number | undefined;
   lastAcceptedAt: number | undefined;
 
@@ -138,6 +141,7 @@ export class StudentEngine {
     await this.writing;
     await this.worker?.terminate();
     this.worker = undefined;
+    for (const done of [...this.memoryRequests.values()]) done(undefined);
     this.updates$.complete();
   }
 
@@ -151,6 +155,7 @@ export class StudentEngine {
     const init: StudentWorkerInit = {
       camera: o.camera,
       checkpoint: o.checkpoint,
+      spec: o.spec,
       ...(this.serving.weights === 'base' ? {} : { weights: this.serving.weights }),
       trainer: trainerOptions(o.config, o.threshold, this.generation),
       maxTrainShare: o.config.max_train_share,
@@ -182,7 +187,34 @@ export class StudentEngine {
     });
   }
 
+  /**
+   * The training worker's own memory after a full collection of its heap (not in the main thread's
+   * process.memoryUsage()). Answered after the frames posted before, and after an update it is in;
+   * undefined when no worker is up or it does not answer within `timeoutMs`.
+   */
+  workerMemory(timeoutMs = 60_000): Promise<WorkerMemory | undefined> {
+    const worker = this.worker;
+    if (!worker) return Promise.resolve(undefined);
+    const id = ++this.memoryId;
+    return new Promise((resolve) => {
+      const done = (m: WorkerMemory | undefined) => {
+        clearTimeout(timer);
+        this.memoryRequests.delete(id);
+        resolve(m);
+      };
+      const timer = setTimeout(() => done(undefined), timeoutMs).unref();
+      this.memoryRequests.set(id, done);
+      worker.postMessage({ type: 'memory', id } satisfies ToStudentWorker);
+    });
+  }
+
   private onMessage(message: FromStudentWorker): void {
+    if (message.type === 'memory') {
+      const answer = this.memoryRequests.get(message.id);
+      this.memoryRequests.delete(message.id);
+      answer?.(message.memory);
+      return;
+    }
     if (message.type === 'ack') {
       this.pending = Math.max(0, this.pending - 1);
       this.lastStats = message.stats;

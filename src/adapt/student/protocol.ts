@@ -3,6 +3,8 @@
  * worker (worker.ts). A supervised frame's pixels are transferred, not copied; an accepted weight
  * set comes back as the ONNX file inference loads and the raw weights a version keeps, both transferred.
  */
+import type { BeatsCnnSpec } from '../../train/beats-cnn.js';
+import type { WorkerMemory } from '../engine-protocol.js';
 import type { SupervisedImage } from './reservoir.js';
 import type { StudentTrainerOptions, StudentUpdate } from './trainer.js';
 
@@ -13,6 +15,11 @@ export interface StudentWorkerInit {
   camera: string;
   /** The base model's training checkpoint (its architecture and weights). */
   checkpoint: string;
+  /**
+   * The network the camera serves (its card's recipe): its input may differ from the one the
+   * checkpoint trained at (`beats export --input`), and the frames posted are at this one.
+   */
+  spec: BeatsCnnSpec;
   /** The weights to start from (the last accepted version); absent: the checkpoint's. */
   weights?: NamedWeights;
   trainer: Partial<StudentTrainerOptions>;
@@ -31,7 +38,9 @@ export type ToStudentWorker =
   /** A supervised frame; `use: 'train'` never goes to the held-out set (a verdict's frames). */
   | { type: 'frame'; image: SupervisedImage; key: number; use?: 'auto' | 'train' }
   /** Start again from these weights (a rollback); results of older generations are ignored. */
-  | { type: 'reset'; weights: NamedWeights | 'base'; generation: number };
+  | { type: 'reset'; weights: NamedWeights | 'base'; generation: number }
+  /** Its own memory, answered after the frames posted before (memory measurements only). */
+  | { type: 'memory'; id: number };
 
 export interface StudentWorkerStats {
   trained: number;
@@ -46,5 +55,6 @@ export interface StudentWorkerStats {
 
 export type FromStudentWorker =
   | { type: 'ready' }
+  | { type: 'memory'; id: number; memory: WorkerMemory }
   | { type: 'ack'; generation: number; stats: StudentWorkerStats }
   | { type: 'outcome'; generation: number; outcome: Exclude<StudentUpdate, { kind: 'waiting' }>; onnx?: Uint8Array; weights?: NamedWeights };

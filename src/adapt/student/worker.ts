@@ -13,6 +13,7 @@ import { exportBeatsOnnx } from '../../train/beats-export.js';
 import type { Weights } from '../../train/beats-cnn.js';
 import type { FromStudentWorker, NamedWeights, StudentWorkerInit, ToStudentWorker } from './protocol.js';
 import { StudentTrainer } from './trainer.js';
+import { forcedGc } from '../../forced-gc.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/adapt/student/worker.ts runs in a worker thread (started by the whole-model engine)');
@@ -22,7 +23,7 @@ if (process.platform === 'linux') os.setPriority(10);
 
 const { tf } = await loadTf();
 const checkpoint = await loadCheckpoint(tf, init.checkpoint);
-const spec = checkpoint.recipe.spec;
+const spec = init.spec;
 
 function weightsOf(named: NamedWeights | 'base' | undefined): Weights {
   if (!named || named === 'base') return new Map([...checkpoint.weights].map(([k, t]) => [k, t.clone()]));
@@ -63,7 +64,16 @@ function tryUpdate(): void {
   post({ type: 'outcome', generation, outcome, onnx, weights }, [onnx.buffer as ArrayBuffer, ...weights.map((w) => w.data.buffer as ArrayBuffer)]);
 }
 
+const MB = 1024 * 1024;
+
 port.on('message', (message: ToStudentWorker) => {
+  if (message.type === 'memory') {
+    forcedGc()();
+    const m = process.memoryUsage();
+    const t = tf.memory();
+    post({ type: 'memory', id: message.id, memory: { heapUsed: m.heapUsed / MB, heapTotal: m.heapTotal / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB, tfTensors: t.numTensors, tfBytes: t.numBytes / MB } });
+    return;
+  }
   if (message.type === 'reset') {
     trainer.dispose();
     trainer = start(message.weights);
