@@ -147,6 +147,17 @@ describe('Beats CNN training', () => {
     expect(t.positive.reduce((s, v) => s + v, 0)).toBeGreaterThan(2);
   });
 
+  it('with sizeRadius, a large box has positives out to that share of its shorter side; a small one keeps 1.5 cells', () => {
+    const count = (spec: BeatsCnnSpec, box: [number, number, number, number]) => buildTargets(spec, [{ classId: 0, box, ignore: false }]).positive.reduce((s, v) => s + v, 0);
+    const large: [number, number, number, number] = [40, 8, 80, 112];
+    const small: [number, number, number, number] = [60, 40, 72, 64];
+    // 1.5 cells of 4 pixels: cell centres (54, 58, 62, 66) within 6 of the centre (60, 60), 4 across and down.
+    expect(count(defaultSpec, large)).toBe(16);
+    // A quarter of the 40-pixel side is 10 pixels: cell centres 50 to 70, 6 across and down.
+    expect(count({ ...defaultSpec, sizeRadius: 0.25 }, large)).toBe(36);
+    expect(count({ ...defaultSpec, sizeRadius: 0.25 }, small)).toBe(count(defaultSpec, small));
+  });
+
   it('on the fine grid, a far person and the bicycle they push each hold the cell of their own centre', () => {
     // Centres (58, 44) and (63, 45): one cell at stride 8 (the smaller person takes it), two at stride 4.
     const boxes = [

@@ -136,8 +136,13 @@ program
   .option('--real <videos>', 'real clips to mix in, comma separated: labelled by the teacher (yolox-nano at 640, cached) and recorded in the recipe with their sha256', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .option('--real-share <share>', 'share of each batch that is real footage (default 0.5)', Number)
   .option('--input <WxH>', 'a new run\'s input size, each a multiple of 8 (default 160x120)', inputSize)
+  .option('--size-radius <share>', "a new run's positive cells: within this share of a box's shorter side from its centre, when more than 1.5 cells", (v: string) => {
+    const n = Number(v);
+    if (!(n > 0 && n <= 0.5)) throw new InvalidArgumentError(`"${v}" is not a share between 0 and 0.5`);
+    return n;
+  })
   .option('--context <channels>', "a new run's context stage at stride 16 (a wider view per cell; the input a multiple of 16)", positiveInt)
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number }; context?: number }) => {
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number }; context?: number; sizeRadius?: number }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

@@ -43,6 +43,8 @@ export interface TrainOptions {
   input?: { width: number; height: number };
   /** A new run's context stage: channels at stride 16 (input a multiple of 16). */
   context?: number;
+  /** A new run's positive radius as a share of a box's shorter side (src/model/assign.ts). */
+  sizeRadius?: number;
 }
 
 /**
@@ -69,10 +71,14 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
       ...defaultRecipe.spec,
       ...(options.input ? { inputWidth: options.input.width, inputHeight: options.input.height } : {}),
       ...(options.context ? { context: options.context } : {}),
+      ...(options.sizeRadius ? { sizeRadius: options.sizeRadius } : {}),
     },
     // The synthetic camera renders at twice the input where that stays within 320x240, else at the input.
     data: options.input ? { ...defaultRecipe.data, ...syntheticSize(options.input) } : defaultRecipe.data,
   };
+  if (options.sizeRadius && checkpoint && options.sizeRadius !== recipe.spec.sizeRadius) {
+    throw new BeatsError(`--size-radius ${options.sizeRadius}: ${file} trains with ${recipe.spec.sizeRadius ?? 'none'} (use --out for a new run)`);
+  }
   if (options.context && checkpoint && options.context !== recipe.spec.context) {
     throw new BeatsError(`--context ${options.context}: ${file} trains ${recipe.spec.context ? `a context of ${recipe.spec.context}` : 'no context stage'} (use --out for a new run)`);
   }

@@ -5,8 +5,9 @@
  * by "this cell is a person".
  *
  * A cell is positive for a box when it holds the box's centre, or when its centre lies strictly
- * inside the box and within 1.5 cells of the box's centre. A cell claimed by two boxes goes to the
- * smaller. Boxes under 1 pixel wide or tall claim nothing.
+ * inside the box and within 1.5 cells of the box's centre (or, with `sizeRadius`, within that share
+ * of the box's shorter side, when that is more). A cell claimed by two boxes goes to the smaller.
+ * Boxes under 1 pixel wide or tall claim nothing.
  */
 
 /** In no box. */
@@ -22,6 +23,12 @@ export interface AssignGrid {
   gh: number;
   /** Pixels per cell; cell (gx, gy) has its centre at ((gx + 0.5) * stride, (gy + 0.5) * stride). */
   stride: number;
+  /**
+   * The positive radius grows with the box: at least this share of its shorter side. On one fine
+   * grid a large box otherwise has a few positive cells amid hundreds of negatives inside it, which
+   * only a cell that sees the whole object could tell apart; the model learns to miss large objects.
+   */
+  sizeRadius?: number;
 }
 
 export interface AssignBox {
@@ -45,10 +52,10 @@ export function assignCells(grid: AssignGrid, boxes: readonly AssignBox[]): Int3
   const { gw, gh, stride } = grid;
   const owner = new Int32Array(gw * gh).fill(OUTSIDE);
   const ownerArea = new Float64Array(gw * gh).fill(Infinity);
-  const radius = 1.5 * stride;
   boxes.forEach(({ box, ignore }, k) => {
     const [x1, y1, x2, y2] = box as [number, number, number, number];
     if (!(x2 - x1 >= 1 && y2 - y1 >= 1)) return;
+    const radius = Math.max(1.5 * stride, (grid.sizeRadius ?? 0) * Math.min(x2 - x1, y2 - y1));
     const area = (x2 - x1) * (y2 - y1);
     const bcx = (x1 + x2) / 2;
     const bcy = (y1 + y2) / 2;

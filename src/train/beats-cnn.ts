@@ -30,6 +30,11 @@ export interface BeatsCnnSpec {
    * 60 input pixels to about 190, which objects larger in input pixels (a higher input) need.
    */
   context?: number;
+  /**
+   * Training only: positive cells within this share of a box's shorter side from its centre, when
+   * more than 1.5 cells (src/model/assign.ts, `sizeRadius`). Absent: 1.5 cells whatever the size.
+   */
+  sizeRadius?: number;
 }
 
 export const defaultSpec: BeatsCnnSpec = {

@@ -75,7 +75,7 @@ export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes'])
   const positive = new Float32Array(gh * gw);
   const known = boxes.filter((b) => b.classId >= 0);
   const stride = strideOf(spec);
-  const owner = assignCells({ gw, gh, stride }, known);
+  const owner = assignCells({ gw, gh, stride, sizeRadius: spec.sizeRadius }, known);
   for (let cell = 0; cell < owner.length; cell++) {
     const k = owner[cell]!;
     if (k === IGNORED) clsWeight.fill(0, cell * c, (cell + 1) * c);
