@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -276,6 +276,12 @@ describe('beats export', () => {
     const out = await session.run({ images: new ort.Tensor('float32', new Float32Array(3 * 240 * 320).fill(0.5), [1, 3, 240, 320]) });
     expect(out.output!.dims).toEqual([1, 80 * 60, 7]);
     await expect(exportCommand({ checkpoint: file, out: path.join(dir, 'n'), name: 'beats-t', input: { width: 160, height: 120 } })).rejects.toThrow(/--input 160x120: .*not a multiple of 16/);
+    // Whole-model adaptation starts from the checkpoint beside it, and trains the card's network.
+    const { loadStudent } = await import('../src/adapt/student/model-files.js');
+    await copyFile(file, path.join(dir, 'm', 'beats-t.checkpoint.bin'));
+    const student = await loadStudent(tf, written.card);
+    expect([student.spec.inputWidth, student.spec.inputHeight]).toEqual([320, 240]);
+    student.weights.forEach((t) => t.dispose());
   }, 60_000);
 });
 

@@ -35,12 +35,20 @@ export async function loadStudent(tf: Tf, ref: string): Promise<StudentModel> {
   const checkpoint = checkpointOf(model.onnxPath, card.name);
   if (!existsSync(checkpoint)) throw new ModelError(ref, `has no training checkpoint beside it (${checkpoint}): whole-model adaptation starts from its weights`);
   const cp = await loadCheckpoint(tf, checkpoint);
-  const spec = cp.recipe.spec;
+  // The card's network may take another input than the checkpoint trained at (beats export --input): the same weights.
+  const cardSpec = (card.training?.recipe as { spec?: BeatsCnnSpec } | undefined)?.spec;
+  const spec = cardSpec && sameWeights(cardSpec, cp.recipe.spec) ? cardSpec : cp.recipe.spec;
   if (spec.inputWidth !== card.input.width || spec.inputHeight !== card.input.height || spec.classes.join() !== card.classes.join()) {
     cp.weights.forEach((t) => t.dispose());
     throw new ModelError(ref, `its checkpoint ${checkpoint} is a ${spec.inputWidth}x${spec.inputHeight} model of ${spec.classes.join(', ')}, its card ${card.input.width}x${card.input.height} of ${card.classes.join(', ')}`);
   }
   return { card, spec, weights: cp.weights, checkpoint };
+}
+
+/** Two specs whose networks have the same weights, whatever their input size. */
+function sameWeights(a: BeatsCnnSpec, b: BeatsCnnSpec): boolean {
+  const shape = (s: BeatsCnnSpec) => JSON.stringify({ classes: s.classes, widths: s.widths, stride: s.stride, context: s.context });
+  return shape(a) === shape(b);
 }
 
 /** Writes an adapted weight set as `<dir>/<name>.onnx` and its card (the base card's, renamed and re-hashed). */
