@@ -20,7 +20,7 @@ import type { ProviderSettings } from '../model/providers.js';
 import type { Frame } from '../source/frame.js';
 import { replay } from '../source/replay.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
-import type { Letterbox } from '../source/geometry.js';
+import { toInputPixels, type Letterbox } from '../source/geometry.js';
 import { defaultLabelSettings, teacherBox, teacherLabels, toTruthFrames, type TeacherBox } from '../train/teacher-labels.js';
 import type { Tf } from '../train/tf.js';
 import { loadStudent, writeStudentModel } from './student/model-files.js';
@@ -68,12 +68,8 @@ interface ClipFrames {
   fps: number;
 }
 
-function toInput(box: readonly [number, number, number, number], lb: Letterbox): [number, number, number, number] {
-  return [box[0] * lb.scaleX + lb.padX, box[1] * lb.scaleY + lb.padY, box[2] * lb.scaleX + lb.padX, box[3] * lb.scaleY + lb.padY];
-}
-
 function asTargets(boxes: readonly Pick<TeacherBox, 'label' | 'box' | 'ignore'>[], classes: readonly string[], lb: Letterbox): SupervisedImage['boxes'] {
-  return boxes.filter((b) => classes.includes(b.label)).map((b) => ({ classId: classes.indexOf(b.label), box: toInput(b.box, lb), ignore: b.ignore === true }));
+  return boxes.filter((b) => classes.includes(b.label)).map((b) => ({ classId: classes.indexOf(b.label), box: toInputPixels(b.box, lb), ignore: b.ignore === true }));
 }
 
 /** Whether stream frame `i` is a keyframe: one in `every` (the 10th, 20th, ...), so no prefix of the stream exceeds the share. */

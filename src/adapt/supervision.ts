@@ -48,7 +48,7 @@ import { INSIDE, assignCells, centreCell } from '../model/assign.js';
 import { cellFeatures, type FeatureMapView } from './engine-cells.js';
 import { rng } from './engine-core.js';
 import type { SupervisedCell } from './engine-types.js';
-import type { Letterbox } from '../source/geometry.js';
+import { toInputPixels, type Letterbox } from '../source/geometry.js';
 
 /** A stored cell: its features and its centre in the source frame (0..1). */
 interface StoredCell {
@@ -256,7 +256,7 @@ export class SupervisionRing {
     const classes = C <= ALL_CLASSES_UP_TO ? Array.from({ length: C }, (_, c) => c) : [...new Set([...teacher, ...student].map((b) => b.classId))].filter((c) => c >= 0 && c < C);
     const g = rf.geometry;
     // Teacher boxes in model-input pixels, where the assignment of training applies.
-    const inInput = teacher.map((t) => ({ box: [t.box[0]! * g.scaleX + g.padX, t.box[1]! * g.scaleY + g.padY, t.box[2]! * g.scaleX + g.padX, t.box[3]! * g.scaleY + g.padY] }));
+    const inInput = teacher.map((t) => ({ box: toInputPixels(t.box, g) }));
     const out: SupervisedCell[] = [];
     const positives = this.options.teacherPositives ?? 'assigned';
     rf.grids.forEach((grid, i) => {

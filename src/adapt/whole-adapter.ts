@@ -20,6 +20,7 @@ import type { ProviderSettings } from '../model/providers.js';
 import type { ModelStatusMessage } from '../publish/messages.js';
 import type { Frame, FrameOutput } from '../source/frame.js';
 import { largerOutput, relayoutFrame } from '../source/relayout.js';
+import { toInputPixels } from '../source/geometry.js';
 import type { TrackView } from '../track/tracker.js';
 import type { BeatsCnnSpec } from '../train/beats-cnn.js';
 import type { AcceptedFeedback } from './feedback.js';
@@ -125,7 +126,7 @@ export class WholeModelAdapter implements SiteAdapter {
       const image: SupervisedImage = {
         pixels,
         time: frame.streamTime,
-        boxes: boxes.map((b) => ({ classId: b.classId, box: [b.box[0]! * lb.scaleX + lb.padX, b.box[1]! * lb.scaleY + lb.padY, b.box[2]! * lb.scaleX + lb.padX, b.box[3]! * lb.scaleY + lb.padY], ignore: false })),
+        boxes: boxes.map((b) => ({ classId: b.classId, box: toInputPixels(b.box, lb), ignore: false })),
       };
       this.teacherStats.keyframes++;
       this.schedule?.observe(agreement(student, boxes), false);

@@ -29,6 +29,11 @@ export function letterbox(srcWidth: number, srcHeight: number, dstWidth: number,
   return { width: dstWidth, height: dstHeight, scaledWidth, scaledHeight, padX, padY, scaleX: scaledWidth / srcWidth, scaleY: scaledHeight / srcHeight };
 }
 
+/** A box [x1, y1, x2, y2] in source pixels to model-input pixels (not clipped: the letterbox holds the whole frame). */
+export function toInputPixels(box: readonly number[], lb: Letterbox): [number, number, number, number] {
+  return [box[0]! * lb.scaleX + lb.padX, box[1]! * lb.scaleY + lb.padY, box[2]! * lb.scaleX + lb.padX, box[3]! * lb.scaleY + lb.padY];
+}
+
 /** A box [x1, y1, x2, y2] in model-input pixels to source pixels, clipped to the source frame. */
 export function toSourcePixels(box: readonly [number, number, number, number], lb: Letterbox, srcWidth: number, srcHeight: number): [number, number, number, number] {
   const clip = (v: number, max: number) => Math.max(0, Math.min(max, v));

@@ -14,7 +14,7 @@ import { BeatsError } from '../errors.js';
 import type { BeatsCnnSpec } from './beats-cnn.js';
 import type { TrainingSample } from './beats-train.js';
 import { replay } from '../source/replay.js';
-import type { Letterbox } from '../source/geometry.js';
+import { toInputPixels } from '../source/geometry.js';
 import { augment, type StoredFrame } from './augment.js';
 import { seededRandom, type Random } from './random.js';
 import type { TeacherLabelFile } from './teacher-labels.js';
@@ -35,10 +35,6 @@ export interface RealClip {
   frames: StoredFrame[];
 }
 
-/** A box in source pixels to stored pixels through the letterbox. */
-function toStored(box: readonly [number, number, number, number], lb: Letterbox): [number, number, number, number] {
-  return [box[0] * lb.scaleX + lb.padX, box[1] * lb.scaleY + lb.padY, box[2] * lb.scaleX + lb.padX, box[3] * lb.scaleY + lb.padY];
-}
 
 async function jpegRoundTrip(pixels: Uint8Array, width: number, height: number, quality: number): Promise<Uint8Array> {
   const raw = { width, height, channels: 3 as const };
@@ -65,7 +61,7 @@ export async function loadRealClip(video: string, labels: TeacherLabelFile, clas
         const [lo, hi] = options.jpegQuality;
         pixels = await jpegRoundTrip(pixels, options.width, options.height, Math.round(lo + random() * (hi - lo)));
       }
-      const boxes = truth.boxes.map((b) => ({ classId: classes.indexOf(b.label), box: toStored(b.box, frame.geometry), ignore: b.ignore === true }));
+      const boxes = truth.boxes.map((b) => ({ classId: classes.indexOf(b.label), box: toInputPixels(b.box, frame.geometry), ignore: b.ignore === true }));
       frames.push({ pixels, width: options.width, height: options.height, boxes });
     },
     { frames: labels.frames.length, camera: 'train' },

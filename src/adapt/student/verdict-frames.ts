@@ -12,7 +12,7 @@
  * operator's box. Pure: no clock, no I/O.
  */
 import { iou } from '../../model/decode.js';
-import type { Letterbox } from '../../source/geometry.js';
+import { toInputPixels, type Letterbox } from '../../source/geometry.js';
 import type { AcceptedFeedback } from '../feedback.js';
 import type { SupervisedImage } from './reservoir.js';
 
@@ -72,7 +72,7 @@ export class VerdictFrames {
       time: frame.streamTime,
       pixels: Uint8Array.from(frame.pixels),
       geometry: lb,
-      detections: detections.filter((d) => d.score >= floor).map((d) => ({ classId: d.classId, score: d.score, box: toModel(d.box, lb), trackId: d.trackId })),
+      detections: detections.filter((d) => d.score >= floor).map((d) => ({ classId: d.classId, score: d.score, box: toInputPixels(d.box, lb), trackId: d.trackId })),
     });
     while (this.frames.length > this.options.capacity) this.frames.shift();
   }
@@ -86,7 +86,7 @@ export class VerdictFrames {
     const trackId = feedback.verdict === 'missed' ? undefined : (feedback.trackId ?? feedback.detection?.trackId);
     const out: SupervisedImage[] = [];
     const box = feedback.verdict === 'missed' ? feedback.box : feedback.detection?.box;
-    if (own && box) out.push(this.labelled(own, feedback, toModel(box, own.geometry), undefined));
+    if (own && box) out.push(this.labelled(own, feedback, toInputPixels(box, own.geometry), undefined));
     if (trackId !== undefined) {
       for (const frame of this.frames) {
         const tracked = frame === own ? undefined : frame.detections.find((d) => d.trackId === trackId);
@@ -141,8 +141,4 @@ function best(detections: readonly KeptDetection[], box: Box, classId: number | 
 function spread<T>(items: T[], n: number): T[] {
   if (items.length <= n) return items;
   return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
-}
-
-function toModel(box: readonly number[], lb: Letterbox): Box {
-  return [box[0]! * lb.scaleX + lb.padX, box[1]! * lb.scaleY + lb.padY, box[2]! * lb.scaleX + lb.padX, box[3]! * lb.scaleY + lb.padY];
 }
