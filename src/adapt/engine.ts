@@ -78,6 +78,7 @@ import { Subject, type Observable } from 'rxjs';
 import { errorMessage } from '../errors.js';
 import { logger } from '../log.js';
 import { packFrame, type FromWorker, type PackedFrame, type ToWorker, type WorkerInit, type WorkerMemory } from './engine-protocol.js';
+import { MemoryRequests } from './worker-memory.js';
 import {
   copyHead,
   type AdaptConfig,
@@ -216,9 +217,8 @@ export class BeatsEngine {
   private readonly threshold: number | undefined;
   private readonly restart: { initialMs: number; maxMs: number };
   private waiters: Array<() => void> = [];
-  /** Memory requests to the worker waiting for their answer, by id. */
-  private memoryRequests = new Map<number, (m: WorkerMemory | undefined) => void>();
-  private memoryId = 0;
+  /** Memory requests to the worker waiting for their answer. */
+  private readonly memoryRequests = new MemoryRequests();
   /** The live worker's last stats, and the sums of those of the workers before it. */
   private stats: CoreStats;
   private carried: CoreStats;
@@ -406,23 +406,7 @@ export class BeatsEngine {
    * undefined when no worker is up or it does not answer within `timeoutMs`.
    */
   workerMemory(timeoutMs = 10_000): Promise<WorkerMemory | undefined> {
-    const worker = this.worker;
-    if (!worker) return Promise.resolve(undefined);
-    const id = ++this.memoryId;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.answerMemory(id, undefined), timeoutMs).unref();
-      this.memoryRequests.set(id, (m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-      worker.postMessage({ type: 'memory', id } satisfies ToWorker);
-    });
-  }
-
-  private answerMemory(id: number, memory: WorkerMemory | undefined): void {
-    const answer = this.memoryRequests.get(id);
-    this.memoryRequests.delete(id);
-    answer?.(memory);
+    return this.worker ? this.memoryRequests.ask(this.worker, timeoutMs) : Promise.resolve(undefined);
   }
 
   /** Resolves when every submitted frame has been processed and every result handled (tests, shutdown). */
@@ -438,7 +422,7 @@ export class BeatsEngine {
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
-    for (const id of [...this.memoryRequests.keys()]) this.answerMemory(id, undefined);
+    this.memoryRequests.cancelAll();
     await this.chain.catch(() => undefined);
     this.dropOutbox();
     this.wake();
@@ -568,7 +552,7 @@ export class BeatsEngine {
       return;
     }
     if (message.type === 'memory') {
-      this.answerMemory(message.id, message.memory);
+      this.memoryRequests.answer(message.id, message.memory);
       return;
     }
     if (message.type !== 'outcome') return;

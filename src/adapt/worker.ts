@@ -11,9 +11,9 @@
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTf } from '../train/tf.js';
-import { forcedGc } from '../forced-gc.js';
+import { measureWorkerMemory } from './worker-memory.js';
 import { BeatsCore } from './engine-core.js';
-import { unpackFrame, type FromWorker, type ToWorker, type WorkerInit, type WorkerMemory } from './engine-protocol.js';
+import { unpackFrame, type FromWorker, type ToWorker, type WorkerInit } from './engine-protocol.js';
 
 /** Nice value of the training thread: a lower priority than the frame path's threads (nice 0). */
 const TRAINING_NICE = 10;
@@ -36,16 +36,6 @@ let frames = 0;
 
 const post = (message: FromWorker) => port.postMessage(message);
 
-const MB = 1024 * 1024;
-
-/** This thread's memory after a full collection of its heap (asked for by memory measurements only). */
-function memory(): WorkerMemory {
-  forcedGc()();
-  const m = process.memoryUsage();
-  const t = tf.memory();
-  return { heapUsed: m.heapUsed / MB, heapTotal: m.heapTotal / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB, tfTensors: t.numTensors, tfBytes: t.numBytes / MB };
-}
-
 port.on('message', (message: ToWorker) => {
   if (message.type === 'reset') {
     generation = message.generation;
@@ -53,7 +43,7 @@ port.on('message', (message: ToWorker) => {
     return;
   }
   if (message.type === 'memory') {
-    post({ type: 'memory', id: message.id, memory: memory() });
+    post({ type: 'memory', id: message.id, memory: measureWorkerMemory(tf) });
     return;
   }
   for (const frame of message.frames) {

@@ -18,6 +18,7 @@ import type { RejectReason } from '../../publish/messages.js';
 import type { BeatsCnnSpec } from '../../train/beats-cnn.js';
 import { exportBeatsOnnx } from '../../train/beats-export.js';
 import type { WorkerMemory } from '../engine-protocol.js';
+import { MemoryRequests } from '../worker-memory.js';
 import type { FromStudentWorker, NamedWeights, StudentWorkerInit, StudentWorkerStats, ToStudentWorker } from './protocol.js';
 import type { SupervisedImage } from './reservoir.js';
 import type { StudentTrainerOptions, StudentUpdateFigures } from './trainer.js';
@@ -71,8 +72,7 @@ export class StudentEngine {
   private serving: { version: number; weights: NamedWeights | 'base' };
   readonly counts = { submitted: 0, dropped: 0, accepted: 0, rejected: 0, rolledBack: 0, restarts: 0, rejectedBy: { holdout_loss: 0, holdout_f1: 0, replay_loss: 0, replay_f1: 0, non_finite: 0, persist: 0 } as Record<RejectReason, number> };
   lastStats: StudentWorkerStats | undefined;
-  private readonly memoryRequests = new Map<number, (m: WorkerMemory | undefined) => void>();
-  private memoryId = 0;
+  private readonly memoryRequests = new MemoryRequests();
   lastUpdateAt: number | undefined;
   lastAcceptedAt: number | undefined;
 
@@ -141,7 +141,7 @@ export class StudentEngine {
     await this.writing;
     await this.worker?.terminate();
     this.worker = undefined;
-    for (const done of [...this.memoryRequests.values()]) done(undefined);
+    this.memoryRequests.cancelAll();
     this.updates$.complete();
   }
 
@@ -193,26 +193,12 @@ export class StudentEngine {
    * undefined when no worker is up or it does not answer within `timeoutMs`.
    */
   workerMemory(timeoutMs = 60_000): Promise<WorkerMemory | undefined> {
-    const worker = this.worker;
-    if (!worker) return Promise.resolve(undefined);
-    const id = ++this.memoryId;
-    return new Promise((resolve) => {
-      const done = (m: WorkerMemory | undefined) => {
-        clearTimeout(timer);
-        this.memoryRequests.delete(id);
-        resolve(m);
-      };
-      const timer = setTimeout(() => done(undefined), timeoutMs).unref();
-      this.memoryRequests.set(id, done);
-      worker.postMessage({ type: 'memory', id } satisfies ToStudentWorker);
-    });
+    return this.worker ? this.memoryRequests.ask(this.worker, timeoutMs) : Promise.resolve(undefined);
   }
 
   private onMessage(message: FromStudentWorker): void {
     if (message.type === 'memory') {
-      const answer = this.memoryRequests.get(message.id);
-      this.memoryRequests.delete(message.id);
-      answer?.(message.memory);
+      this.memoryRequests.answer(message.id, message.memory);
       return;
     }
     if (message.type === 'ack') {

@@ -13,7 +13,7 @@ import { exportBeatsOnnx } from '../../train/beats-export.js';
 import type { Weights } from '../../train/beats-cnn.js';
 import type { FromStudentWorker, NamedWeights, StudentWorkerInit, ToStudentWorker } from './protocol.js';
 import { StudentTrainer } from './trainer.js';
-import { forcedGc } from '../../forced-gc.js';
+import { measureWorkerMemory } from '../worker-memory.js';
 
 const port = parentPort;
 if (!port) throw new Error('src/adapt/student/worker.ts runs in a worker thread (started by the whole-model engine)');
@@ -64,14 +64,9 @@ function tryUpdate(): void {
   post({ type: 'outcome', generation, outcome, onnx, weights }, [onnx.buffer as ArrayBuffer, ...weights.map((w) => w.data.buffer as ArrayBuffer)]);
 }
 
-const MB = 1024 * 1024;
-
 port.on('message', (message: ToStudentWorker) => {
   if (message.type === 'memory') {
-    forcedGc()();
-    const m = process.memoryUsage();
-    const t = tf.memory();
-    post({ type: 'memory', id: message.id, memory: { heapUsed: m.heapUsed / MB, heapTotal: m.heapTotal / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB, tfTensors: t.numTensors, tfBytes: t.numBytes / MB } });
+    post({ type: 'memory', id: message.id, memory: measureWorkerMemory(tf) });
     return;
   }
   if (message.type === 'reset') {
