@@ -63,14 +63,20 @@ export class VerdictFrames {
     return this.frames.length;
   }
 
-  /** Keeps a frame (its pixels are copied: the caller's buffer goes back to the source). */
+  /**
+   * Keeps a frame (its pixels are copied: the caller's buffer goes back to the source). Called on
+   * every frame: once full, the oldest frame's buffer takes the new pixels instead of a new one.
+   */
   remember(frame: { index: number; streamTime: number; pixels: Uint8Array; geometry: Letterbox }, detections: readonly ObservedDetection[]): void {
     const floor = this.options.threshold / 2;
     const lb = frame.geometry;
+    const oldest = this.frames.length >= this.options.capacity ? this.frames.shift() : undefined;
+    const pixels = oldest?.pixels.length === frame.pixels.length ? oldest.pixels : new Uint8Array(frame.pixels.length);
+    pixels.set(frame.pixels);
     this.frames.push({
       index: frame.index,
       time: frame.streamTime,
-      pixels: Uint8Array.from(frame.pixels),
+      pixels,
       geometry: lb,
       detections: detections.filter((d) => d.score >= floor).map((d) => ({ classId: d.classId, score: d.score, box: toInputPixels(d.box, lb), trackId: d.trackId })),
     });
