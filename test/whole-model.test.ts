@@ -179,15 +179,21 @@ describe('whole-model faults', () => {
     });
   }
 
-  it('trains the network the card serves, at an input other than its checkpoint\'s (beats export --input), and reports its own memory', { timeout: 120_000 }, async () => {
-    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-size-'));
+  /** beats-s's whole-model engine on a fresh state folder, small batches, no rate limit. */
+  async function openEngine(prefix: string, options: { input?: { width: number; height: number }; faultAtFrame?: number } = {}) {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), prefix));
     const base = { name: 'beats-s', version: 'test' };
     const store = await WeightVersionStore.open({ stateDir, camera: 'c', base, keep: 5 });
     const config = adaptSchema.parse({ enabled: true, layers: 'all', min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 } });
     const student = await loadStudent(tf, 'beats-s');
     student.weights.forEach((t) => t.dispose());
-    const spec = { ...student.spec, inputWidth: 192, inputHeight: 144 };
-    const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec, base, store, threshold: 0.35 });
+    const spec = options.input ? { ...student.spec, inputWidth: options.input.width, inputHeight: options.input.height } : student.spec;
+    const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec, base, store, threshold: 0.35, ...(options.faultAtFrame ? { faultAtFrame: options.faultAtFrame } : {}) });
+    return { stateDir, store, engine, spec };
+  }
+
+  it('trains the network the card serves, at an input other than its checkpoint\'s (beats export --input), and reports its own memory', { timeout: 120_000 }, async () => {
+    const { stateDir, engine, spec } = await openEngine('beats-whole-size-', { input: { width: 192, height: 144 } });
     try {
       const scene = new SyntheticScene({ scene: 'yard', seed: 78, width: 384, height: 288, fps: 10, domain: [] });
       for (let i = 0; i < 4; i++) engine.submit({ ...sampleFromSynthetic(spec, scene.next()), time: i }, i);
@@ -204,13 +210,7 @@ describe('whole-model faults', () => {
   });
 
   it('a training worker that dies is started again from the serving weights, and nothing it held serves', { timeout: 120_000 }, async () => {
-    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-fault-'));
-    const base = { name: 'beats-s', version: 'test' };
-    const store = await WeightVersionStore.open({ stateDir, camera: 'c', base, keep: 5 });
-    const config = adaptSchema.parse({ enabled: true, layers: 'all', min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 } });
-    const student = await loadStudent(tf, 'beats-s');
-    student.weights.forEach((t) => t.dispose());
-    const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec: student.spec, base, store, threshold: 0.35, faultAtFrame: 3 });
+    const { stateDir, engine, store } = await openEngine('beats-whole-fault-', { faultAtFrame: 3 });
     try {
       for (const [i, f] of (await frames(4)).entries()) {
         engine.submit(f, i);
