@@ -18,6 +18,7 @@ import { availableProviders, systemProbe } from '../model/providers.js';
 import { readTlsFiles, type TlsMaterial } from '../publish/tls.js';
 import { ffmpegVersion, locateFfmpeg, parseStreamInfo } from '../source/ffmpeg-binary.js';
 import { redactSecrets, redactUrl } from '../redact.js';
+import { loadTf } from '../train/tf.js';
 import { sourceKind } from '../config/source-kind.js';
 import { parseSyntheticUrl } from '../source/synthetic/index.js';
 
@@ -288,30 +289,12 @@ async function checkOnnxruntime(configured: readonly string[] | undefined): Prom
 // ---------------------------------------------------------------------------------------------
 // TensorFlow.js
 
-interface TfLike {
-  ready(): Promise<void>;
-  getBackend(): string;
-  version?: Record<string, string>;
-}
-
-// Names in variables: TypeScript does not need their types, and neither has to be installed.
-const tfjsNode = '@tensorflow/tfjs-node';
-const tfjs = '@tensorflow/tfjs';
-
 async function checkTensorflow(): Promise<Check> {
   const name = 'TensorFlow.js';
-  let nodeError: string | undefined;
   try {
-    const tf = (await import(tfjsNode)) as TfLike;
-    await tf.ready();
-    return ok(name, `@tensorflow/tfjs-node ${tf.version?.['tfjs-core'] ?? ''}, backend ${tf.getBackend()}`.replace('  ', ' '));
-  } catch (err) {
-    nodeError = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' ? 'not installed' : errorMessage(err).split('\n')[0];
-  }
-  try {
-    const tf = (await import(tfjs)) as TfLike;
-    await tf.ready();
-    return ok(name, `@tensorflow/tfjs ${tf.version?.['tfjs-core'] ?? ''}, backend ${tf.getBackend()} (@tensorflow/tfjs-node: ${nodeError})`.replace('  ', ' '));
+    const { tf, package: pkg, backend, skipped } = await loadTf();
+    const why = skipped.length > 0 ? ` (${skipped.join('; ')})` : '';
+    return ok(name, `${pkg} ${tf.version?.['tfjs-core'] ?? ''}, backend ${backend}${why}`.replace('  ', ' '));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return ok(name, `not installed (only needed for on-device adaptation)${code === 'ERR_MODULE_NOT_FOUND' ? '' : `: ${errorMessage(err).split('\n')[0]}`}`);

@@ -212,7 +212,12 @@ export function forward(tf: typeof tfType, spec: BeatsCnnSpec, weights: Weights,
       mean = w(`${layer.name}.bn.mean`) as tfType.Tensor1D;
       variance = w(`${layer.name}.bn.variance`) as tfType.Tensor1D;
     }
-    x = tf.batchNorm(y, mean, variance, w(`${layer.name}.bn.beta`) as tfType.Tensor1D, w(`${layer.name}.bn.gamma`) as tfType.Tensor1D, BN_EPSILON).relu() as tfType.Tensor4D;
+    const beta = w(`${layer.name}.bn.beta`) as tfType.Tensor1D;
+    const gamma = w(`${layer.name}.bn.gamma`) as tfType.Tensor1D;
+    // In training, the same normalisation as per-channel arithmetic: its gradient is a few broadcast
+    // products, where batchNorm's tiles every statistic to the whole map first.
+    const normed = training ? y.sub(mean).mul(gamma.mul(variance.add(BN_EPSILON).rsqrt())).add(beta) : tf.batchNorm(y, mean, variance, beta, gamma, BN_EPSILON);
+    x = normed.relu() as tfType.Tensor4D;
     outputs.set(layer.name, x);
   }
   const logits = tf.conv2d(x, w('head.cls.weight') as tfType.Tensor4D, 1, 'valid').add(w('head.cls.bias')) as tfType.Tensor4D;
