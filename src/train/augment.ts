@@ -84,33 +84,46 @@ function invert(m: Affine): Affine {
   return { a, b, d, e, c: -(a * m.c + b * m.f), f: -(d * m.c + e * m.f) };
 }
 
-/** Bilinear sample of channel ch at (x, y), the pad value outside. */
-function sample(src: StoredFrame, x: number, y: number, ch: number): number {
+/** Adds `weight` times the bilinear sample at (x, y), all three channels, into acc[0..2]; the pad value outside. */
+function addSample(src: StoredFrame, x: number, y: number, weight: number, acc: Float64Array): void {
   const x0 = Math.floor(x - 0.5);
   const y0 = Math.floor(y - 0.5);
   const fx = x - 0.5 - x0;
   const fy = y - 0.5 - y0;
-  const at = (xx: number, yy: number) => (xx < 0 || yy < 0 || xx >= src.width || yy >= src.height ? PAD : src.pixels[(yy * src.width + xx) * 3 + ch]!);
-  return (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy) + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
+  const { width, height, pixels } = src;
+  for (let corner = 0; corner < 4; corner++) {
+    const xx = x0 + (corner & 1);
+    const yy = y0 + (corner >> 1);
+    const w = weight * ((corner & 1) === 1 ? fx : 1 - fx) * (corner >> 1 === 1 ? fy : 1 - fy);
+    if (xx < 0 || yy < 0 || xx >= width || yy >= height) {
+      acc[0]! += PAD * w;
+      acc[1]! += PAD * w;
+      acc[2]! += PAD * w;
+    } else {
+      const i = (yy * width + xx) * 3;
+      acc[0]! += pixels[i]! * w;
+      acc[1]! += pixels[i + 1]! * w;
+      acc[2]! += pixels[i + 2]! * w;
+    }
+  }
 }
 
 /** Resamples through `m`, with 2x2 supersampling so a zoom-out by 2 does not alias. */
 function warp(src: StoredFrame, outW: number, outH: number, m: Affine): Float32Array {
   const out = new Float32Array(outW * outH * 3);
-  const offsets = [-0.25, 0.25];
+  const acc = new Float64Array(3);
   for (let v = 0; v < outH; v++) {
     for (let u = 0; u < outW; u++) {
-      for (let ch = 0; ch < 3; ch++) {
-        let sum = 0;
-        for (const du of offsets) {
-          for (const dv of offsets) {
-            const uu = u + 0.5 + du;
-            const vv = v + 0.5 + dv;
-            sum += sample(src, m.a * uu + m.b * vv + m.c, m.d * uu + m.e * vv + m.f, ch);
-          }
-        }
-        out[(v * outW + u) * 3 + ch] = sum / 4;
+      acc.fill(0);
+      for (let sub = 0; sub < 4; sub++) {
+        const uu = u + 0.25 + 0.5 * (sub & 1);
+        const vv = v + 0.25 + 0.5 * (sub >> 1);
+        addSample(src, m.a * uu + m.b * vv + m.c, m.d * uu + m.e * vv + m.f, 0.25, acc);
       }
+      const o = (v * outW + u) * 3;
+      out[o] = acc[0]!;
+      out[o + 1] = acc[1]!;
+      out[o + 2] = acc[2]!;
     }
   }
   return out;
