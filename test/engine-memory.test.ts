@@ -69,6 +69,8 @@ describe("the training worker's memory", () => {
     // Hundreds of optimizer steps after the warm-up, each of them in TensorFlow.js.
     expect(attempts).toBeGreaterThan(200);
     expect(late!.tfTensors, 'tensors left behind by the updates').toBe(0);
+    // The head trains on the pure-JS backend: no WebAssembly heap (about 170 MB once grown) per camera.
+    expect(late!.wasmHeap).toBe(0);
     const shown = `heap ${warm!.heapUsed.toFixed(2)} -> ${late!.heapUsed.toFixed(2)} MB over ${attempts} update attempts`;
     // Bounded: the holdout, replay sample and buckets are full after the warm-up. A head or a
     // figure kept per update (a few hundred bytes each) would add about 1 MB here.

@@ -6,7 +6,7 @@ import { spawnBeats } from './helpers/brokers.js';
 
 describe('memory growth from one run', () => {
   it('compares the least of the first window after the warm-up with the least of the last window, per minute', () => {
-    const samples: MemorySample[] = Array.from({ length: 61 }, (_, t) => ({ t, rss: 100 + t / 6 + (t % 2 ? 3 : -3), heapUsed: 50, arrayBuffers: 10, external: 20, workerHeap: 30, workerHeapTotal: 40, workerArrayBuffers: 1, tfTensors: 0 }));
+    const samples: MemorySample[] = Array.from({ length: 61 }, (_, t) => ({ t, rss: 100 + t / 6 + (t % 2 ? 3 : -3), heapUsed: 50, arrayBuffers: 10, external: 20, workerHeap: 30, workerHeapTotal: 40, workerArrayBuffers: 1, workerWasmHeap: 0, tfTensors: 0 }));
     const m = memoryGrowth(samples, 10, 10)!;
     // 10 MB a minute, through +-3 MB of alternating noise; flat ones stay flat.
     expect(m.growth.rss.perMinute).toBeCloseTo(10, 0);

@@ -43,6 +43,8 @@ export interface WorkerMemory {
   external: number;
   tfTensors: number;
   tfBytes: number;
+  /** TensorFlow.js's WebAssembly heap (0 on another backend): it adds to RSS and no JS heap counts it. */
+  wasmHeap: number;
 }
 
 export type ToWorker = { type: 'frames'; frames: PackedFrame[] } | { type: 'reset'; head: Head; generation: number } | { type: 'memory'; id: number };

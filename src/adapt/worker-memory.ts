@@ -5,17 +5,17 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { forcedGc } from '../forced-gc.js';
-import type { Tf } from '../train/tf.js';
+import { wasmHeapBytes, type Tf } from '../train/tf.js';
 import type { WorkerMemory } from './engine-protocol.js';
 
 const MB = 1024 * 1024;
 
 /** This thread's memory after a full collection of its heap (asked for by memory measurements only). */
-export function measureWorkerMemory(tf: Pick<Tf, 'memory'>): WorkerMemory {
+export function measureWorkerMemory(tf: Tf): WorkerMemory {
   forcedGc()();
   const m = process.memoryUsage();
   const t = tf.memory();
-  return { heapUsed: m.heapUsed / MB, heapTotal: m.heapTotal / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB, tfTensors: t.numTensors, tfBytes: t.numBytes / MB };
+  return { heapUsed: m.heapUsed / MB, heapTotal: m.heapTotal / MB, arrayBuffers: m.arrayBuffers / MB, external: m.external / MB, tfTensors: t.numTensors, tfBytes: t.numBytes / MB, wasmHeap: wasmHeapBytes(tf) / MB };
 }
 
 /** The main thread's side: `{type: 'memory', id}` posted, the answer of the same id resolving it. */

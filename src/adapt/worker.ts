@@ -28,7 +28,9 @@ const init = workerData as WorkerInit;
 // path without touching it; elsewhere it would renice the whole process, so it is left alone.
 // Raising one's own nice value never needs a privilege.
 if (process.platform === 'linux') os.setPriority(TRAINING_NICE);
-const { tf } = await loadTf();
+// The head's work is small products over cached features: the pure-JS backend, since the
+// WebAssembly heap would grow to about 170 MB per camera for little gain (src/train/tf.ts).
+const { tf } = await loadTf({ pure: 'cpu' });
 const core = new BeatsCore({ config: init.config, base: init.base, head: init.head, tf, seed: init.seed, loss: init.loss, threshold: init.threshold });
 const dims = init.base.map((l) => l.shape[1]);
 let generation = init.generation;

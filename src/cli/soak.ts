@@ -57,11 +57,13 @@ export interface MemorySample {
   workerHeap: number;
   workerHeapTotal: number;
   workerArrayBuffers: number;
+  /** The workers' TensorFlow.js WebAssembly heaps (MB): in RSS, in no JS heap. */
+  workerWasmHeap: number;
   tfTensors: number;
 }
 
 export type MemoryKey = Exclude<keyof MemorySample, 't'>;
-const MEMORY_KEYS: MemoryKey[] = ['rss', 'heapUsed', 'arrayBuffers', 'external', 'workerHeap', 'workerHeapTotal', 'workerArrayBuffers', 'tfTensors'];
+const MEMORY_KEYS: MemoryKey[] = ['rss', 'heapUsed', 'arrayBuffers', 'external', 'workerHeap', 'workerHeapTotal', 'workerArrayBuffers', 'workerWasmHeap', 'tfTensors'];
 
 /**
  * One measure, first window against last: the least each window held (MB) and the growth between
@@ -106,6 +108,7 @@ async function sample(gc: () => void, startedAt: number, workers: () => Promise<
     workerHeap: sum('heapUsed'),
     workerHeapTotal: sum('heapTotal'),
     workerArrayBuffers: sum('arrayBuffers'),
+    workerWasmHeap: sum('wasmHeap'),
     tfTensors: sum('tfTensors'),
   };
 }
@@ -256,6 +259,7 @@ export function formatReport(r: SoakReport): string {
     workerHeap: 'workers: heap',
     workerHeapTotal: '  heap held',
     workerArrayBuffers: '  array buffers',
+    workerWasmHeap: '  wasm heap',
     tfTensors: '  tf tensors',
   };
   for (const [k, name] of Object.entries(names) as Array<[MemoryKey, string]>) {
@@ -272,7 +276,7 @@ export async function soakCommand(opts: Partial<SoakOptions> & { json?: boolean 
   const options: SoakOptions = { ...soakDefaults, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
   if (!process.env.BEATS_LOG_LEVEL) setLogLevel('warn');
   process.stderr.write(`soak: ${options.seconds} s, sampling every ${options.sampleS} s after forced GC\n`);
-  const report = await soak(options, (s) => process.stderr.write(`  t ${s.t.toFixed(0).padStart(5)} s  rss ${s.rss.toFixed(1)} MB  heap ${s.heapUsed.toFixed(1)} MB  array buffers ${s.arrayBuffers.toFixed(1)} MB  workers' heap ${s.workerHeap.toFixed(1)} MB (held ${s.workerHeapTotal.toFixed(1)})  tf tensors ${s.tfTensors}\n`));
+  const report = await soak(options, (s) => process.stderr.write(`  t ${s.t.toFixed(0).padStart(5)} s  rss ${s.rss.toFixed(1)} MB  heap ${s.heapUsed.toFixed(1)} MB  array buffers ${s.arrayBuffers.toFixed(1)} MB  workers' heap ${s.workerHeap.toFixed(1)} MB (held ${s.workerHeapTotal.toFixed(1)}, wasm ${s.workerWasmHeap.toFixed(1)})  tf tensors ${s.tfTensors}\n`));
   process.stdout.write(json ? JSON.stringify(report) + '\n' : formatReport(report));
   return report.leak ? 1 : 0;
 }

@@ -4,6 +4,9 @@
  * arm64, about 10x the pure-JS backend on the Beats CNN's training step), with its convolution
  * gradient supplied; else the pure-JS CPU backend with fast convolution gradients.
  * `BEATS_TF_BACKEND=wasm|cpu` picks one of the last two (the native one is then not tried).
+ * A caller may prefer the pure-JS one (`loadTf({ pure: 'cpu' })`): the WebAssembly heap grows to the
+ * largest step's tensors and never shrinks, about 170 MB for a Beats CNN batch, which small work
+ * does not repay.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -56,11 +59,18 @@ export async function usePureBackend(tf: Tf, backend: PureBackend): Promise<void
   await tf.ready();
 }
 
-export function loadTf(): Promise<LoadedTf> {
+/** The bytes of the WebAssembly backend's heap (0 on any other backend): memory no JS heap counts. */
+export function wasmHeapBytes(tf: Tf): number {
+  if (tf.getBackend() !== 'wasm') return 0;
+  return (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.byteLength ?? 0;
+}
+
+/** TensorFlow.js, loaded once per thread; `pure` is the pure backend to use when the native one is not installed (default wasm). */
+export function loadTf(options: { pure?: PureBackend } = {}): Promise<LoadedTf> {
   loaded ??= (async () => {
     const skipped: string[] = [];
-    const choice = requested();
-    if (!choice) {
+    const choice = requested() ?? options.pure;
+    if (!requested()) {
       try {
         const tf = (await import('@tensorflow/tfjs-node' as string)) as Tf;
         await tf.ready();
