@@ -19,6 +19,7 @@ export const environment: ReadonlyArray<readonly [name: string, meaning: string]
   ['XDG_DATA_HOME', 'without BEATS_MODELS_DIR, models go to $XDG_DATA_HOME/beats/models (default ~/.local/share)'],
   ['BEATS_ASSETS_DIR', "a development checkout's test assets, yolox-nano's last resort (default ../shared/assets)"],
   ['FFMPEG_PATH', 'the ffmpeg binary (default: ffmpeg on PATH, then the @ffmpeg-installer package)'],
+  ['BEATS_TF_BACKEND', 'TensorFlow.js for training and adaptation: wasm or cpu (default: tfjs-node if installed, else wasm)'],
   ['BEATS_ORT_SPIN', "1 lets onnxruntime's threads spin while they wait (default 0: they sleep)"],
   ['ORT_TENSORRT_FP16_ENABLE', 'TensorRT in fp16: 1 or 0 (default from runtime.tensorrt.fp16)'],
   ['ORT_TENSORRT_ENGINE_CACHE_ENABLE', "TensorRT's engine cache: 1 (default) or 0"],
