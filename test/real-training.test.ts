@@ -11,6 +11,7 @@ import { augment, defaultAugment, type StoredFrame } from '../src/train/augment.
 import { seededRandom } from '../src/train/random.js';
 import { teacherBox, teacherLabels, toTruthFrames, type TeacherLabelSettings } from '../src/train/teacher-labels.js';
 import { loadRealData, mixedBatch, realRecipe } from '../src/train/real-data.js';
+import { RealBatches, mosaic } from '../src/train/real-clips.js';
 import { compareModels } from '../src/model/compare.js';
 import { defaultSpec } from '../src/train/beats-cnn.js';
 import type { ProviderSettings } from '../src/model/providers.js';
@@ -96,6 +97,32 @@ describe('augmentation', () => {
     const b = augment(rectangleFrame(), 160, 120, seededRandom(3));
     expect(Buffer.from(a.pixels).equals(Buffer.from(b.pixels))).toBe(true);
     expect(a.pixels.length).toBe(160 * 120 * 3);
+  });
+});
+
+describe('mosaics', () => {
+  const quarter = (value: number, box: [number, number, number, number]) => ({ pixels: new Uint8Array(4 * 3 * 3).fill(value), boxes: [{ classId: value % 3, box, ignore: false }] });
+
+  it('puts four half-size samples in a 2x2 grid, each box moved with its quarter', () => {
+    const m = mosaic([quarter(10, [0, 0, 2, 2]), quarter(20, [1, 1, 3, 2]), quarter(30, [0, 1, 4, 3]), quarter(40, [2, 0, 4, 3])], 8, 6);
+    const at = (x: number, y: number) => m.pixels[(y * 8 + x) * 3]!;
+    expect([at(0, 0), at(3, 2), at(4, 0), at(7, 2), at(0, 3), at(3, 5), at(4, 3), at(7, 5)]).toEqual([10, 10, 20, 20, 30, 30, 40, 40]);
+    expect(m.boxes.map((b) => b.box)).toEqual([[0, 0, 2, 2], [5, 1, 7, 2], [0, 4, 4, 6], [6, 3, 8, 6]]);
+    expect(() => mosaic([quarter(1, [0, 0, 1, 1])], 8, 6)).toThrow(/four samples/);
+  });
+
+  it('a share of the real samples are mosaics, their objects at half the size', () => {
+    const frame: StoredFrame = { pixels: new Uint8Array(64 * 48 * 3).fill(90), width: 64, height: 48, boxes: [{ classId: 0, box: [16, 8, 48, 40], ignore: false }] };
+    const clip = { name: 'c', frames: [frame] };
+    const spec = { ...defaultSpec, inputWidth: 32, inputHeight: 24 };
+    const plain = new RealBatches([clip], 3).take(spec, 40);
+    const mixed = new RealBatches([clip], 3, 0.5).take(spec, 40);
+    const mosaics = mixed.filter((s) => s.boxes.length >= 4).length;
+    expect(plain.every((s) => s.boxes.length <= 1)).toBe(true);
+    expect(mosaics).toBeGreaterThan(10);
+    expect(mosaics).toBeLessThan(30);
+    const height = (ss: typeof plain) => ss.flatMap((s) => s.boxes.map((b) => b.box[3] - b.box[1])).reduce((a, b) => a + b, 0) / ss.flatMap((s) => s.boxes).length;
+    expect(height(mixed.filter((s) => s.boxes.length >= 4))).toBeLessThan(0.75 * height(plain));
   });
 });
 

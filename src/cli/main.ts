@@ -135,6 +135,7 @@ program
   .option('--init-from <checkpoint>', 'a new run starts from the weights of this checkpoint that fit its architecture (a warm start, recorded in the recipe)')
   .option('--real <videos>', 'real clips to mix in, comma separated: labelled by the teacher (yolox-nano at 640, cached) and recorded in the recipe with their sha256', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .option('--real-share <share>', 'share of each batch that is real footage (default 0.5)', Number)
+  .option('--mosaic <share>', "share of a new run's real samples that are 2x2 mosaics of half-size samples (default 0)", Number)
   .option('--input <WxH>', 'a new run\'s input size, each a multiple of 8 (default 160x120)', inputSize)
   .option('--size-radius <share>', "a new run's positive cells: within this share of a box's shorter side from its centre, when more than 1.5 cells", (v: string) => {
     const n = Number(v);
@@ -142,7 +143,7 @@ program
     return n;
   })
   .option('--context <channels>', "a new run's context stage at stride 16 (a wider view per cell; the input a multiple of 16)", positiveInt)
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; input?: { width: number; height: number }; context?: number; sizeRadius?: number }) => {
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; mosaic?: number; input?: { width: number; height: number }; context?: number; sizeRadius?: number }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

@@ -39,6 +39,7 @@ export interface TrainOptions {
   real?: string[];
   /** Share of each batch that is real (default 0.5). */
   realShare?: number;
+  mosaic?: number;
   /** A new run's input size (default 160x120); each a multiple of 8. */
   input?: { width: number; height: number };
   /** A new run's context stage: channels at stride 16 (input a multiple of 16). */
@@ -104,7 +105,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
   const labelCache = path.join('.beats', 'labels');
   if (options.real?.length) {
     if (checkpoint) log.warn(`--real ignored: resuming ${file}, whose recipe names its own clips`);
-    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
+    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
   }
   let initial = checkpoint?.weights ?? initWeights(tf, spec, recipe.seed);
   if (options.initFrom && !checkpoint) {

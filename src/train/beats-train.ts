@@ -150,6 +150,8 @@ export interface RealDataRecipe {
   teacher: { name: string; version: string; size: number; threshold: number; ignoreBelow: number };
   maxFramesPerClip: number;
   jpegShare: number;
+  /** Share of real samples that are 2x2 mosaics of half-size samples (absent: none). */
+  mosaicShare?: number;
 }
 
 export const defaultRecipe: TrainRecipe = {
