@@ -262,6 +262,26 @@ describe('beats export', () => {
     expect(versions[0]).not.toBe(versions[1]);
   }, 60_000);
 
+  it('--average exports the mean of checkpoints of one network, the card naming their steps; another network is refused', async () => {
+    const { exportCommand } = await import('../src/cli/export.js');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-export-'));
+    const files = [path.join(dir, 'a.bin'), path.join(dir, 'b.bin')];
+    const sets = [randomised(7), randomised(8)];
+    for (const [i, file] of files.entries()) await saveCheckpoint(file, { format: 'beats-cnn-checkpoint/1', step: 100 * (i + 1), recipe: defaultRecipe, history: [], weights: asVariables(tf, sets[i]!) });
+    const written = await exportCommand({ checkpoint: files[1]!, average: [files[0]!], out: path.join(dir, 'm'), name: 'beats-t' });
+    const { card } = await readModelCard(written.card);
+    expect(card.training?.averaged_steps).toEqual([200, 100]);
+    // The ONNX holds the mean: the class bias (not folded into anything) is the mean of the two.
+    const model = (await import('onnx-proto')).default.onnx.ModelProto.decode(await readFile(written.onnx));
+    const bias = model.graph!.initializer!.find((t) => t.name === 'head.cls.bias')!;
+    const mean = [...sets[0]!.get('head.cls.bias')!.dataSync()].map((v, i) => (v + sets[1]!.get('head.cls.bias')!.dataSync()[i]!) / 2);
+    const values = bias.floatData?.length ? bias.floatData : [...new Float32Array(new Uint8Array(bias.rawData!).slice().buffer)];
+    values.forEach((v, i) => expect(v).toBeCloseTo(mean[i]!, 5));
+    const other = path.join(dir, 'c.bin');
+    await saveCheckpoint(other, { format: 'beats-cnn-checkpoint/1', step: 10, recipe: { ...defaultRecipe, spec: contextSpec }, history: [], weights: asVariables(tf, randomised(6, contextSpec)) });
+    await expect(exportCommand({ checkpoint: files[1]!, average: [other], out: path.join(dir, 'n'), name: 'beats-t' })).rejects.toThrow(/--average .*c\.bin/);
+  }, 60_000);
+
   it('--input exports the same weights at another size, which the card records; a size the body cannot take is refused', async () => {
     const { exportCommand } = await import('../src/cli/export.js');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-export-'));

@@ -23,14 +23,50 @@ export interface ExportOptions {
   input?: { width: number; height: number };
   /** Figures to record in the card (from `beats eval`), merged into `training.figures`. */
   figures?: Record<string, unknown>;
+  /**
+   * More checkpoints of the same run whose weights are averaged with the checkpoint's (batch-norm
+   * statistics included): the mean of a few checkpoints from the end of a run is steadier than any
+   * one of them. The card records their steps.
+   */
+  average?: string[];
+}
+
+async function weightArrays(cp: Awaited<ReturnType<typeof loadCheckpoint>>): Promise<WeightArrays> {
+  const weights: WeightArrays = new Map();
+  for (const [name, t] of cp.weights) weights.set(name, { shape: t.shape, data: (await t.data()) as Float32Array });
+  return weights;
+}
+
+/** The mean of the checkpoint's weights and those of `others`, which must be checkpoints of the same network. */
+async function averaged(tf: Awaited<ReturnType<typeof loadTf>>['tf'], first: string, weights: WeightArrays, others: readonly string[]): Promise<{ weights: WeightArrays; steps: number[] }> {
+  const sums = new Map([...weights].map(([name, w]) => [name, { shape: w.shape, data: Float64Array.from(w.data) }]));
+  const steps: number[] = [];
+  for (const file of others) {
+    const checkpoint = await loadCheckpoint(tf, file);
+    steps.push(checkpoint.step);
+    const other = await weightArrays(checkpoint);
+    for (const [name, sum] of sums) {
+      const w = other.get(name);
+      if (!w || w.shape.join('x') !== sum.shape.join('x')) throw new BeatsError(`--average ${file}: ${w ? `${name} is ${w.shape.join('x')}, not ${sum.shape.join('x')}` : `no ${name}`}: not a checkpoint of ${first}'s network`);
+      for (let i = 0; i < w.data.length; i++) sum.data[i]! += w.data[i]!;
+    }
+    if (other.size !== sums.size) throw new BeatsError(`--average ${file}: ${other.size} weights, ${first} has ${sums.size}`);
+  }
+  const n = others.length + 1;
+  return { weights: new Map([...sums].map(([name, s]) => [name, { shape: s.shape, data: Float32Array.from(s.data, (v) => v / n) }])), steps };
 }
 
 /** `beats export`: a training checkpoint → `<name>.onnx` and its model card, both written atomically. */
 export async function exportCommand(options: ExportOptions): Promise<{ onnx: string; card: string }> {
   const { tf } = await loadTf();
   const cp = await loadCheckpoint(tf, options.checkpoint);
-  const weights: WeightArrays = new Map();
-  for (const [name, t] of cp.weights) weights.set(name, { shape: t.shape, data: (await t.data()) as Float32Array });
+  let weights = await weightArrays(cp);
+  let averagedSteps: number[] | undefined;
+  if (options.average?.length) {
+    const mean = await averaged(tf, options.checkpoint, weights, options.average);
+    weights = mean.weights;
+    averagedSteps = [cp.step, ...mean.steps];
+  }
   const trained = cp.recipe.spec;
   const spec = options.input ? { ...trained, inputWidth: options.input.width, inputHeight: options.input.height } : trained;
   try {
@@ -70,6 +106,7 @@ export async function exportCommand(options: ExportOptions): Promise<{ onnx: str
       recipe: { ...cp.recipe, spec },
       ...(resized ? { trained_input: `${trained.inputWidth}x${trained.inputHeight}` } : {}),
       steps_done: cp.step,
+      ...(averagedSteps ? { averaged_steps: averagedSteps } : {}),
       final_loss: last.length ? last.reduce((s, h) => s + h.loss, 0) / last.length : null,
       sha256,
       ...(options.figures ? { figures: options.figures } : {}),

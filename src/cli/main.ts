@@ -219,7 +219,8 @@ program
   .option('--out <dir>', 'folder for NAME.onnx and NAME.json', 'models')
   .option('--name <name>', 'model name', 'beats-s')
   .option('--input <WxH>', 'the input size of the exported network, if not the one it trained at (the same weights: it is fully convolutional)', inputSize)
-  .action(async (opts: { checkpoint: string; out: string; name: string; input?: { width: number; height: number } }) => {
+  .option('--average <checkpoints>', "more checkpoints of the same run, comma separated, whose weights are averaged with --checkpoint's", (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .action(async (opts: { checkpoint: string; out: string; name: string; input?: { width: number; height: number }; average?: string[] }) => {
     const { exportCommand } = await import('./export.js');
     await exportCommand(opts);
   });
