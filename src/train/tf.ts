@@ -11,6 +11,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
+import { BeatsError } from '../errors.js';
 import { registerFastConvGradients } from './tf-fast-conv.js';
 import { registerWasmConvGradient } from './tf-wasm-conv-gradient.js';
 
@@ -34,7 +35,7 @@ function requested(): PureBackend | undefined {
   const value = process.env.BEATS_TF_BACKEND;
   if (value === undefined || value === '') return undefined;
   if (value === 'wasm' || value === 'cpu') return value;
-  throw new Error(`BEATS_TF_BACKEND=${value}: expected wasm or cpu`);
+  throw new BeatsError(`BEATS_TF_BACKEND=${value}: expected wasm or cpu`);
 }
 
 function firstLine(err: unknown): string {
@@ -65,7 +66,10 @@ export function wasmHeapBytes(tf: Tf): number {
   return (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.byteLength ?? 0;
 }
 
-/** TensorFlow.js, loaded once per thread; `pure` is the pure backend to use when the native one is not installed (default wasm). */
+/**
+ * TensorFlow.js, loaded once per thread (the first caller's `pure` holds for the thread): `pure` is
+ * the pure backend to use when the native one is not installed (default wasm).
+ */
 export function loadTf(options: { pure?: PureBackend } = {}): Promise<LoadedTf> {
   loaded ??= (async () => {
     const skipped: string[] = [];
