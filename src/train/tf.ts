@@ -1,7 +1,7 @@
 /**
  * TensorFlow.js for training and adaptation, loaded once. In order: `@tensorflow/tfjs-node` (native
  * libtensorflow) when it is installed; else the WebAssembly backend (XNNPACK; the same on x64 and
- * arm64, about 10x the pure-JS backend on the Beats CNN's training step), with its convolution
+ * arm64, about 18x the pure-JS backend on the Beats CNN's training step), with its convolution
  * gradient supplied; else the pure-JS CPU backend with fast convolution gradients.
  * `BEATS_TF_BACKEND=wasm|cpu` picks one of the last two (the native one is then not tried).
  * A caller may prefer the pure-JS one (`loadTf({ pure: 'cpu' })`): the WebAssembly heap grows to the
