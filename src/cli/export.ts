@@ -8,7 +8,7 @@ import { BeatsError } from '../errors.js';
 import { HEAD_BIAS, HEAD_FEATURES, HEAD_WEIGHT, exportBeatsOnnx, type WeightArrays } from '../train/beats-export.js';
 import { loadCheckpoint } from '../train/beats-train.js';
 import type { ModelCard } from '../model/card.js';
-import { loadTf } from '../train/tf.js';
+import { loadTf, type Tf } from '../train/tf.js';
 
 const log = logger('export');
 
@@ -38,7 +38,7 @@ async function weightArrays(cp: Awaited<ReturnType<typeof loadCheckpoint>>): Pro
 }
 
 /** The mean of the checkpoint's weights and those of `others`, which must be checkpoints of the same network. */
-async function averaged(tf: Awaited<ReturnType<typeof loadTf>>['tf'], first: string, weights: WeightArrays, others: readonly string[]): Promise<{ weights: WeightArrays; steps: number[] }> {
+async function averaged(tf: Tf, first: string, weights: WeightArrays, others: readonly string[]): Promise<{ weights: WeightArrays; steps: number[] }> {
   const sums = new Map([...weights].map(([name, w]) => [name, { shape: w.shape, data: Float64Array.from(w.data) }]));
   const steps: number[] = [];
   for (const file of others) {

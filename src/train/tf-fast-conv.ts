@@ -26,7 +26,8 @@ type KernelFunc = (args: KernelArgs) => tfType.TensorInfo | tfType.TensorInfo[];
 
 let registered = false;
 
-function simpleCase(attrs: Record<string, unknown> | undefined): { pad: 'same' | 'valid' } | undefined {
+/** The case both backends' replacement gradients handle: NHWC, stride 1, dilation 1, 'same' or 'valid' padding. */
+export function simpleCase(attrs: Record<string, unknown> | undefined): { pad: 'same' | 'valid' } | undefined {
   if (!attrs) return undefined;
   const strides = attrs.strides;
   const dilations = attrs.dilations;

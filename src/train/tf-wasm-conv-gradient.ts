@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { simpleCase } from './tf-fast-conv.js';
 
 /**
  * The gradient of 2-D convolution as tensor operations, for TensorFlow.js's WebAssembly backend.
@@ -12,23 +13,12 @@ import type * as tfType from '@tensorflow/tfjs';
  * (on the pure-JS CPU backend these ops are slower than its kernels), keeps TF.js's own gradient.
  */
 
-interface ConvAttrs {
-  strides?: number | number[];
-  pad?: unknown;
-  dilations?: number | number[];
-  dataFormat?: string;
-}
-
 let registered = false;
 
-function isOne(v: unknown): boolean {
-  return v === undefined || v === 1 || (Array.isArray(v) && v.every((d) => d === 1));
-}
-
-function handled(attrs: ConvAttrs, filterShape: number[]): boolean {
+/** The padding, when the gradient below handles the case: simpleCase's, with odd kernels. */
+function handled(attrs: Record<string, unknown>, filterShape: number[]): 'same' | 'valid' | undefined {
   const [kh, kw] = filterShape as [number, number];
-  if (!isOne(attrs.strides) || !isOne(attrs.dilations) || (attrs.dataFormat ?? 'NHWC') !== 'NHWC') return false;
-  return kh % 2 === 1 && kw % 2 === 1 && (attrs.pad === 'same' || attrs.pad === 'valid');
+  return kh % 2 === 1 && kw % 2 === 1 ? simpleCase(attrs)?.pad : undefined;
 }
 
 function filterGradient(tf: typeof tfType, x: tfType.Tensor4D, dy: tfType.Tensor4D, filterShape: number[], pad: 'same' | 'valid'): tfType.Tensor4D {
@@ -67,9 +57,9 @@ export function registerWasmConvGradient(tf: typeof tfType): void {
     inputsToSave: ['x', 'filter'],
     gradFunc: (dy, saved, attrs) => {
       const [x, filter] = saved as [tfType.Tensor4D, tfType.Tensor4D];
-      if (tf.getBackend() !== 'wasm' || !handled(attrs as ConvAttrs, filter.shape)) return original.gradFunc(dy, saved, attrs);
+      const pad = tf.getBackend() === 'wasm' ? handled(attrs as Record<string, unknown>, filter.shape) : undefined;
+      if (!pad) return original.gradFunc(dy, saved, attrs);
       const g = dy as tfType.Tensor4D;
-      const pad = (attrs as ConvAttrs).pad as 'same' | 'valid';
       return { x: () => inputGradient(tf, g, filter, pad), filter: () => filterGradient(tf, x, g, filter.shape, pad) };
     },
   });

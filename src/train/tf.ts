@@ -73,8 +73,9 @@ export function wasmHeapBytes(tf: Tf): number {
 export function loadTf(options: { pure?: PureBackend } = {}): Promise<LoadedTf> {
   loaded ??= (async () => {
     const skipped: string[] = [];
-    const choice = requested() ?? options.pure;
-    if (!requested()) {
+    const forced = requested();
+    const choice = forced ?? options.pure;
+    if (!forced) {
       try {
         const tf = (await import('@tensorflow/tfjs-node' as string)) as Tf;
         await tf.ready();
