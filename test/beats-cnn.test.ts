@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cellCentres, defaultSpec, initWeights, predict, upsample2, type BeatsCnnSpec, type Weights } from '../src/train/beats-cnn.js';
 import { exportBeatsOnnx, type WeightArrays } from '../src/train/beats-export.js';
-import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, loadCheckpoint, saveCheckpoint, trainStep } from '../src/train/beats-train.js';
+import { SyntheticBatches, asVariables, buildTargets, defaultRecipe, detectionLoss, loadCheckpoint, saveCheckpoint, trainStep } from '../src/train/beats-train.js';
 import { readModelCard } from '../src/model/card.js';
 import { evaluate } from '../src/model/evaluate.js';
 import { evaluateStream } from '../src/cli/eval.js';
@@ -198,6 +198,22 @@ describe('Beats CNN training', () => {
     expect(last.loss).toBeLessThan(first.loss * 0.7);
     expect(Number.isFinite(last.box)).toBe(true);
   }, 120_000);
+
+  it('with clsTarget iou, a positive cell learns its box\'s IoU as its score, and no gradient reaches the box through it', () => {
+    // One cell, one class, stride 4; the target box is 8x8 around the centre, the predicted one 8x4 (IoU 0.5).
+    const target = { cls: tf.ones([1, 1, 1, 1]), clsWeight: tf.ones([1, 1, 1, 1]), ltrb: tf.tensor4d([4, 4, 4, 4], [1, 1, 1, 4]), positive: tf.ones([1, 1, 1]) };
+    const boxRaw = tf.tensor4d([0, -Math.log(2), 0, -Math.log(2)], [1, 1, 1, 4]);
+    const clsAt = (logit: number, kind: 'hard' | 'iou') => detectionLoss(tf, 4, tf.tensor4d([logit], [1, 1, 1, 1]), boxRaw, target, kind).cls.dataSync()[0]!;
+    const logitOf = (p: number) => Math.log(p / (1 - p));
+    // Hard targets want the score at 1; quality targets at the IoU, 0.5.
+    expect(clsAt(logitOf(0.9), 'hard')).toBeLessThan(clsAt(logitOf(0.5), 'hard'));
+    expect(clsAt(logitOf(0.5), 'iou')).toBeLessThan(clsAt(logitOf(0.9), 'iou'));
+    expect(clsAt(logitOf(0.5), 'iou')).toBeLessThan(clsAt(logitOf(0.2), 'iou'));
+    const gradOfCls = tf.grad((raw) => detectionLoss(tf, 4, tf.tensor4d([0.3], [1, 1, 1, 1]), raw as typeof boxRaw, target, 'iou').cls)(boxRaw);
+    expect(tf.abs(gradOfCls).max().dataSync()[0]).toBe(0);
+    const gradOfBox = tf.grad((raw) => detectionLoss(tf, 4, tf.tensor4d([0.3], [1, 1, 1, 1]), raw as typeof boxRaw, target, 'iou').box)(boxRaw);
+    expect(tf.abs(gradOfBox).max().dataSync()[0]).toBeGreaterThan(0.01);
+  });
 
   it('checkpoints round-trip the weights and the optimizer state', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-ckpt-'));

@@ -12,6 +12,7 @@ import { seededRandom } from '../src/train/random.js';
 import { teacherBox, teacherLabels, toTruthFrames, type TeacherLabelSettings } from '../src/train/teacher-labels.js';
 import { loadRealData, mixedBatch, realRecipe } from '../src/train/real-data.js';
 import { RealBatches, mosaic } from '../src/train/real-clips.js';
+import { withCaptions } from '../src/train/overlay.js';
 import { compareModels } from '../src/model/compare.js';
 import { defaultSpec } from '../src/train/beats-cnn.js';
 import type { ProviderSettings } from '../src/model/providers.js';
@@ -123,6 +124,48 @@ describe('mosaics', () => {
     expect(mosaics).toBeLessThan(30);
     const height = (ss: typeof plain) => ss.flatMap((s) => s.boxes.map((b) => b.box[3] - b.box[1])).reduce((a, b) => a + b, 0) / ss.flatMap((s) => s.boxes).length;
     expect(height(mixed.filter((s) => s.boxes.length >= 4))).toBeLessThan(0.75 * height(plain));
+  });
+});
+
+describe('captions', () => {
+  const grey = (w: number, h: number) => new Uint8Array(w * h * 3).fill(120);
+
+  it('paints bright or dark strips of glyphs, adds no box, and ignores a box it mostly covers', () => {
+    const [w, h] = [64, 48];
+    let changedAll = 0;
+    let ignored = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      // A box the size of the whole picture is never mostly covered; a thin one along the top often is.
+      const sample = { pixels: grey(w, h), boxes: [{ classId: 1, box: [0, 0, 64, 48] as [number, number, number, number], ignore: false }, { classId: 1, box: [0, 0, 64, 4] as [number, number, number, number], ignore: false }] };
+      const out = withCaptions(sample, w, h, seededRandom(seed));
+      expect(out.boxes).toHaveLength(2);
+      expect(out.boxes[0]!.ignore).toBe(false);
+      if (out.boxes[1]!.ignore) ignored++;
+      const changed = out.pixels.reduce((n, v, i) => n + (v !== sample.pixels[i] ? 1 : 0), 0);
+      expect(changed).toBeGreaterThan(0);
+      expect(changed).toBeLessThan(out.pixels.length / 2);
+      changedAll += changed;
+      expect(sample.pixels.every((v) => v === 120)).toBe(true); // the input is left as it was
+    }
+    expect(changedAll).toBeGreaterThan(0);
+    expect(ignored).toBeGreaterThan(2);
+    expect(ignored).toBeLessThan(38);
+  });
+
+  it('is deterministic for a seed, and a share of the real samples carry captions', () => {
+    const a = withCaptions({ pixels: grey(32, 24), boxes: [] }, 32, 24, seededRandom(5));
+    const b = withCaptions({ pixels: grey(32, 24), boxes: [] }, 32, 24, seededRandom(5));
+    expect(Buffer.from(a.pixels).equals(Buffer.from(b.pixels))).toBe(true);
+    // A flat frame: a sample with a caption is the only kind whose pixels are not all one value.
+    const frame: StoredFrame = { pixels: new Uint8Array(64 * 48 * 3).fill(90), width: 64, height: 48, boxes: [] };
+    const spec = { ...defaultSpec, inputWidth: 32, inputHeight: 24 };
+    const plain = new RealBatches([{ name: 'c', frames: [frame] }], 3).take(spec, 40);
+    const captioned = new RealBatches([{ name: 'c', frames: [frame] }], 3, 0, 0.5).take(spec, 40);
+    const hasMarks = (p: Uint8Array) => p.some((v) => v <= 20 || v >= 230);
+    expect(plain.filter((s) => hasMarks(s.pixels)).length).toBe(0);
+    const n = captioned.filter((s) => hasMarks(s.pixels)).length;
+    expect(n).toBeGreaterThan(10);
+    expect(n).toBeLessThan(30);
   });
 });
 

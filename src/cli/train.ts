@@ -40,12 +40,16 @@ export interface TrainOptions {
   /** Share of each batch that is real (default 0.5). */
   realShare?: number;
   mosaic?: number;
+  /** Share of real samples with on-screen-display captions painted on (src/train/overlay.ts). */
+  captions?: number;
   /** A new run's input size (default 160x120); each a multiple of 8. */
   input?: { width: number; height: number };
   /** A new run's context stage: channels at stride 16 (input a multiple of 16). */
   context?: number;
   /** A new run's positive radius as a share of a box's shorter side (src/model/assign.ts). */
   sizeRadius?: number;
+  /** A new run's class target on positive cells (BeatsCnnSpec.clsTarget). */
+  clsTarget?: 'hard' | 'iou';
 }
 
 /**
@@ -73,12 +77,16 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
       ...(options.input ? { inputWidth: options.input.width, inputHeight: options.input.height } : {}),
       ...(options.context ? { context: options.context } : {}),
       ...(options.sizeRadius ? { sizeRadius: options.sizeRadius } : {}),
+      ...(options.clsTarget === 'iou' ? { clsTarget: 'iou' as const } : {}),
     },
     // The synthetic camera renders at twice the input where that stays within 320x240, else at the input.
     data: options.input ? { ...defaultRecipe.data, ...syntheticSize(options.input) } : defaultRecipe.data,
   };
   if (options.sizeRadius && checkpoint && options.sizeRadius !== recipe.spec.sizeRadius) {
     throw new BeatsError(`--size-radius ${options.sizeRadius}: ${file} trains with ${recipe.spec.sizeRadius ?? 'none'} (use --out for a new run)`);
+  }
+  if (options.clsTarget && checkpoint && options.clsTarget !== (recipe.spec.clsTarget ?? 'hard')) {
+    throw new BeatsError(`--cls-target ${options.clsTarget}: ${file} trains with ${recipe.spec.clsTarget ?? 'hard'} (use --out for a new run)`);
   }
   if (options.context && checkpoint && options.context !== recipe.spec.context) {
     throw new BeatsError(`--context ${options.context}: ${file} trains ${recipe.spec.context ? `a context of ${recipe.spec.context}` : 'no context stage'} (use --out for a new run)`);
@@ -105,7 +113,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
   const labelCache = path.join('.beats', 'labels');
   if (options.real?.length) {
     if (checkpoint) log.warn(`--real ignored: resuming ${file}, whose recipe names its own clips`);
-    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
+    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, captionShare: options.captions, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
   }
   let initial = checkpoint?.weights ?? initWeights(tf, spec, recipe.seed);
   if (options.initFrom && !checkpoint) {

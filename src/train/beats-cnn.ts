@@ -35,6 +35,13 @@ export interface BeatsCnnSpec {
    * more than 1.5 cells (src/model/assign.ts, `sizeRadius`). Absent: 1.5 cells whatever the size.
    */
   sizeRadius?: number;
+  /**
+   * Training only: what a positive cell's class score learns. `hard` (absent): 1, by focal loss.
+   * `iou`: the IoU of the cell's predicted box with its object's, by quality focal loss (GFL), so
+   * that a better-placed box scores higher: non-maximum suppression keeps it, and the ranking that
+   * mAP@0.5 measures follows how well boxes are placed, not only whether something is there.
+   */
+  clsTarget?: 'hard' | 'iou';
 }
 
 export const defaultSpec: BeatsCnnSpec = {

@@ -94,30 +94,60 @@ export function buildTargets(spec: BeatsCnnSpec, boxes: TrainingSample['boxes'])
   return { cls, clsWeight, ltrb, positive };
 }
 
-/** Sigmoid focal loss (alpha 0.25, gamma 2) + GIoU box loss, both per positive cell. */
-export function detectionLoss(tf: Tf, stride: number, logits: tfType.Tensor4D, boxRaw: tfType.Tensor4D, t: { cls: tfType.Tensor; clsWeight: tfType.Tensor; ltrb: tfType.Tensor; positive: tfType.Tensor }): { total: tfType.Scalar; cls: tfType.Scalar; box: tfType.Scalar } {
-  const numPos = tf.maximum(t.positive.sum(), 1);
-  const z = logits;
-  const y = t.cls;
-  const p = tf.sigmoid(z);
-  const ce = tf.relu(z).sub(z.mul(y)).add(tf.log1p(tf.exp(tf.abs(z).neg())));
-  const pt = p.mul(y).add(tf.scalar(1).sub(p).mul(tf.scalar(1).sub(y)));
-  const alpha = y.mul(0.25).add(tf.scalar(1).sub(y).mul(0.75));
-  const focal = alpha.mul(tf.pow(tf.scalar(1).sub(pt), 2)).mul(ce).mul(t.clsWeight);
-  const clsLoss = focal.sum().div(numPos) as tfType.Scalar;
-
+/** Per positive cell: the IoU and GIoU of the predicted box (cell centre ± exp(raw) · stride) with its target's. */
+function boxOverlap(tf: Tf, stride: number, boxRaw: tfType.Tensor4D, ltrb: tfType.Tensor): { iou: tfType.Tensor; giou: tfType.Tensor } {
   const pred = tf.exp(boxRaw).mul(stride);
-  const [pl, pt2, pr, pb] = tf.split(pred, 4, 3);
-  const [tl, tt, tr, tb] = tf.split(t.ltrb, 4, 3);
+  const [pl, pt, pr, pb] = tf.split(pred, 4, 3);
+  const [tl, tt, tr, tb] = tf.split(ltrb, 4, 3);
   const interW = tf.minimum(pl!, tl!).add(tf.minimum(pr!, tr!));
-  const interH = tf.minimum(pt2!, tt!).add(tf.minimum(pb!, tb!));
+  const interH = tf.minimum(pt!, tt!).add(tf.minimum(pb!, tb!));
   const inter = interW.mul(interH);
-  const areaP = pl!.add(pr!).mul(pt2!.add(pb!));
+  const areaP = pl!.add(pr!).mul(pt!.add(pb!));
   const areaT = tl!.add(tr!).mul(tt!.add(tb!));
   const union = areaP.add(areaT).sub(inter).add(1e-6);
   const iou = inter.div(union);
-  const enclosing = tf.maximum(pl!, tl!).add(tf.maximum(pr!, tr!)).mul(tf.maximum(pt2!, tt!).add(tf.maximum(pb!, tb!))).add(1e-6);
-  const giou = iou.sub(enclosing.sub(union).div(enclosing));
+  const enclosing = tf.maximum(pl!, tl!).add(tf.maximum(pr!, tr!)).mul(tf.maximum(pt!, tt!).add(tf.maximum(pb!, tb!))).add(1e-6);
+  return { iou, giou: iou.sub(enclosing.sub(union).div(enclosing)) };
+}
+
+/** The value of `x` with no gradient through it: a target made from the model's own output. */
+function constant(tf: Tf, x: tfType.Tensor): tfType.Tensor {
+  const stop = tf.customGrad((...args: Array<tfType.Tensor | tfType.GradSaveFunc>) => {
+    const input = args[0] as tfType.Tensor;
+    return { value: input.clone(), gradFunc: (dy: tfType.Tensor) => tf.zerosLike(dy) };
+  });
+  return stop(x);
+}
+
+/**
+ * The class loss (sigmoid focal loss, alpha 0.25, gamma 2; or with `clsTarget: 'iou'`, quality
+ * focal loss, beta 2, whose positive target is the predicted box's IoU) + GIoU box loss, both per
+ * positive cell.
+ */
+export function detectionLoss(
+  tf: Tf,
+  stride: number,
+  logits: tfType.Tensor4D,
+  boxRaw: tfType.Tensor4D,
+  t: { cls: tfType.Tensor; clsWeight: tfType.Tensor; ltrb: tfType.Tensor; positive: tfType.Tensor },
+  clsTarget: 'hard' | 'iou' = 'hard',
+): { total: tfType.Scalar; cls: tfType.Scalar; box: tfType.Scalar } {
+  const numPos = tf.maximum(t.positive.sum(), 1);
+  const { iou, giou } = boxOverlap(tf, stride, boxRaw, t.ltrb);
+  const z = logits;
+  const p = tf.sigmoid(z);
+  const y = clsTarget === 'iou' ? t.cls.mul(constant(tf, tf.maximum(iou, 0))) : t.cls;
+  // Cross-entropy from logits, for hard and soft targets alike.
+  const ce = tf.relu(z).sub(z.mul(y)).add(tf.log1p(tf.exp(tf.abs(z).neg())));
+  let weighted: tfType.Tensor;
+  if (clsTarget === 'iou') {
+    weighted = tf.square(y.sub(p)).mul(ce);
+  } else {
+    const pt = p.mul(y).add(tf.scalar(1).sub(p).mul(tf.scalar(1).sub(y)));
+    const alpha = y.mul(0.25).add(tf.scalar(1).sub(y).mul(0.75));
+    weighted = alpha.mul(tf.pow(tf.scalar(1).sub(pt), 2)).mul(ce);
+  }
+  const clsLoss = weighted.mul(t.clsWeight).sum().div(numPos) as tfType.Scalar;
   const boxLoss = tf.scalar(1).sub(giou).squeeze([3]).mul(t.positive).sum().div(numPos) as tfType.Scalar;
   return { total: clsLoss.add(boxLoss.mul(2)) as tfType.Scalar, cls: clsLoss, box: boxLoss };
 }
@@ -152,6 +182,8 @@ export interface RealDataRecipe {
   jpegShare: number;
   /** Share of real samples that are 2x2 mosaics of half-size samples (absent: none). */
   mosaicShare?: number;
+  /** Share of real samples with on-screen-display captions painted on (src/train/overlay.ts; absent: none). */
+  captionShare?: number;
 }
 
 export const defaultRecipe: TrainRecipe = {
@@ -335,7 +367,7 @@ export function trainStep(tf: Tf, spec: BeatsCnnSpec, weights: Weights, optimize
         const out = forward(tf, spec, weights, x, true);
         // minimize() disposes what its function made; the batch statistics are needed after it.
         stats = new Map([...(out.batchStats ?? [])].map(([k, v]) => [k, { mean: tf.keep(v.mean), variance: tf.keep(v.variance) }]));
-        const loss = detectionLoss(tf, strideOf(spec), out.logits, out.boxRaw, targets);
+        const loss = detectionLoss(tf, strideOf(spec), out.logits, out.boxRaw, targets, spec.clsTarget);
         parts = { loss: 0, cls: loss.cls.dataSync()[0]!, box: loss.box.dataSync()[0]! };
         return loss.total;
       },

@@ -16,6 +16,7 @@ import type { TrainingSample } from './beats-train.js';
 import { replay } from '../source/replay.js';
 import { toInputPixels } from '../source/geometry.js';
 import { augment, type StoredFrame } from './augment.js';
+import { withCaptions } from './overlay.js';
 import { seededRandom, type Random } from './random.js';
 import type { TeacherLabelFile } from './teacher-labels.js';
 
@@ -90,7 +91,10 @@ export function mosaic(quarters: readonly TrainingSample[], width: number, heigh
   return { pixels, boxes };
 }
 
-/** Endless augmented samples from real clips, clip by clip in turn, frames at random; `mosaicShare` of them mosaics. */
+/**
+ * Endless augmented samples from real clips, clip by clip in turn, frames at random; `mosaicShare`
+ * of them mosaics, `captionShare` of them with on-screen-display captions painted on.
+ */
 export class RealBatches {
   private readonly random: Random;
   private next = 0;
@@ -99,6 +103,7 @@ export class RealBatches {
     private readonly clips: readonly RealClip[],
     seed: number,
     private readonly mosaicShare = 0,
+    private readonly captionShare = 0,
   ) {
     if (clips.length === 0) throw new BeatsError('no real clips to train on');
     this.random = seededRandom(seed);
@@ -116,7 +121,9 @@ export class RealBatches {
     for (let i = 0; i < n; i++) {
       // Drawn only when mosaics are on, so that a recipe without them replays the same samples.
       const asMosaic = this.mosaicShare > 0 && this.random() < this.mosaicShare;
-      out.push(asMosaic ? mosaic([0, 1, 2, 3].map(() => this.one(w / 2, h / 2)), w, h) : this.one(w, h));
+      const sample = asMosaic ? mosaic([0, 1, 2, 3].map(() => this.one(w / 2, h / 2)), w, h) : this.one(w, h);
+      // Drawn only when captions are on, for the same reason.
+      out.push(this.captionShare > 0 && this.random() < this.captionShare ? withCaptions(sample, w, h, this.random) : sample);
     }
     return out;
   }
