@@ -117,13 +117,26 @@ describe('mosaics', () => {
     const clip = { name: 'c', frames: [frame] };
     const spec = { ...defaultSpec, inputWidth: 32, inputHeight: 24 };
     const plain = new RealBatches([clip], 3).take(spec, 40);
-    const mixed = new RealBatches([clip], 3, 0.5).take(spec, 40);
+    const mixed = new RealBatches([clip], 3, { mosaicShare: 0.5 }).take(spec, 40);
     const mosaics = mixed.filter((s) => s.boxes.length >= 4).length;
     expect(plain.every((s) => s.boxes.length <= 1)).toBe(true);
     expect(mosaics).toBeGreaterThan(10);
     expect(mosaics).toBeLessThan(30);
     const height = (ss: typeof plain) => ss.flatMap((s) => s.boxes.map((b) => b.box[3] - b.box[1])).reduce((a, b) => a + b, 0) / ss.flatMap((s) => s.boxes).length;
     expect(height(mixed.filter((s) => s.boxes.length >= 4))).toBeLessThan(0.75 * height(plain));
+  });
+
+  it('a zoom range below 1 shows the frame smaller, its objects with it', () => {
+    const frame: StoredFrame = { pixels: new Uint8Array(64 * 48 * 3).fill(90), width: 64, height: 48, boxes: [{ classId: 0, box: [16, 8, 48, 40], ignore: false }] };
+    const spec = { ...defaultSpec, inputWidth: 32, inputHeight: 24 };
+    const heights = (zoom: [number, number]) => new RealBatches([{ name: 'c', frames: [frame] }], 3, { zoom }).take(spec, 20).flatMap((s) => s.boxes.map((b) => b.box[3] - b.box[1]));
+    // The box is 2/3 of the frame's height: 16 of 24 input rows at zoom 1, 8 at zoom 0.5 (rotation aside).
+    for (const h of heights([1, 1])) expect(h).toBeGreaterThan(14);
+    for (const h of heights([0.5, 0.5])) expect(h).toBeLessThan(10);
+  });
+
+  it('refuses a zoom range that is not LO,HI with 0 < LO <= HI <= 4', async () => {
+    await expect(realRecipe([], 0.5, classes, { cacheDir: '/nonexistent', zoom: [1.5, 1] })).rejects.toThrow(/--zoom 1.5,1/);
   });
 });
 
@@ -160,7 +173,7 @@ describe('captions', () => {
     const frame: StoredFrame = { pixels: new Uint8Array(64 * 48 * 3).fill(90), width: 64, height: 48, boxes: [] };
     const spec = { ...defaultSpec, inputWidth: 32, inputHeight: 24 };
     const plain = new RealBatches([{ name: 'c', frames: [frame] }], 3).take(spec, 40);
-    const captioned = new RealBatches([{ name: 'c', frames: [frame] }], 3, 0, 0.5).take(spec, 40);
+    const captioned = new RealBatches([{ name: 'c', frames: [frame] }], 3, { captionShare: 0.5 }).take(spec, 40);
     const hasMarks = (p: Uint8Array) => p.some((v) => v <= 20 || v >= 230);
     expect(plain.filter((s) => hasMarks(s.pixels)).length).toBe(0);
     const n = captioned.filter((s) => hasMarks(s.pixels)).length;

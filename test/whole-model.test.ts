@@ -16,7 +16,7 @@ import { letterbox } from '../src/source/geometry.js';
 import { take } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameReservoir, type SupervisedImage } from '../src/adapt/student/reservoir.js';
-import { StudentTrainer } from '../src/adapt/student/trainer.js';
+import { StudentTrainer, type StudentTrainerOptions } from '../src/adapt/student/trainer.js';
 import { loadStudent } from '../src/adapt/student/model-files.js';
 import { isKeyframe, keyframeFrames, siteFrameOf } from '../src/adapt/specialize.js';
 import { ModelError } from '../src/errors.js';
@@ -87,7 +87,7 @@ function weightsEqual(a: WeightArrays, b: WeightArrays): boolean {
 }
 
 describe('whole-model trainer', () => {
-  async function trainer(lr: number): Promise<{ trainer: StudentTrainer; frames: SupervisedImage[] }> {
+  async function trainer(lr: number, options: Partial<StudentTrainerOptions> = {}): Promise<{ trainer: StudentTrainer; frames: SupervisedImage[] }> {
     const student = await loadStudent(tf, 'beats-s');
     const scene = new SyntheticScene({ scene: 'street', seed: 4242, width: 320, height: 240, fps: 10, domain: [] });
     scene.skip(30);
@@ -96,7 +96,7 @@ describe('whole-model trainer', () => {
       scene.skip(3);
       frames.push({ ...sampleFromSynthetic(student.spec, scene.next()), time: i });
     }
-    const t = new StudentTrainer(tf, student.spec, student.weights, { lr, stepsPerUpdate: 2, batch: 4, minTrain: 4, minHoldout: 2, holdoutEvery: 4, seed: 5 });
+    const t = new StudentTrainer(tf, student.spec, student.weights, { lr, stepsPerUpdate: 2, batch: 4, minTrain: 4, minHoldout: 2, holdoutEvery: 4, seed: 5, ...options });
     frames.forEach((f, i) => t.add(f, i));
     return { trainer: t, frames };
   }
@@ -124,6 +124,20 @@ describe('whole-model trainer', () => {
     if (outcome.kind === 'rejected') expect(['holdout_f1', 'replay_f1', 'non_finite']).toContain(outcome.reason);
     expect(weightsEqual(t.weightArrays(), before)).toBe(true);
     expect(t.score()).toBe(f1);
+    t.dispose();
+  }, 120_000);
+
+  it('keeps training the shadow after a rejection, and takes it back to the serving weights only after several in a row', async () => {
+    // A guard that can never be satisfied (replay F1 would have to rise by 2): every update is rejected, none may serve.
+    const { trainer: t } = await trainer(0.0005, { replayTolerance: -2, resetAfterRejections: 3, driftTolerance: 2 });
+    const serving = t.weightArrays();
+    const outcomes = Array.from({ length: 6 }, () => t.update());
+    expect(outcomes.map((o) => o.kind)).toEqual(Array(6).fill('rejected'));
+    expect(outcomes.map((o) => ('figures' in o ? o.figures.reset : undefined))).toEqual([false, false, true, false, false, true]);
+    expect(t.counts.resets).toBe(2);
+    // Reset halves the rate; rejections short of a reset leave it.
+    expect(outcomes.map((o) => ('figures' in o ? o.figures.lr : 0))).toEqual([0.0005, 0.0005, 0.0005, 0.00025, 0.00025, 0.00025]);
+    expect(weightsEqual(t.weightArrays(), serving)).toBe(true);
     t.dispose();
   }, 120_000);
 

@@ -144,11 +144,16 @@ program
   })
   .option('--context <channels>', "a new run's context stage at stride 16 (a wider view per cell; the input a multiple of 16)", positiveInt)
   .option('--captions <share>', "share of a new run's real samples with on-screen-display captions painted on, as background (default 0)", Number)
+  .option('--zoom <lo,hi>', "a new run's zoom range for real samples (default 0.7,1.8; below 1 the frame smaller inside padding)", (v: string) => {
+    const [lo, hi, ...rest] = v.split(',').map(Number);
+    if (rest.length > 0 || !(lo! > 0 && lo! <= hi! && hi! <= 4)) throw new InvalidArgumentError(`"${v}" is not a zoom range LO,HI with 0 < LO <= HI <= 4`);
+    return [lo!, hi!] as [number, number];
+  })
   .option('--cls-target <hard|iou>', "a new run's class target on positive cells: 1 (hard, focal loss) or the predicted box's IoU (iou, quality focal loss)", (v: string) => {
     if (v !== 'hard' && v !== 'iou') throw new InvalidArgumentError(`"${v}" is not a class target (hard or iou)`);
     return v;
   })
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; mosaic?: number; captions?: number; input?: { width: number; height: number }; context?: number; sizeRadius?: number; clsTarget?: 'hard' | 'iou' }) => {
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; mosaic?: number; captions?: number; zoom?: [number, number]; input?: { width: number; height: number }; context?: number; sizeRadius?: number; clsTarget?: 'hard' | 'iou' }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

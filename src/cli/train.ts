@@ -4,7 +4,7 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { logger } from '../log.js';
 import { BeatsError } from '../errors.js';
-import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../train/beats-train.js';
+import { SyntheticBatches, asVariables, defaultRecipe, initWeights, loadCheckpoint, saveCheckpoint, setLearningRate, stageStart, trainStep, type Checkpoint, type TrainRecipe } from '../train/beats-train.js';
 import { gridSize, type Weights } from '../train/beats-cnn.js';
 import type { Tf } from '../train/tf.js';
 import { SYNTHETIC_SCENES } from '../source/synthetic/index.js';
@@ -42,6 +42,8 @@ export interface TrainOptions {
   mosaic?: number;
   /** Share of real samples with on-screen-display captions painted on (src/train/overlay.ts). */
   captions?: number;
+  /** The real samples' zoom range, e.g. [0.5, 1.6]. */
+  zoom?: [number, number];
   /** A new run's input size (default 160x120); each a multiple of 8. */
   input?: { width: number; height: number };
   /** A new run's context stage: channels at stride 16 (input a multiple of 16). */
@@ -113,7 +115,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
   const labelCache = path.join('.beats', 'labels');
   if (options.real?.length) {
     if (checkpoint) log.warn(`--real ignored: resuming ${file}, whose recipe names its own clips`);
-    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, captionShare: options.captions, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
+    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, captionShare: options.captions, zoom: options.zoom, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
   }
   let initial = checkpoint?.weights ?? initWeights(tf, spec, recipe.seed);
   if (options.initFrom && !checkpoint) {
@@ -159,7 +161,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
       // Warm-up, then cosine decay to 5 % of the rate.
       const progress = step / recipe.steps;
       const rate = recipe.lr * Math.min(1, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * progress)));
-      (optimizer as unknown as { learningRate: number }).learningRate = rate;
+      setLearningRate(optimizer, rate);
       const result = trainStep(tf, spec, weights, optimizer, mixedBatch(spec, recipe.batch, data, realData, real?.share ?? 0));
       if (!Number.isFinite(result.loss)) throw new Error(`loss is ${result.loss} at step ${step}: not saving this`);
       step++;

@@ -184,6 +184,8 @@ export interface RealDataRecipe {
   mosaicShare?: number;
   /** Share of real samples with on-screen-display captions painted on (src/train/overlay.ts; absent: none). */
   captionShare?: number;
+  /** The real samples' zoom range (absent: src/train/augment.ts's default). */
+  zoom?: [number, number];
 }
 
 export const defaultRecipe: TrainRecipe = {
@@ -334,6 +336,11 @@ export interface StepResult {
 }
 
 /** One optimizer step on a batch; batch-norm moving statistics follow the batch (momentum 0.99). */
+/** Sets an optimizer's learning rate in place (its moments kept); tfjs reads the field on every step but declares it protected. */
+export function setLearningRate(optimizer: tfType.Optimizer, rate: number): void {
+  (optimizer as unknown as { learningRate: number }).learningRate = rate;
+}
+
 export function trainStep(tf: Tf, spec: BeatsCnnSpec, weights: Weights, optimizer: tfType.Optimizer, batch: TrainingSample[]): StepResult {
   const { gw, gh } = gridSize(spec);
   const c = spec.classes.length;

@@ -15,7 +15,7 @@ import type { BeatsCnnSpec } from './beats-cnn.js';
 import type { TrainingSample } from './beats-train.js';
 import { replay } from '../source/replay.js';
 import { toInputPixels } from '../source/geometry.js';
-import { augment, type StoredFrame } from './augment.js';
+import { augment, defaultAugment, type AugmentRanges, type StoredFrame } from './augment.js';
 import { withCaptions } from './overlay.js';
 import { seededRandom, type Random } from './random.js';
 import type { TeacherLabelFile } from './teacher-labels.js';
@@ -91,28 +91,42 @@ export function mosaic(quarters: readonly TrainingSample[], width: number, heigh
   return { pixels, boxes };
 }
 
+export interface RealBatchOptions {
+  /** Share of samples that are 2x2 mosaics of half-size samples. */
+  mosaicShare?: number;
+  /** Share of samples with on-screen-display captions painted on. */
+  captionShare?: number;
+  /** The augmentation's zoom range (src/train/augment.ts; below 1 the frame smaller inside padding). */
+  zoom?: readonly [number, number];
+}
+
 /**
  * Endless augmented samples from real clips, clip by clip in turn, frames at random; `mosaicShare`
  * of them mosaics, `captionShare` of them with on-screen-display captions painted on.
  */
 export class RealBatches {
   private readonly random: Random;
+  private readonly mosaicShare: number;
+  private readonly captionShare: number;
+  private readonly ranges: AugmentRanges;
   private next = 0;
 
   constructor(
     private readonly clips: readonly RealClip[],
     seed: number,
-    private readonly mosaicShare = 0,
-    private readonly captionShare = 0,
+    options: RealBatchOptions = {},
   ) {
     if (clips.length === 0) throw new BeatsError('no real clips to train on');
     this.random = seededRandom(seed);
+    this.mosaicShare = options.mosaicShare ?? 0;
+    this.captionShare = options.captionShare ?? 0;
+    this.ranges = options.zoom ? { ...defaultAugment, zoom: [options.zoom[0], options.zoom[1]] } : defaultAugment;
   }
 
   private one(width: number, height: number): TrainingSample {
     const clip = this.clips[this.next++ % this.clips.length]!;
     const frame = clip.frames[Math.floor(this.random() * clip.frames.length)]!;
-    return augment(frame, width, height, this.random);
+    return augment(frame, width, height, this.random, this.ranges);
   }
 
   take(spec: BeatsCnnSpec, n: number): TrainingSample[] {

@@ -19,12 +19,14 @@ export interface RealDataSource {
 const runtime: ProviderSettings = { providers: ['cpu'], tensorrt: { fp16: false, engineCache: '.beats/trt-cache' }, threads: 0 };
 
 /** A new recipe's real part: each clip labelled (or found in the cache) and hashed. */
-export async function realRecipe(files: readonly string[], share: number, classes: readonly string[], options: { cacheDir: string; mosaicShare?: number; captionShare?: number; onClip?: (file: string) => void }): Promise<RealDataRecipe> {
+export async function realRecipe(files: readonly string[], share: number, classes: readonly string[], options: { cacheDir: string; mosaicShare?: number; captionShare?: number; zoom?: [number, number]; onClip?: (file: string) => void }): Promise<RealDataRecipe> {
   if (!(share > 0 && share <= 1)) throw new BeatsError(`--real-share ${share}: must be in (0, 1]`);
   const mosaicShare = options.mosaicShare ?? 0;
   if (!(mosaicShare >= 0 && mosaicShare <= 1)) throw new BeatsError(`--mosaic ${mosaicShare}: must be in [0, 1]`);
   const captionShare = options.captionShare ?? 0;
   if (!(captionShare >= 0 && captionShare <= 1)) throw new BeatsError(`--captions ${captionShare}: must be in [0, 1]`);
+  const zoom = options.zoom;
+  if (zoom && !(zoom.length === 2 && zoom[0] > 0 && zoom[0] <= zoom[1] && zoom[1] <= 4)) throw new BeatsError(`--zoom ${zoom.join(',')}: must be LO,HI with 0 < LO <= HI <= 4`);
   const settings: TeacherLabelSettings = { ...defaultLabelSettings, classes };
   const clips: RealDataRecipe['clips'] = [];
   let teacher: RealDataRecipe['teacher'] | undefined;
@@ -35,7 +37,7 @@ export async function realRecipe(files: readonly string[], share: number, classe
     teacher = { name: labels.teacher.name, version: labels.teacher.version, size: labels.teacher.size, threshold: settings.threshold, ignoreBelow: settings.ignoreBelow };
     clips.push({ file: path.resolve(file), sha256: labels.sha256, frames: labels.frames.length });
   }
-  return { clips, share, teacher: teacher!, maxFramesPerClip: 400, jpegShare: 0.3, ...(mosaicShare > 0 ? { mosaicShare } : {}), ...(captionShare > 0 ? { captionShare } : {}) };
+  return { clips, share, teacher: teacher!, maxFramesPerClip: 400, jpegShare: 0.3, ...(mosaicShare > 0 ? { mosaicShare } : {}), ...(captionShare > 0 ? { captionShare } : {}), ...(zoom ? { zoom } : {}) };
 }
 
 /** The recipe's clips in memory, refusing a file whose content is not what the recipe recorded. */
@@ -49,7 +51,7 @@ export async function loadRealData(real: RealDataRecipe, spec: BeatsCnnSpec, see
     const labels = await teacherLabels(clip.file, settings, { runtime, cacheDir, sha256: sha });
     clips.push(await loadRealClip(clip.file, labels, spec.classes, { width: spec.inputWidth * 2, height: spec.inputHeight * 2, maxFramesPerClip: real.maxFramesPerClip, jpegShare: real.jpegShare, jpegQuality: [15, 45], seed: seed + i }));
   }
-  return new RealBatches(clips, seed, real.mosaicShare ?? 0, real.captionShare ?? 0);
+  return new RealBatches(clips, seed, { mosaicShare: real.mosaicShare, captionShare: real.captionShare, zoom: real.zoom });
 }
 
 /** A batch of `n`: `round(n * share)` real samples, the rest synthetic. */

@@ -8,16 +8,20 @@
  * - An update is `stepsPerUpdate` Adam steps on batches half from the newest frames and half from
  *   the reservoir, mirrored at random; batch-norm statistics follow the batches as in training.
  * - The guard scores the serving weights and the shadow on the held-out frames and on a replay
- *   sample (F1 at the camera's threshold): the shadow serves only if held-out F1 does not fall and
- *   replay F1 falls by at most `replayTolerance`. A rejected shadow is thrown away (the weights are
- *   restored, Adam starts again) and the learning rate halves; an accepted one doubles it back.
+ *   sample (F1 at the camera's threshold): the shadow serves (a copy of it becomes the serving
+ *   weights) only if held-out F1 does not fall and replay F1 falls by at most `replayTolerance`.
+ * - A rejected shadow keeps training: a few steps seldom move F1 on a few dozen frames at once,
+ *   and throwing each such update away would keep a site from ever being learnt. The shadow goes
+ *   back to the serving weights (Adam starts again, the learning rate halves) only when its loss is
+ *   not finite, after `resetAfterRejections` rejections in a row, or when its held-out F1 falls more
+ *   than `driftTolerance` below the serving weights'. An accepted update doubles the rate back.
  *
  * Synchronous and single-threaded: the caller runs it off the frame path (a worker, or the
  * evaluation's simulated stream) and measures its wall time against the CPU share it may take.
  */
 import type * as tfType from '@tensorflow/tfjs';
 import type { BeatsCnnSpec, Weights } from '../../train/beats-cnn.js';
-import { asVariables, mirror, trainStep } from '../../train/beats-train.js';
+import { asVariables, mirror, setLearningRate, trainStep } from '../../train/beats-train.js';
 import type { WeightArrays } from '../../train/beats-export.js';
 import { seededRandom, type Random } from '../../train/random.js';
 import type { Tf } from '../../train/tf.js';
@@ -43,6 +47,10 @@ export interface StudentTrainerOptions {
   replaySample: number;
   /** Replay F1 may fall by at most this. */
   replayTolerance: number;
+  /** The shadow goes back to the serving weights after this many rejected updates in a row... */
+  resetAfterRejections: number;
+  /** ...or as soon as its held-out F1 is more than this below the serving weights'. */
+  driftTolerance: number;
   seed: number;
 }
 
@@ -58,6 +66,8 @@ export const defaultStudentTrainerOptions: StudentTrainerOptions = {
   reservoir: { maxFrames: 400, maxBytes: 64 * 1024 * 1024 },
   replaySample: 16,
   replayTolerance: 0.02,
+  resetAfterRejections: 8,
+  driftTolerance: 0.1,
   seed: 1,
 };
 
@@ -67,6 +77,8 @@ export interface StudentUpdateFigures {
   /** Mean training loss over the update's steps. */
   loss: number;
   lr: number;
+  /** Whether the shadow went back to the serving weights after this update. */
+  reset: boolean;
   durationMs: number;
   /** Of which the optimizer steps. */
   stepsMs: number;
@@ -79,16 +91,20 @@ export type StudentUpdate =
 
 export class StudentTrainer {
   private readonly options: StudentTrainerOptions;
-  private readonly weights: Weights;
+  /** What trains: Adam's variables. */
+  private readonly shadow: Weights;
+  /** What serves: a copy of the shadow as it was when the guard last accepted it. */
+  private serving: Weights;
   private readonly reservoir: FrameReservoir;
   private readonly holdout: SupervisedImage[] = [];
   private readonly recent: SupervisedImage[] = [];
   private readonly random: Random;
   private optimizer: tfType.Optimizer;
   private lr: number;
+  private rejectedInARow = 0;
   /** Held-out F1 of the serving weights, while neither they nor the held-out frames changed. */
   private holdoutF1: number | undefined;
-  readonly counts = { accepted: 0, rejected: 0, trained: 0, heldOut: 0 };
+  readonly counts = { accepted: 0, rejected: 0, resets: 0, trained: 0, heldOut: 0 };
 
   constructor(
     private readonly tf: Tf,
@@ -97,7 +113,8 @@ export class StudentTrainer {
     options: Partial<StudentTrainerOptions> = {},
   ) {
     this.options = { ...defaultStudentTrainerOptions, ...options };
-    this.weights = asVariables(tf, initial);
+    this.shadow = asVariables(tf, initial);
+    this.serving = copyOf(this.shadow);
     this.random = seededRandom(this.options.seed);
     this.reservoir = new FrameReservoir(this.options.reservoir, this.random);
     this.lr = this.options.lr;
@@ -142,26 +159,25 @@ export class StudentTrainer {
     const started = performance.now();
     const replay = this.reservoir.sample(Math.min(o.replaySample, this.reservoir.size));
     const before = { holdout: (this.holdoutF1 ??= this.score(this.holdout)), replay: this.score(replay) };
-    const snapshot = this.snapshot();
     let loss = 0;
     const stepsFrom = performance.now();
-    for (let s = 0; s < o.stepsPerUpdate; s++) loss += trainStep(this.tf, this.spec, this.weights, this.optimizer, this.batch()).loss / o.stepsPerUpdate;
+    for (let s = 0; s < o.stepsPerUpdate; s++) loss += trainStep(this.tf, this.spec, this.shadow, this.optimizer, this.batch()).loss / o.stepsPerUpdate;
     const stepsMs = performance.now() - stepsFrom;
-    const after = { holdout: this.score(this.holdout), replay: this.score(replay) };
+    const finite = Number.isFinite(loss);
+    const after = finite ? { holdout: this.scoreShadow(this.holdout), replay: this.scoreShadow(replay) } : { holdout: 0, replay: 0 };
+    const reason = !finite ? 'non_finite' : after.holdout < before.holdout ? 'holdout_f1' : after.replay < before.replay - o.replayTolerance ? 'replay_f1' : undefined;
+    const reset = reason !== undefined && (!finite || ++this.rejectedInARow >= o.resetAfterRejections || after.holdout < before.holdout - o.driftTolerance);
     const figures: StudentUpdateFigures = {
       holdout: { frames: this.holdout.length, f1Before: before.holdout, f1After: after.holdout },
       replay: { frames: replay.length, f1Before: before.replay, f1After: after.replay },
       loss,
       lr: this.lr,
+      reset,
       durationMs: 0,
       stepsMs,
     };
-    const reason = !Number.isFinite(loss) ? 'non_finite' : after.holdout < before.holdout ? 'holdout_f1' : after.replay < before.replay - o.replayTolerance ? 'replay_f1' : undefined;
-    if (reason) this.restore(snapshot);
-    else this.holdoutF1 = after.holdout;
-    snapshot.forEach((t) => t.dispose());
-    this.lr = reason ? Math.max(o.lr / 16, this.lr / 2) : Math.min(o.lr, this.lr * 2);
-    if (reason) this.resetOptimizer();
+    if (reason === undefined) this.accept(after.holdout);
+    else if (reset) this.resetShadow();
     figures.durationMs = performance.now() - started;
     if (reason) {
       this.counts.rejected++;
@@ -173,24 +189,49 @@ export class StudentTrainer {
 
   /** F1 of the serving weights on frames (held-out ones when none are given). */
   score(images: readonly SupervisedImage[] = this.holdout): number {
-    return f1On(this.tf, this.spec, this.weights, images, this.options.threshold);
+    return f1On(this.tf, this.spec, this.serving, images, this.options.threshold);
   }
 
   /** The serving weights, copied out (what exportBeatsOnnx takes). */
   weightArrays(): WeightArrays {
     const out: WeightArrays = new Map();
-    for (const [name, t] of this.weights) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
+    for (const [name, t] of this.serving) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
     return out;
   }
 
   /** The serving weights themselves (for scoring elsewhere); not to be disposed by the caller. */
   get servingWeights(): Weights {
-    return this.weights;
+    return this.serving;
   }
 
   dispose(): void {
-    this.weights.forEach((t) => t.dispose());
+    this.shadow.forEach((t) => t.dispose());
+    this.serving.forEach((t) => t.dispose());
     this.optimizer.dispose();
+  }
+
+  private scoreShadow(images: readonly SupervisedImage[]): number {
+    return f1On(this.tf, this.spec, this.shadow, images, this.options.threshold);
+  }
+
+  private accept(holdoutF1: number): void {
+    this.serving.forEach((t) => t.dispose());
+    this.serving = copyOf(this.shadow);
+    this.holdoutF1 = holdoutF1;
+    this.rejectedInARow = 0;
+    this.lr = Math.min(this.options.lr, this.lr * 2);
+    setLearningRate(this.optimizer, this.lr);
+  }
+
+  /** The shadow goes back to the serving weights; Adam starts again at half the rate. */
+  private resetShadow(): void {
+    const serving = [...this.serving.values()];
+    [...this.shadow.values()].forEach((t, i) => (t as tfType.Variable).assign(serving[i]!));
+    this.rejectedInARow = 0;
+    this.counts.resets++;
+    this.lr = Math.max(this.options.lr / 16, this.lr / 2);
+    this.optimizer.dispose();
+    this.optimizer = this.tf.train.adam(this.lr);
   }
 
   private batch(): SupervisedImage[] {
@@ -199,17 +240,8 @@ export class StudentTrainer {
     const picked = [...Array.from({ length: fromRecent }, () => this.recent[Math.floor(this.random() * this.recent.length)]!), ...this.reservoir.sample(n - fromRecent)];
     return picked.map((im) => (this.random() < 0.5 ? im : mirror(this.spec, im)));
   }
+}
 
-  private snapshot(): tfType.Tensor[] {
-    return [...this.weights.values()].map((t) => t.clone());
-  }
-
-  private restore(snapshot: readonly tfType.Tensor[]): void {
-    [...this.weights.values()].forEach((t, i) => (t as tfType.Variable).assign(snapshot[i]!));
-  }
-
-  private resetOptimizer(): void {
-    this.optimizer.dispose();
-    this.optimizer = this.tf.train.adam(this.lr);
-  }
+function copyOf(weights: Weights): Weights {
+  return new Map([...weights].map(([name, t]) => [name, t.clone()]));
 }
