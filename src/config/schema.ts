@@ -200,11 +200,11 @@ export const adaptSchema = z.strictObject({
       reservoir_frames: z.number().int().min(1).max(100_000).default(400),
       reservoir_mb: z.number().positive().max(4096).default(64),
       /** The newest held-out keyframes the guard scores updates on (one keyframe in five is held out). */
-      holdout_frames: z.number().int().min(2).max(1000).default(32),
+      holdout_frames: z.number().int().min(2).max(1000).default(64),
       /** Recent model-input frames kept for operator verdicts to label (their pixels; at most feedback.ring_frames). */
       verdict_frames: z.number().int().min(1).max(10_000).default(100),
     })
-    .default({ lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 32, verdict_frames: 100 }),
+    .default({ lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 64, verdict_frames: 100 }),
   /** The frame is divided into grid x grid regions; a bucket is a (region, class) pair. */
   grid: z.number().int().min(1).max(16).default(4),
   /** A bucket fires when at least n_min supervised cells went into its gradient... */

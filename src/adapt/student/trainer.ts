@@ -13,8 +13,9 @@
  * - A rejected shadow keeps training: a few steps seldom move F1 on a few dozen frames at once,
  *   and throwing each such update away would keep a site from ever being learnt. The shadow goes
  *   back to the serving weights (Adam starts again, the learning rate halves) only when its loss is
- *   not finite, after `resetAfterRejections` rejections in a row, or when its held-out F1 falls more
- *   than `driftTolerance` below the serving weights'. An accepted update doubles the rate back.
+ *   not finite, or when its held-out F1 falls more than `driftTolerance` below the serving weights'
+ *   (or after `resetAfterRejections` rejections in a row, when set: taking the shadow back after a
+ *   fixed count measured worse on a validation clip). An accepted update doubles the rate back.
  *
  * Synchronous and single-threaded: the caller runs it off the frame path (a worker, or the
  * evaluation's simulated stream) and measures its wall time against the CPU share it may take.
@@ -47,7 +48,7 @@ export interface StudentTrainerOptions {
   replaySample: number;
   /** Replay F1 may fall by at most this. */
   replayTolerance: number;
-  /** The shadow goes back to the serving weights after this many rejected updates in a row... */
+  /** The shadow goes back to the serving weights after this many rejected updates in a row (default never)... */
   resetAfterRejections: number;
   /** ...or as soon as its held-out F1 is more than this below the serving weights'. */
   driftTolerance: number;
@@ -60,13 +61,13 @@ export const defaultStudentTrainerOptions: StudentTrainerOptions = {
   batch: 8,
   stepsPerUpdate: 4,
   holdoutEvery: 5,
-  holdoutMax: 32,
+  holdoutMax: 64,
   minHoldout: 4,
   minTrain: 8,
   reservoir: { maxFrames: 400, maxBytes: 64 * 1024 * 1024 },
   replaySample: 16,
   replayTolerance: 0.02,
-  resetAfterRejections: 8,
+  resetAfterRejections: Number.POSITIVE_INFINITY,
   driftTolerance: 0.1,
   seed: 1,
 };
