@@ -141,6 +141,15 @@ describe('whole-model trainer', () => {
     t.dispose();
   }, 120_000);
 
+  it('takes the shadow back at once when its held-out F1 drifts more than driftTolerance under the serving weights\'', async () => {
+    // A tolerance below zero: every rejected shadow counts as drifted.
+    const { trainer: t } = await trainer(0.0005, { replayTolerance: -2, driftTolerance: -2 });
+    const outcomes = [t.update(), t.update()];
+    expect(outcomes.map((o) => ('figures' in o ? o.figures.reset : undefined))).toEqual([true, true]);
+    expect(t.counts.resets).toBe(2);
+    t.dispose();
+  }, 120_000);
+
   it('accepts only updates whose held-out F1 did not fall', async () => {
     const { trainer: t } = await trainer(0.0005);
     for (let i = 0; i < 2; i++) {
