@@ -127,7 +127,7 @@ describe('whole-model trainer', () => {
     t.dispose();
   }, 120_000);
 
-  it('keeps training the shadow after a rejection, and takes it back to the serving weights only after several in a row', async () => {
+  it('keeps training the shadow after a rejection, and takes it back to the serving weights after resetAfterRejections in a row when that is set', async () => {
     // A guard that can never be satisfied (replay F1 would have to rise by 2): every update is rejected, none may serve.
     const { trainer: t } = await trainer(0.0005, { replayTolerance: -2, resetAfterRejections: 3, driftTolerance: 2 });
     const serving = t.weightArrays();
