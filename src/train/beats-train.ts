@@ -335,12 +335,12 @@ export interface StepResult {
   box: number;
 }
 
-/** One optimizer step on a batch; batch-norm moving statistics follow the batch (momentum 0.99). */
 /** Sets an optimizer's learning rate in place (its moments kept); tfjs reads the field on every step but declares it protected. */
 export function setLearningRate(optimizer: tfType.Optimizer, rate: number): void {
   (optimizer as unknown as { learningRate: number }).learningRate = rate;
 }
 
+/** One optimizer step on a batch; batch-norm moving statistics follow the batch (momentum 0.99). */
 export function trainStep(tf: Tf, spec: BeatsCnnSpec, weights: Weights, optimizer: tfType.Optimizer, batch: TrainingSample[]): StepResult {
   const { gw, gh } = gridSize(spec);
   const c = spec.classes.length;
