@@ -11,7 +11,7 @@ import { augment, defaultAugment, type StoredFrame } from '../src/train/augment.
 import { seededRandom } from '../src/train/random.js';
 import { teacherBox, teacherLabels, toTruthFrames, type TeacherLabelSettings } from '../src/train/teacher-labels.js';
 import { loadRealData, mixedBatch, realRecipe } from '../src/train/real-data.js';
-import { RealBatches, mosaic } from '../src/train/real-clips.js';
+import { RealBatches, gridCells, mosaic } from '../src/train/real-clips.js';
 import { withCaptions } from '../src/train/overlay.js';
 import { compareModels } from '../src/model/compare.js';
 import { defaultSpec } from '../src/train/beats-cnn.js';
@@ -109,7 +109,36 @@ describe('mosaics', () => {
     const at = (x: number, y: number) => m.pixels[(y * 8 + x) * 3]!;
     expect([at(0, 0), at(3, 2), at(4, 0), at(7, 2), at(0, 3), at(3, 5), at(4, 3), at(7, 5)]).toEqual([10, 10, 20, 20, 30, 30, 40, 40]);
     expect(m.boxes.map((b) => b.box)).toEqual([[0, 0, 2, 2], [5, 1, 7, 2], [0, 4, 4, 6], [6, 3, 8, 6]]);
-    expect(() => mosaic([quarter(1, [0, 0, 1, 1])], 8, 6)).toThrow(/four samples/);
+    expect(() => mosaic([quarter(1, [0, 0, 1, 1])], 8, 6)).toThrow(/needs n x n samples/);
+    expect(() => mosaic([10, 20, 30, 40].map((v) => ({ ...quarter(v, [0, 0, 1, 1]), pixels: new Uint8Array(3 * 3 * 3) })), 8, 6)).toThrow(/cell 0 is 4x3/);
+  });
+
+  it('a 3x3 grid whose cells do not divide the frame: edges at rounded thirds, every pixel covered', () => {
+    expect(gridCells(3, 8, 6).map((c) => [c.x, c.y, c.width, c.height])).toEqual([
+      [0, 0, 3, 2], [3, 0, 2, 2], [5, 0, 3, 2],
+      [0, 2, 3, 2], [3, 2, 2, 2], [5, 2, 3, 2],
+      [0, 4, 3, 2], [3, 4, 2, 2], [5, 4, 3, 2],
+    ]);
+    const cells = gridCells(3, 8, 6).map((c, i) => ({ pixels: new Uint8Array(c.width * c.height * 3).fill(i + 1), boxes: [{ classId: 0, box: [0, 0, 1, 1] as [number, number, number, number], ignore: false }] }));
+    const m = mosaic(cells, 8, 6);
+    expect([...m.pixels].every((v) => v > 0)).toBe(true);
+    expect(m.pixels[(5 * 8 + 7) * 3]).toBe(9);
+    expect(m.boxes[8]!.box).toEqual([5, 4, 6, 5]);
+  });
+
+  it('mosaic grids drawn from a list: 4x4 mosaics hold objects at a quarter of their size', () => {
+    const frame: StoredFrame = { pixels: new Uint8Array(64 * 48 * 3).fill(90), width: 64, height: 48, boxes: [{ classId: 0, box: [16, 8, 48, 40], ignore: false }] };
+    const spec = { ...defaultSpec, inputWidth: 64, inputHeight: 48 };
+    const samples = new RealBatches([{ name: 'c', frames: [frame] }], 5, { mosaicShare: 1, mosaicGrids: [2, 4] }).take(spec, 30);
+    const counts = new Set(samples.map((s) => s.boxes.length));
+    // A box is kept (or kept as ignore) per cell, so a 2x2 holds at most 4 and a 4x4 more than 4.
+    expect(samples.some((s) => s.boxes.length > 4)).toBe(true);
+    expect(samples.some((s) => s.boxes.length <= 4)).toBe(true);
+    const big = samples.filter((s) => s.boxes.length > 4).flatMap((s) => s.boxes.map((b) => b.box[3] - b.box[1]));
+    // The box is 2/3 of the frame's height: 32 input rows whole, about 8 in a 4x4 cell (zoom aside).
+    expect(Math.max(...big)).toBeLessThan(16);
+    expect(counts.size).toBeGreaterThan(1);
+    expect(() => new RealBatches([{ name: 'c', frames: [frame] }], 5, { mosaicGrids: [1] })).toThrow(/at least 2/);
   });
 
   it('a share of the real samples are mosaics, their objects at half the size', () => {
@@ -133,6 +162,11 @@ describe('mosaics', () => {
     // The box is 2/3 of the frame's height: 16 of 24 input rows at zoom 1, 8 at zoom 0.5 (rotation aside).
     for (const h of heights([1, 1])) expect(h).toBeGreaterThan(14);
     for (const h of heights([0.5, 0.5])) expect(h).toBeLessThan(10);
+  });
+
+  it('refuses mosaic grids without a mosaic share, or grids that are not n >= 2', async () => {
+    await expect(realRecipe([], 0.5, classes, { cacheDir: '/nonexistent', mosaicGrids: [2, 3] })).rejects.toThrow(/--mosaic-grid 2,3: needs --mosaic/);
+    await expect(realRecipe([], 0.5, classes, { cacheDir: '/nonexistent', mosaicShare: 0.5, mosaicGrids: [1, 3] })).rejects.toThrow(/--mosaic-grid 1,3: each grid/);
   });
 
   it('refuses a zoom range that is not LO,HI with 0 < LO <= HI <= 4', async () => {

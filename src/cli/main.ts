@@ -135,7 +135,7 @@ program
   .option('--init-from <checkpoint>', 'a new run starts from the weights of this checkpoint that fit its architecture (a warm start, recorded in the recipe)')
   .option('--real <videos>', 'real clips to mix in, comma separated: labelled by the teacher (yolox-nano at 640, cached) and recorded in the recipe with their sha256', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
   .option('--real-share <share>', 'share of each batch that is real footage (default 0.5)', Number)
-  .option('--mosaic <share>', "share of a new run's real samples that are 2x2 mosaics of half-size samples (default 0)", Number)
+  .option('--mosaic <share>', "share of a new run's real samples that are mosaics of smaller samples (2x2 unless --mosaic-grid; default 0)", Number)
   .option('--input <WxH>', 'a new run\'s input size, each a multiple of 8 (default 160x120)', inputSize)
   .option('--size-radius <share>', "a new run's positive cells: within this share of a box's shorter side from its centre, when more than 1.5 cells", (v: string) => {
     const n = Number(v);
@@ -149,11 +149,16 @@ program
     if (rest.length > 0 || !(lo! > 0 && lo! <= hi! && hi! <= 4)) throw new InvalidArgumentError(`"${v}" is not a zoom range LO,HI with 0 < LO <= HI <= 4`);
     return [lo!, hi!] as [number, number];
   })
+  .option('--mosaic-grid <list>', "a new run's mosaic grids, drawn at random: 2 (2x2 of half-size samples, the default), 3, 4 ... comma separated", (v: string) => {
+    const grids = v.split(',').map(Number);
+    if (grids.some((n) => !Number.isInteger(n) || n < 2 || n > 8)) throw new InvalidArgumentError(`"${v}" is not a list of grids, each an integer from 2 to 8`);
+    return grids;
+  })
   .option('--cls-target <hard|iou>', "a new run's class target on positive cells: 1 (hard, focal loss) or the predicted box's IoU (iou, quality focal loss)", (v: string) => {
     if (v !== 'hard' && v !== 'iou') throw new InvalidArgumentError(`"${v}" is not a class target (hard or iou)`);
     return v;
   })
-  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; mosaic?: number; captions?: number; zoom?: [number, number]; input?: { width: number; height: number }; context?: number; sizeRadius?: number; clsTarget?: 'hard' | 'iou' }) => {
+  .action(async (opts: { out: string; steps?: number; batch?: number; seed?: number; lr?: number; every?: number; keep?: number; fresh?: boolean; scenes?: string[]; initFrom?: string; real?: string[]; realShare?: number; mosaic?: number; mosaicGrid?: number[]; captions?: number; zoom?: [number, number]; input?: { width: number; height: number }; context?: number; sizeRadius?: number; clsTarget?: 'hard' | 'iou' }) => {
     const { trainCommand } = await import('./train.js');
     await trainCommand(opts);
   });

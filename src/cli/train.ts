@@ -40,6 +40,8 @@ export interface TrainOptions {
   /** Share of each batch that is real (default 0.5). */
   realShare?: number;
   mosaic?: number;
+  /** Mosaic grids drawn from (n for n x n), e.g. [2, 3, 4]. */
+  mosaicGrid?: number[];
   /** Share of real samples with on-screen-display captions painted on (src/train/overlay.ts). */
   captions?: number;
   /** The real samples' zoom range, e.g. [0.5, 1.6]. */
@@ -115,7 +117,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
   const labelCache = path.join('.beats', 'labels');
   if (options.real?.length) {
     if (checkpoint) log.warn(`--real ignored: resuming ${file}, whose recipe names its own clips`);
-    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, captionShare: options.captions, zoom: options.zoom, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
+    else recipe.data.real = await realRecipe(options.real, options.realShare ?? 0.5, spec.classes, { cacheDir: labelCache, mosaicShare: options.mosaic, mosaicGrids: options.mosaicGrid, captionShare: options.captions, zoom: options.zoom, onClip: (f) => log.info(`labels of ${f} (teacher, cached by sha256)`) });
   }
   let initial = checkpoint?.weights ?? initWeights(tf, spec, recipe.seed);
   if (options.initFrom && !checkpoint) {

@@ -180,8 +180,10 @@ export interface RealDataRecipe {
   teacher: { name: string; version: string; size: number; threshold: number; ignoreBelow: number };
   maxFramesPerClip: number;
   jpegShare: number;
-  /** Share of real samples that are 2x2 mosaics of half-size samples (absent: none). */
+  /** Share of real samples that are mosaics (src/train/real-clips.ts; absent: none). */
   mosaicShare?: number;
+  /** The mosaics' grids, n for n x n, drawn at random (absent: 2x2 only). */
+  mosaicGrids?: number[];
   /** Share of real samples with on-screen-display captions painted on (src/train/overlay.ts; absent: none). */
   captionShare?: number;
   /** The real samples' zoom range (absent: src/train/augment.ts's default). */

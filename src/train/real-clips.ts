@@ -71,29 +71,47 @@ export async function loadRealClip(video: string, labels: TeacherLabelFile, clas
   return { name: path.basename(video), frames };
 }
 
+/** The cells of an n x n grid over width x height: edges at rounded multiples of width / n and height / n. */
+export function gridCells(n: number, width: number, height: number): Array<{ x: number; y: number; width: number; height: number }> {
+  const edge = (i: number, size: number) => Math.round((i * size) / n);
+  const cells = [];
+  for (let row = 0; row < n; row++) {
+    for (let col = 0; col < n; col++) {
+      const [x, y] = [edge(col, width), edge(row, height)];
+      cells.push({ x, y, width: edge(col + 1, width) - x, height: edge(row + 1, height) - y });
+    }
+  }
+  return cells;
+}
+
 /**
- * Four samples of half the width and height, side by side in a 2x2 grid, boxes moved with them: the
- * objects of a clip at half their size, in a picture filled with real footage (the letterbox's
+ * Samples side by side in an n x n grid (`gridCells`, row by row), boxes moved with them: the
+ * objects of a clip at 1/n of their size, in a picture filled with real footage (the letterbox's
  * padding would fill it otherwise). The real clips' people are large (a median 83 to 124 pixels tall
- * at 256x192) where a camera over a walkway sees them at 40: without this, no real person the model
- * trains on is that small.
+ * at 256x192, the indoor clip's 90 % of the frame) where a camera over a walkway or a road sees them
+ * at 25 to 80: without this, no real person the model trains on is that small. Each sample must be
+ * its cell's size.
  */
-export function mosaic(quarters: readonly TrainingSample[], width: number, height: number): TrainingSample {
-  const [qw, qh] = [width / 2, height / 2];
-  if (quarters.length !== 4 || !Number.isInteger(qw) || !Number.isInteger(qh)) throw new BeatsError(`mosaic: four samples of ${qw}x${qh} for ${width}x${height}`);
+export function mosaic(cells: readonly TrainingSample[], width: number, height: number): TrainingSample {
+  const n = Math.round(Math.sqrt(cells.length));
+  const grid = n >= 2 && n * n === cells.length ? gridCells(n, width, height) : undefined;
+  if (!grid || grid.some((c) => c.width < 1 || c.height < 1)) throw new BeatsError(`mosaic: ${cells.length} samples for ${width}x${height}: needs n x n samples (n >= 2), each cell at least a pixel`);
   const pixels = new Uint8Array(width * height * 3);
   const boxes: TrainingSample['boxes'] = [];
-  quarters.forEach((q, i) => {
-    const [ox, oy] = [(i % 2) * qw, Math.floor(i / 2) * qh];
-    for (let y = 0; y < qh; y++) pixels.set(q.pixels.subarray(y * qw * 3, (y + 1) * qw * 3), ((oy + y) * width + ox) * 3);
-    for (const b of q.boxes) boxes.push({ ...b, box: [b.box[0] + ox, b.box[1] + oy, b.box[2] + ox, b.box[3] + oy] });
+  cells.forEach((sample, i) => {
+    const { x: ox, y: oy, width: cw, height: ch } = grid[i]!;
+    if (sample.pixels.length !== cw * ch * 3) throw new BeatsError(`mosaic: cell ${i} is ${cw}x${ch} but its sample has ${sample.pixels.length / 3} pixels`);
+    for (let y = 0; y < ch; y++) pixels.set(sample.pixels.subarray(y * cw * 3, (y + 1) * cw * 3), ((oy + y) * width + ox) * 3);
+    for (const b of sample.boxes) boxes.push({ ...b, box: [b.box[0] + ox, b.box[1] + oy, b.box[2] + ox, b.box[3] + oy] });
   });
   return { pixels, boxes };
 }
 
 export interface RealBatchOptions {
-  /** Share of samples that are 2x2 mosaics of half-size samples. */
+  /** Share of samples that are mosaics (`mosaic`). */
   mosaicShare?: number;
+  /** A mosaic's grid, n x n, drawn from these at random (default [2]: 2x2 of half-size samples). */
+  mosaicGrids?: readonly number[];
   /** Share of samples with on-screen-display captions painted on. */
   captionShare?: number;
   /** The augmentation's zoom range (src/train/augment.ts; below 1 the frame smaller inside padding). */
@@ -107,6 +125,7 @@ export interface RealBatchOptions {
 export class RealBatches {
   private readonly random: Random;
   private readonly mosaicShare: number;
+  private readonly mosaicGrids: readonly number[];
   private readonly captionShare: number;
   private readonly ranges: AugmentRanges;
   private next = 0;
@@ -119,6 +138,8 @@ export class RealBatches {
     if (clips.length === 0) throw new BeatsError('no real clips to train on');
     this.random = seededRandom(seed);
     this.mosaicShare = options.mosaicShare ?? 0;
+    this.mosaicGrids = options.mosaicGrids ?? [2];
+    if (this.mosaicGrids.length === 0 || this.mosaicGrids.some((n) => !Number.isInteger(n) || n < 2)) throw new BeatsError(`mosaic grids ${this.mosaicGrids.join(',')}: each must be an integer of at least 2`);
     this.captionShare = options.captionShare ?? 0;
     this.ranges = options.zoom ? { ...defaultAugment, zoom: [options.zoom[0], options.zoom[1]] } : defaultAugment;
   }
@@ -129,13 +150,19 @@ export class RealBatches {
     return augment(frame, width, height, this.random, this.ranges);
   }
 
+  private mosaic(width: number, height: number): TrainingSample {
+    // Drawn only when there is a choice, so that a recipe with the default 2x2 replays the same samples.
+    const n = this.mosaicGrids.length === 1 ? this.mosaicGrids[0]! : this.mosaicGrids[Math.floor(this.random() * this.mosaicGrids.length)]!;
+    return mosaic(gridCells(n, width, height).map((c) => this.one(c.width, c.height)), width, height);
+  }
+
   take(spec: BeatsCnnSpec, n: number): TrainingSample[] {
     const { inputWidth: w, inputHeight: h } = spec;
     const out: TrainingSample[] = [];
     for (let i = 0; i < n; i++) {
       // Drawn only when mosaics are on, so that a recipe without them replays the same samples.
       const asMosaic = this.mosaicShare > 0 && this.random() < this.mosaicShare;
-      const sample = asMosaic ? mosaic([0, 1, 2, 3].map(() => this.one(w / 2, h / 2)), w, h) : this.one(w, h);
+      const sample = asMosaic ? this.mosaic(w, h) : this.one(w, h);
       // Drawn only when captions are on, for the same reason.
       out.push(this.captionShare > 0 && this.random() < this.captionShare ? withCaptions(sample, w, h, this.random) : sample);
     }

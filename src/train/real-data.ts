@@ -19,10 +19,13 @@ export interface RealDataSource {
 const runtime: ProviderSettings = { providers: ['cpu'], tensorrt: { fp16: false, engineCache: '.beats/trt-cache' }, threads: 0 };
 
 /** A new recipe's real part: each clip labelled (or found in the cache) and hashed. */
-export async function realRecipe(files: readonly string[], share: number, classes: readonly string[], options: { cacheDir: string; mosaicShare?: number; captionShare?: number; zoom?: [number, number]; onClip?: (file: string) => void }): Promise<RealDataRecipe> {
+export async function realRecipe(files: readonly string[], share: number, classes: readonly string[], options: { cacheDir: string; mosaicShare?: number; mosaicGrids?: number[]; captionShare?: number; zoom?: [number, number]; onClip?: (file: string) => void }): Promise<RealDataRecipe> {
   if (!(share > 0 && share <= 1)) throw new BeatsError(`--real-share ${share}: must be in (0, 1]`);
   const mosaicShare = options.mosaicShare ?? 0;
   if (!(mosaicShare >= 0 && mosaicShare <= 1)) throw new BeatsError(`--mosaic ${mosaicShare}: must be in [0, 1]`);
+  const mosaicGrids = options.mosaicGrids;
+  if (mosaicGrids && !(mosaicGrids.length > 0 && mosaicGrids.every((n) => Number.isInteger(n) && n >= 2 && n <= 8))) throw new BeatsError(`--mosaic-grid ${mosaicGrids.join(',')}: each grid must be an integer from 2 to 8`);
+  if (mosaicGrids && !(mosaicShare > 0)) throw new BeatsError(`--mosaic-grid ${mosaicGrids.join(',')}: needs --mosaic, the share of real samples that are mosaics`);
   const captionShare = options.captionShare ?? 0;
   if (!(captionShare >= 0 && captionShare <= 1)) throw new BeatsError(`--captions ${captionShare}: must be in [0, 1]`);
   const zoom = options.zoom;
@@ -37,7 +40,7 @@ export async function realRecipe(files: readonly string[], share: number, classe
     teacher = { name: labels.teacher.name, version: labels.teacher.version, size: labels.teacher.size, threshold: settings.threshold, ignoreBelow: settings.ignoreBelow };
     clips.push({ file: path.resolve(file), sha256: labels.sha256, frames: labels.frames.length });
   }
-  return { clips, share, teacher: teacher!, maxFramesPerClip: 400, jpegShare: 0.3, ...(mosaicShare > 0 ? { mosaicShare } : {}), ...(captionShare > 0 ? { captionShare } : {}), ...(zoom ? { zoom } : {}) };
+  return { clips, share, teacher: teacher!, maxFramesPerClip: 400, jpegShare: 0.3, ...(mosaicShare > 0 ? { mosaicShare } : {}), ...(mosaicGrids && mosaicGrids.join() !== '2' ? { mosaicGrids } : {}), ...(captionShare > 0 ? { captionShare } : {}), ...(zoom ? { zoom } : {}) };
 }
 
 /** The recipe's clips in memory, refusing a file whose content is not what the recipe recorded. */
@@ -51,7 +54,7 @@ export async function loadRealData(real: RealDataRecipe, spec: BeatsCnnSpec, see
     const labels = await teacherLabels(clip.file, settings, { runtime, cacheDir, sha256: sha });
     clips.push(await loadRealClip(clip.file, labels, spec.classes, { width: spec.inputWidth * 2, height: spec.inputHeight * 2, maxFramesPerClip: real.maxFramesPerClip, jpegShare: real.jpegShare, jpegQuality: [15, 45], seed: seed + i }));
   }
-  return new RealBatches(clips, seed, { mosaicShare: real.mosaicShare, captionShare: real.captionShare, zoom: real.zoom });
+  return new RealBatches(clips, seed, { mosaicShare: real.mosaicShare, mosaicGrids: real.mosaicGrids, captionShare: real.captionShare, zoom: real.zoom });
 }
 
 /** A batch of `n`: `round(n * share)` real samples, the rest synthetic. */
