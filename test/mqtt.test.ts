@@ -334,6 +334,31 @@ describe.each(brokerKinds)('MQTT with %s', (kind: BrokerKind) => {
       }
     });
 
+    it('a backlog of events goes out complete and in order, several awaiting their ack at once', async () => {
+      const prefix = `backlog-${kind}`;
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-outbox-'));
+      // 300 events waiting on disk (an outage, a restart), then the publisher connects and sends them.
+      const outbox = await Outbox.open({ dir, maxMessages: 1000 });
+      for (let n = 0; n < 300; n++) await outbox.push({ topic: `${prefix}/events`, payload: `e${n}`, qos: 1, retain: false });
+      const s = await sub(`${prefix}/events`);
+      const publisher = new MqttPublisher({ url: broker.url, prefix, qos: 1, outbox });
+      let mostInFlight = 0;
+      const watch = setInterval(() => (mostInFlight = Math.max(mostInFlight, publisher.backlog().outgoing)), 1);
+      try {
+        await waitFor(() => publisher.outboxDepth === 0 || undefined, 20_000, 'the outbox to drain');
+        await s.waitForMessage(() => s.messages.length >= 300, 10_000, 'all 300 events');
+        expect(s.messages.map((m) => m.payload)).toEqual(Array.from({ length: 300 }, (_, n) => `e${n}`));
+        expect(publisher.stats.durableSent).toBe(300);
+        expect(mostInFlight).toBeGreaterThan(2);
+        // The outbox's window of 16, and at most the retained `online` said on connecting.
+        expect(mostInFlight).toBeLessThanOrEqual(17);
+      } finally {
+        clearInterval(watch);
+        await publisher.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
     it.runIf(kind === 'mosquitto').each([0, 1] as const)('stays bounded when the broker hangs, and recovers when it is restarted (QoS %i)', async (qos) => {
       const prefix = `hung-${kind}-${qos}`;
       const maxPending = 20;

@@ -66,4 +66,31 @@ describe('durable outbox', () => {
     expect(outbox.dropped).toBe(1);
     expect((await readdir(dir)).sort()).toEqual(['000000000003.json']);
   });
+
+  it('serves the newest messages from memory, up to its bound, and the rest from disk', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-outbox-'));
+    const outbox = await Outbox.open({ dir, maxMessages: 10, cachedMessages: 2 });
+    for (let i = 1; i <= 3; i++) await outbox.push(message(i));
+    // The files of the two kept in memory are not read again: spoiling them changes nothing.
+    for (const name of await readdir(dir)) await writeFile(path.join(dir, name), 'spoilt');
+    const sending = new Set<number>();
+    const first = await outbox.next(sending);
+    sending.add(first!.seq);
+    const second = await outbox.next(sending);
+    sending.add(second!.seq);
+    expect([first, second].map((m) => JSON.parse(m!.message.payload))).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(outbox.hasOther(sending)).toBe(true);
+    // The third was read from its (spoilt) file: dropped, not sent.
+    expect(await outbox.next(sending)).toBeUndefined();
+    expect(outbox.dropped).toBe(1);
+    expect(outbox.hasOther(sending)).toBe(false);
+    await outbox.remove(first!.seq);
+    await outbox.remove(second!.seq);
+    expect(outbox.depth).toBe(0);
+    expect(await readdir(dir)).toEqual([]);
+    // Room again in memory once they are gone.
+    await outbox.push(message(4));
+    await writeFile(path.join(dir, '000000000004.json'), 'spoilt');
+    expect(JSON.parse((await outbox.oldest())!.message.payload)).toEqual({ n: 4 });
+  });
 });

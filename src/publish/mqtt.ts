@@ -3,9 +3,16 @@ import { redactUrl } from '../redact.js';
 import { logger } from '../log.js';
 import type { DetectionsMessage } from './messages.js';
 import { fillMqttLengthCache } from './mqtt-length-cache.js';
-import type { Outbox } from './outbox.js';
+import type { DurableMessage, Outbox } from './outbox.js';
 import type { TlsMaterial } from './tls.js';
 import { availabilityTopic, detectionsTopic } from './topics.js';
+
+/**
+ * Outbox messages awaiting their ack at once. One at a time, each message costs a round trip to the
+ * broker through a busy event loop, and five unpaced cameras' events filled the outbox faster than
+ * that emptied it.
+ */
+const OUTBOX_WINDOW = 16;
 
 export type Qos = 0 | 1 | 2;
 
@@ -209,28 +216,47 @@ export class MqttPublisher {
     }
   }
 
-  /** Sends the outbox, oldest first, while connected. One pump at a time keeps the order. */
+  /**
+   * Sends the outbox, oldest first, while connected, with up to OUTBOX_WINDOW messages awaiting their
+   * ack at once: a broker acknowledges QoS 1 and 2 publishes in the order it received them (MQTT
+   * 3.1.1, 4.6), so when one is not acknowledged none after it was, and the next pump starts again
+   * from it: the order holds, and a message may come twice. One pump at a time keeps the order.
+   */
   private pump(): Promise<void> {
     const outbox = this.options.outbox;
     if (!outbox) return Promise.resolve();
     if (this.pumping) return this.pumping;
     let finished = false;
     const run = (async () => {
+      const inFlight = new Set<Promise<void>>();
+      const sending = new Set<number>();
+      let failed = false;
       try {
-        while (this.client.connected && !this.closing) {
-          const next = await outbox.oldest();
-          // A message pushed while `oldest` looked found this pump running: look again.
-          if (!next) {
-            if (outbox.depth === 0) break;
+        while (this.client.connected && !this.closing && !failed) {
+          if (inFlight.size >= OUTBOX_WINDOW) {
+            await Promise.race(inFlight);
             continue;
           }
-          const { topic, payload, qos, retain } = next.message;
-          const acked = await new Promise<boolean>((resolve) => this.client.publish(topic, payload, { qos, retain }, (err) => resolve(!err)));
-          this.log.debug(`outbox ${next.seq}: ${acked ? 'acknowledged' : 'not acknowledged, kept'}`);
-          if (!acked) break;
-          await outbox.remove(next.seq);
-          this.stats.durableSent++;
+          const next = await outbox.next(sending);
+          if (!next) {
+            // A message pushed while `next` looked found this pump running: look again.
+            if (outbox.hasOther(sending)) continue;
+            if (inFlight.size === 0) break;
+            await Promise.race(inFlight);
+            continue;
+          }
+          sending.add(next.seq);
+          const sent = this.sendDurable(next.seq, next.message).then((acked) => {
+            sending.delete(next.seq);
+            if (!acked) failed = true;
+          });
+          inFlight.add(sent);
+          void sent.finally(() => inFlight.delete(sent));
         }
+        // Only after a failure or on close: then the reconnect starts the next pump. (On the way out
+        // with nothing in flight there must be no await before `finally`: a message pushed in it
+        // would find this pump still running and wait for the next push.)
+        if (inFlight.size > 0) await Promise.all(inFlight);
       } finally {
         finished = true;
         this.pumping = undefined;
@@ -241,6 +267,19 @@ export class MqttPublisher {
     // be sent again (events written during an outage stayed on disk after it).
     if (!finished) this.pumping = run;
     return run;
+  }
+
+  /** One outbox message to the broker; on its ack, out of the outbox. Resolves whether it was acknowledged. */
+  private async sendDurable(seq: number, message: DurableMessage): Promise<boolean> {
+    const { topic, payload, qos, retain } = message;
+    const acked = await new Promise<boolean>((resolve) => this.client.publish(topic, payload, { qos, retain }, (err) => resolve(!err)));
+    this.log.debug(`outbox ${seq}: ${acked ? 'acknowledged' : 'not acknowledged, kept'}`);
+    if (acked) {
+      this.stats.durableSent++;
+      // Out of the queue at once; a file that cannot be removed is sent again after a restart.
+      await this.options.outbox!.remove(seq).catch((err: Error) => this.log.warn(`outbox ${seq}: sent, but its file stays (${err.message})`));
+    }
+    return acked;
   }
 
   /** Publishes awaiting their callback (never more than `maxPending`). */

@@ -16,11 +16,17 @@ export interface OutboxOptions {
   dir: string;
   /** Past this many waiting messages the oldest is dropped (counted and logged). */
   maxMessages: number;
+  /**
+   * Messages pushed in this process are also kept in memory, up to this many (default 256), so
+   * that sending one does not read back the file just written; older ones are read from disk.
+   */
+  cachedMessages?: number;
 }
 
+/** A waiting message: its sequence number (its file's name) and, while few wait, the message itself. */
 interface Entry {
   seq: number;
-  file: string;
+  message?: DurableMessage;
 }
 
 /**
@@ -32,9 +38,17 @@ export class Outbox {
   dropped = 0;
   private readonly entries: Entry[] = [];
   private nextSeq = 1;
+  private cached = 0;
+  private readonly maxCached: number;
   private readonly log = logger('outbox');
 
-  private constructor(private readonly options: OutboxOptions) {}
+  private constructor(private readonly options: OutboxOptions) {
+    this.maxCached = options.cachedMessages ?? 256;
+  }
+
+  private fileOf(seq: number): string {
+    return path.join(this.options.dir, `${String(seq).padStart(12, '0')}.json`);
+  }
 
   static async open(options: OutboxOptions): Promise<Outbox> {
     const outbox = new Outbox(options);
@@ -43,7 +57,7 @@ export class Outbox {
     for (const name of names) {
       if (isAtomicLeftover(name)) await rm(path.join(options.dir, name), { force: true });
       const match = /^(\d{12})\.json$/.exec(name);
-      if (match) outbox.entries.push({ seq: Number(match[1]), file: path.join(options.dir, name) });
+      if (match) outbox.entries.push({ seq: Number(match[1]) });
     }
     outbox.entries.sort((a, b) => a.seq - b.seq);
     outbox.nextSeq = (outbox.entries.at(-1)?.seq ?? 0) + 1;
@@ -57,12 +71,13 @@ export class Outbox {
 
   async push(message: DurableMessage): Promise<void> {
     const seq = this.nextSeq++;
-    const file = path.join(this.options.dir, `${String(seq).padStart(12, '0')}.json`);
-    await writeFileAtomic(file, JSON.stringify(message), privateFile);
-    this.entries.push({ seq, file });
+    await writeFileAtomic(this.fileOf(seq), JSON.stringify(message), privateFile);
+    const keep = this.cached < this.maxCached;
+    if (keep) this.cached++;
+    this.entries.push(keep ? { seq, message } : { seq });
     while (this.entries.length > this.options.maxMessages) {
-      const oldest = this.entries.shift()!;
-      await rm(oldest.file, { force: true });
+      const oldest = this.take(0);
+      await rm(this.fileOf(oldest.seq), { force: true });
       this.dropped++;
       // Once the outbox is full every new message drops one: a line each would flood the log.
       this.log.limited('outbox full').warn(`outbox full (${this.options.maxMessages} messages): dropped the oldest; ${this.dropped} dropped so far`);
@@ -70,28 +85,50 @@ export class Outbox {
   }
 
   /** The oldest waiting message; an unreadable file is dropped with a log line, not sent. */
-  async oldest(): Promise<{ seq: number; message: DurableMessage } | undefined> {
-    while (this.entries.length > 0) {
-      const entry = this.entries[0]!;
+  oldest(): Promise<{ seq: number; message: DurableMessage } | undefined> {
+    return this.next(new Set());
+  }
+
+  /**
+   * The oldest waiting message not in `sending` (those a sender has in flight); an unreadable file
+   * is dropped with a log line, not sent.
+   */
+  async next(sending: ReadonlySet<number>): Promise<{ seq: number; message: DurableMessage } | undefined> {
+    for (;;) {
+      const entry = this.entries.find((e) => !sending.has(e.seq));
+      if (!entry) return undefined;
+      if (entry.message) return { seq: entry.seq, message: entry.message };
+      const file = this.fileOf(entry.seq);
       try {
-        const message = JSON.parse(await readFile(entry.file, 'utf8')) as DurableMessage;
+        const message = JSON.parse(await readFile(file, 'utf8')) as DurableMessage;
         if (typeof message.topic === 'string' && typeof message.payload === 'string') return { seq: entry.seq, message };
         throw new Error('not a message');
       } catch (err) {
-        this.log.error(`${entry.file}: unreadable, dropped (${(err as Error).message})`);
-        this.entries.shift();
+        this.log.error(`${file}: unreadable, dropped (${(err as Error).message})`);
+        const at = this.entries.indexOf(entry);
+        if (at >= 0) this.take(at);
         this.dropped++;
-        await rm(entry.file, { force: true });
+        await rm(file, { force: true });
       }
     }
-    return undefined;
   }
 
-  /** The broker acknowledged it. */
+  /** Whether a message waits that is not in `sending`. */
+  hasOther(sending: ReadonlySet<number>): boolean {
+    return this.entries.some((e) => !sending.has(e.seq));
+  }
+
+  /** The broker acknowledged it: out of the queue at once, its file removed when the promise settles. */
   async remove(seq: number): Promise<void> {
     const index = this.entries.findIndex((e) => e.seq === seq);
     if (index < 0) return;
+    this.take(index);
+    await rm(this.fileOf(seq), { force: true });
+  }
+
+  private take(index: number): Entry {
     const [entry] = this.entries.splice(index, 1);
-    await rm(entry!.file, { force: true });
+    if (entry!.message) this.cached--;
+    return entry!;
   }
 }
