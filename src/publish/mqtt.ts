@@ -189,8 +189,8 @@ export class MqttPublisher {
    * A message that must not be lost (events): written to the outbox on disk first, then sent in
    * order (up to OUTBOX_WINDOW awaiting their ack), each removed from disk only when the broker
    * acknowledged it. While the broker is away messages wait on disk; after a reconnect (or a
-   * restart) they go out in order. A message whose ack was lost with a connection may be sent twice: subscribers drop duplicates
-   * by the message id.
+   * restart) they go out in order. A message whose ack was lost with a connection may be sent
+   * twice: subscribers drop duplicates by the message id.
    */
   async publishDurable(topic: string, payload: string, qos: 1 | 2 = 1): Promise<void> {
     const outbox = this.options.outbox;
