@@ -114,8 +114,8 @@ export interface AcceptedFeedback {
   /** The detection it is about (every verdict but missed). */
   detection?: BufferedDetection;
   trackId?: number;
-  /** The event of that track, as last published. */
-  event?: EventState;
+  /** The event of that track: its id and its label as last published. */
+  event?: EventRef;
   /** wrong_class: the right class; missed: the missed object's class. */
   label?: { name: string; classId: number };
   /** missed: where the object is, source pixels. */
@@ -226,9 +226,16 @@ class FrameRing {
   }
 }
 
+/** What a verdict needs of an event. */
+export type EventRef = Pick<EventState, 'id' | 'label'>;
+
+/**
+ * An event the camera published, as the intake keeps it (up to maxEvents per camera): only what
+ * resolving a verdict needs, since thousands are kept.
+ */
 interface KnownEvent {
   trackId: number | undefined;
-  state: EventState;
+  state: EventRef;
 }
 
 interface CameraState {
@@ -321,11 +328,11 @@ export class FeedbackIntake {
     const id = message.after.id;
     let known = camera.events.get(id);
     if (!known) {
-      known = { trackId: undefined, state: message.after };
+      known = { trackId: undefined, state: { id, label: message.after.label } };
       camera.events.set(id, known);
       if (camera.events.size > this.maxEvents) camera.events.delete(camera.events.keys().next().value!);
     }
-    known.state = message.after;
+    known.state.label = message.after.label;
     // The same message may come first without the frame's tracks (the event hook), then with them.
     if (known.trackId === undefined && tracks) known.trackId = trackOf(message.after.box, tracks);
   }
