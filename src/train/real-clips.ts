@@ -71,6 +71,11 @@ export async function loadRealClip(video: string, labels: TeacherLabelFile, clas
   return { name: path.basename(video), frames };
 }
 
+/** Mosaic grids (n for n x n) a recipe may name: at least one, each an integer from 2 to 8. */
+export function validMosaicGrids(grids: readonly number[]): boolean {
+  return grids.length > 0 && grids.every((n) => Number.isInteger(n) && n >= 2 && n <= 8);
+}
+
 /** The cells of an n x n grid over width x height: edges at rounded multiples of width / n and height / n. */
 export function gridCells(n: number, width: number, height: number): Array<{ x: number; y: number; width: number; height: number }> {
   const edge = (i: number, size: number) => Math.round((i * size) / n);
@@ -139,7 +144,7 @@ export class RealBatches {
     this.random = seededRandom(seed);
     this.mosaicShare = options.mosaicShare ?? 0;
     this.mosaicGrids = options.mosaicGrids ?? [2];
-    if (this.mosaicGrids.length === 0 || this.mosaicGrids.some((n) => !Number.isInteger(n) || n < 2)) throw new BeatsError(`mosaic grids ${this.mosaicGrids.join(',')}: each must be an integer of at least 2`);
+    if (!validMosaicGrids(this.mosaicGrids)) throw new BeatsError(`mosaic grids ${this.mosaicGrids.join(',')}: each must be an integer of at least 2 and at most 8`);
     this.captionShare = options.captionShare ?? 0;
     this.ranges = options.zoom ? { ...defaultAugment, zoom: [options.zoom[0], options.zoom[1]] } : defaultAugment;
   }

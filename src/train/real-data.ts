@@ -9,7 +9,7 @@ import { BeatsError } from '../errors.js';
 import type { ProviderSettings } from '../model/providers.js';
 import type { BeatsCnnSpec } from './beats-cnn.js';
 import type { RealDataRecipe, TrainingSample } from './beats-train.js';
-import { RealBatches, loadRealClip, type RealClip } from './real-clips.js';
+import { RealBatches, loadRealClip, validMosaicGrids, type RealClip } from './real-clips.js';
 import { defaultLabelSettings, sha256File, teacherLabels, type TeacherLabelSettings } from './teacher-labels.js';
 
 export interface RealDataSource {
@@ -24,7 +24,7 @@ export async function realRecipe(files: readonly string[], share: number, classe
   const mosaicShare = options.mosaicShare ?? 0;
   if (!(mosaicShare >= 0 && mosaicShare <= 1)) throw new BeatsError(`--mosaic ${mosaicShare}: must be in [0, 1]`);
   const mosaicGrids = options.mosaicGrids;
-  if (mosaicGrids && !(mosaicGrids.length > 0 && mosaicGrids.every((n) => Number.isInteger(n) && n >= 2 && n <= 8))) throw new BeatsError(`--mosaic-grid ${mosaicGrids.join(',')}: each grid must be an integer from 2 to 8`);
+  if (mosaicGrids && !validMosaicGrids(mosaicGrids)) throw new BeatsError(`--mosaic-grid ${mosaicGrids.join(',')}: each grid must be an integer from 2 to 8`);
   if (mosaicGrids && !(mosaicShare > 0)) throw new BeatsError(`--mosaic-grid ${mosaicGrids.join(',')}: needs --mosaic, the share of real samples that are mosaics`);
   const captionShare = options.captionShare ?? 0;
   if (!(captionShare >= 0 && captionShare <= 1)) throw new BeatsError(`--captions ${captionShare}: must be in [0, 1]`);
