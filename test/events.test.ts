@@ -1,4 +1,4 @@
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import jpeg from 'jpeg-js';
@@ -211,5 +211,33 @@ describe('snapshots', () => {
     expect(left.length).toBeLessThanOrEqual(8);
     expect(left).toContain('e9.jpg');
     expect(left).not.toContain('e0.jpg');
+  });
+
+  it('counts an event saved again once, and deletes its two files together', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-snap-'));
+    const store = new SnapshotStore({ dir, maxTotalBytes: 4500 });
+    const images = { full: Buffer.alloc(1000, 1), crop: Buffer.alloc(500, 2) };
+    for (const id of ['e0', 'e1', 'e2', 'e1', 'e1']) await store.save('cam', id, images);
+    // Three events of 1,500 bytes fit: saving e1 again replaced its bytes, it did not add them.
+    expect((await readdir(path.join(dir, 'cam'))).sort()).toEqual(['e0-crop.jpg', 'e0.jpg', 'e1-crop.jpg', 'e1.jpg', 'e2-crop.jpg', 'e2.jpg']);
+    expect(store.size).toBe(3);
+    // e1 was saved last, so e0 and then e2 are the oldest.
+    await store.save('cam', 'e3', images);
+    expect((await readdir(path.join(dir, 'cam'))).sort()).toEqual(['e1-crop.jpg', 'e1.jpg', 'e2-crop.jpg', 'e2.jpg', 'e3-crop.jpg', 'e3.jpg']);
+  });
+
+  it('indexes what an earlier run left, oldest first, and keeps it under the bound', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-snap-'));
+    const images = { full: Buffer.alloc(1000, 1), crop: Buffer.alloc(500, 2) };
+    const before = new SnapshotStore({ dir, maxTotalBytes: 1e6 });
+    for (const id of ['old', 'older', 'newer']) await before.save('cam', id, images);
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
+    for (const [id, s] of [['older', 1], ['old', 2], ['newer', 3]] as const) {
+      for (const f of [`${id}.jpg`, `${id}-crop.jpg`]) await utimes(path.join(dir, 'cam', f), at(s), at(s));
+    }
+    const after = new SnapshotStore({ dir, maxTotalBytes: 4500 });
+    await after.save('other', 'new', images);
+    expect(after.size).toBe(3);
+    expect((await readdir(path.join(dir, 'cam'))).sort()).toEqual(['newer-crop.jpg', 'newer.jpg', 'old-crop.jpg', 'old.jpg']);
   });
 });

@@ -83,53 +83,74 @@ export interface SnapshotStoreOptions {
   maxTotalBytes: number;
 }
 
-/** Snapshots on disk (`<camera>/<event id>.jpg` and `-crop.jpg`), oldest deleted past a total size. */
+/**
+ * Snapshots on disk (`<camera>/<event id>.jpg` and `-crop.jpg`), oldest event deleted past a total
+ * size. The index in memory is one entry per event (`<camera>/<event id>` and the bytes of its two
+ * files), in the order they were saved, with the total kept as it changes: an event saved again
+ * moves to the end, and neither saving nor the bound walks the index. At the default 100 MB of
+ * snapshots from 320x240 cameras that is about 9,300 events and 1.6 MB of heap (an entry per file,
+ * with its whole path and time, held twice that).
+ */
 export class SnapshotStore {
   private readonly log = logger('snapshots');
-  private files: Array<{ file: string; bytes: number; mtime: number }> | undefined;
+  private events: Map<string, number> | undefined;
+  private totalBytes = 0;
 
   constructor(private readonly options: SnapshotStoreOptions) {}
 
   async save(camera: string, eventId: string, images: SnapshotImages): Promise<string> {
     const dir = path.join(this.options.dir, camera);
     await ensurePrivateDir(dir);
-    const files = await this.index();
+    const events = await this.index();
+    const key = `${camera}/${eventId}`;
     const full = path.join(dir, `${eventId}.jpg`);
-    const crop = path.join(dir, `${eventId}-crop.jpg`);
-    for (const [file, data] of [[full, images.full], [crop, images.crop]] as const) {
-      await writeFileAtomic(file, data, privateFile);
-      const existing = files.findIndex((f) => f.file === file);
-      if (existing >= 0) files.splice(existing, 1);
-      files.push({ file, bytes: data.length, mtime: Date.now() });
-    }
-    await this.enforceBound(files);
+    await writeFileAtomic(full, images.full, privateFile);
+    await writeFileAtomic(path.join(dir, `${eventId}-crop.jpg`), images.crop, privateFile);
+    this.totalBytes -= events.get(key) ?? 0;
+    events.delete(key);
+    events.set(key, images.full.length + images.crop.length);
+    this.totalBytes += images.full.length + images.crop.length;
+    await this.enforceBound(events);
     return full;
   }
 
-  private async index(): Promise<Array<{ file: string; bytes: number; mtime: number }>> {
-    if (this.files) return this.files;
-    const found: Array<{ file: string; bytes: number; mtime: number }> = [];
+  /** Events indexed (each with up to two files on disk). */
+  get size(): number {
+    return this.events?.size ?? 0;
+  }
+
+  /** The folder as found at the first save: each event's files summed, oldest first. */
+  private async index(): Promise<Map<string, number>> {
+    if (this.events) return this.events;
+    const found = new Map<string, { bytes: number; mtime: number }>();
     const cameras = await readdir(this.options.dir).catch(() => [] as string[]);
     for (const camera of cameras) {
       const names = await readdir(path.join(this.options.dir, camera)).catch(() => [] as string[]);
       for (const name of names.filter((n) => n.endsWith('.jpg'))) {
-        const file = path.join(this.options.dir, camera, name);
-        const info = await stat(file).catch(() => undefined);
-        if (info?.isFile()) found.push({ file, bytes: info.size, mtime: info.mtimeMs });
+        const info = await stat(path.join(this.options.dir, camera, name)).catch(() => undefined);
+        if (!info?.isFile()) continue;
+        const key = `${camera}/${name.replace(/(-crop)?\.jpg$/, '')}`;
+        const seen = found.get(key);
+        found.set(key, { bytes: (seen?.bytes ?? 0) + info.size, mtime: Math.max(seen?.mtime ?? 0, info.mtimeMs) });
       }
     }
-    found.sort((a, b) => a.mtime - b.mtime);
-    this.files = found;
-    return found;
+    const events = new Map([...found].sort((a, b) => a[1].mtime - b[1].mtime).map(([key, e]) => [key, e.bytes] as const));
+    // Another save may have built it while this one awaited the folder.
+    if (this.events) return this.events;
+    this.events = events;
+    this.totalBytes = [...events.values()].reduce((sum, b) => sum + b, 0);
+    return events;
   }
 
-  private async enforceBound(files: Array<{ file: string; bytes: number; mtime: number }>): Promise<void> {
-    let total = files.reduce((sum, f) => sum + f.bytes, 0);
-    while (total > this.options.maxTotalBytes && files.length > 2) {
-      const oldest = files.shift()!;
-      total -= oldest.bytes;
-      await rm(oldest.file, { force: true });
-      this.log.debug(`deleted ${oldest.file} (snapshots over ${this.options.maxTotalBytes} bytes)`);
+  /** Deletes the oldest events' files while the total is over the bound, keeping the newest event. */
+  private async enforceBound(events: Map<string, number>): Promise<void> {
+    while (this.totalBytes > this.options.maxTotalBytes && events.size > 1) {
+      const [key, bytes] = events.entries().next().value!;
+      events.delete(key);
+      this.totalBytes -= bytes;
+      const base = path.join(this.options.dir, key);
+      await Promise.all([rm(`${base}.jpg`, { force: true }), rm(`${base}-crop.jpg`, { force: true })]);
+      this.log.debug(`deleted ${base}.jpg and -crop.jpg (snapshots over ${this.options.maxTotalBytes} bytes)`);
     }
   }
 }
