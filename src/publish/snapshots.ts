@@ -104,12 +104,14 @@ export class SnapshotStore {
     const events = await this.index();
     const key = `${camera}/${eventId}`;
     const full = path.join(dir, `${eventId}.jpg`);
+    // Indexed before the files are written, so that a write that fails half way leaves no file the
+    // bound does not know of (deleting a file that is not there is no error).
+    const bytes = images.full.length + images.crop.length;
+    this.totalBytes += bytes - (events.get(key) ?? 0);
+    events.delete(key);
+    events.set(key, bytes);
     await writeFileAtomic(full, images.full, privateFile);
     await writeFileAtomic(path.join(dir, `${eventId}-crop.jpg`), images.crop, privateFile);
-    this.totalBytes -= events.get(key) ?? 0;
-    events.delete(key);
-    events.set(key, images.full.length + images.crop.length);
-    this.totalBytes += images.full.length + images.crop.length;
     await this.enforceBound(events);
     return full;
   }
