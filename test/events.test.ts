@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import jpeg from 'jpeg-js';
@@ -224,6 +224,18 @@ describe('snapshots', () => {
     // e1 was saved last, so e0 and then e2 are the oldest.
     await store.save('cam', 'e3', images);
     expect((await readdir(path.join(dir, 'cam'))).sort()).toEqual(['e1-crop.jpg', 'e1.jpg', 'e2-crop.jpg', 'e2.jpg', 'e3-crop.jpg', 'e3.jpg']);
+  });
+
+  it('keeps a file of a save that failed half way under the bound', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-snap-'));
+    const store = new SnapshotStore({ dir, maxTotalBytes: 4500 });
+    const images = { full: Buffer.alloc(1000, 1), crop: Buffer.alloc(500, 2) };
+    // A folder where the crop should go: the full picture is written, the crop is not.
+    await mkdir(path.join(dir, 'cam', 'e0-crop.jpg'), { recursive: true });
+    await expect(store.save('cam', 'e0', images)).rejects.toThrow();
+    expect(await readdir(path.join(dir, 'cam'))).toContain('e0.jpg');
+    for (const id of ['e1', 'e2', 'e3']) await store.save('cam', id, images);
+    expect(await readdir(path.join(dir, 'cam'))).not.toContain('e0.jpg');
   });
 
   it('indexes what an earlier run left, oldest first, and keeps it under the bound', async () => {
