@@ -18,7 +18,9 @@ describe('memory growth from one run', () => {
 
 describe('beats soak', () => {
   it('2 synthetic cameras unpaced with adaptation and verdicts: heap and array buffers do not grow', { timeout: 150_000 }, async () => {
-    const p = spawnBeats(['soak', '--cameras', '2', '--seconds', '32', '--warmup', '10', '--window', '8', '--sample-every', '2', '--json']);
+    // A warm-up long enough for the rings to fill even when other tests share the cores (with 10 s,
+    // a loaded run's heap floor was still rising into the first window: 49.6 -> 62.2 MB).
+    const p = spawnBeats(['soak', '--cameras', '2', '--seconds', '40', '--warmup', '18', '--window', '8', '--sample-every', '2', '--json']);
     const exit = await p.exit;
     const line = p.stdout().split('\n').filter((l) => l.startsWith('{')).pop();
     expect(line, `${p.stdout()}\n${p.stderr()}`).toBeDefined();
