@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MAX_DURATION_S } from '../config/schema.js';
 import { BeatsError, ConfigError, errorMessage } from '../errors.js';
 import { logger } from '../log.js';
+import { validMosaicGrids } from '../train/mosaic-grids.js';
 import { packageVersion } from '../version.js';
 import type { SynthCliOptions } from './synth.js';
 import { EXIT, helpFooter } from './usage.js';
@@ -151,7 +152,7 @@ program
   })
   .option('--mosaic-grid <list>', "a new run's mosaic grids, drawn at random: 2 (2x2 of half-size samples, the default), 3, 4 ... comma separated", (v: string) => {
     const grids = v.split(',').map(Number);
-    if (grids.some((n) => !Number.isInteger(n) || n < 2 || n > 8)) throw new InvalidArgumentError(`"${v}" is not a list of grids, each an integer from 2 to 8`);
+    if (!validMosaicGrids(grids)) throw new InvalidArgumentError(`"${v}" is not a list of grids, each an integer from 2 to 8`);
     return grids;
   })
   .option('--cls-target <hard|iou>', "a new run's class target on positive cells: 1 (hard, focal loss) or the predicted box's IoU (iou, quality focal loss)", (v: string) => {

@@ -16,6 +16,7 @@ import type { TrainingSample } from './beats-train.js';
 import { replay } from '../source/replay.js';
 import { toInputPixels } from '../source/geometry.js';
 import { augment, defaultAugment, type AugmentRanges, type StoredFrame } from './augment.js';
+import { validMosaicGrids } from './mosaic-grids.js';
 import { withCaptions } from './overlay.js';
 import { seededRandom, type Random } from './random.js';
 import type { TeacherLabelFile } from './teacher-labels.js';
@@ -69,11 +70,6 @@ export async function loadRealClip(video: string, labels: TeacherLabelFile, clas
   );
   if (frames.length === 0) throw new BeatsError(`${video}: no labelled frame decoded (labels for ${labels.frames.length} frames of ${labels.video})`);
   return { name: path.basename(video), frames };
-}
-
-/** Mosaic grids (n for n x n) a recipe may name: at least one, each an integer from 2 to 8. */
-export function validMosaicGrids(grids: readonly number[]): boolean {
-  return grids.length > 0 && grids.every((n) => Number.isInteger(n) && n >= 2 && n <= 8);
 }
 
 /** The cells of an n x n grid over width x height: edges at rounded multiples of width / n and height / n. */

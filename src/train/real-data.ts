@@ -9,7 +9,8 @@ import { BeatsError } from '../errors.js';
 import type { ProviderSettings } from '../model/providers.js';
 import type { BeatsCnnSpec } from './beats-cnn.js';
 import type { RealDataRecipe, TrainingSample } from './beats-train.js';
-import { RealBatches, loadRealClip, validMosaicGrids, type RealClip } from './real-clips.js';
+import { validMosaicGrids } from './mosaic-grids.js';
+import { RealBatches, loadRealClip, type RealClip } from './real-clips.js';
 import { defaultLabelSettings, sha256File, teacherLabels, type TeacherLabelSettings } from './teacher-labels.js';
 
 export interface RealDataSource {
