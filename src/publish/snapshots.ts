@@ -153,8 +153,9 @@ export class SnapshotStore {
       const base = path.join(this.options.dir, key);
       // A file that cannot be deleted is logged and left: it must not fail the event being saved.
       const removed = await Promise.allSettled([rm(`${base}.jpg`, { force: true }), rm(`${base}-crop.jpg`, { force: true })]);
-      for (const r of removed) if (r.status === 'rejected') this.log.warn(`cannot delete an old snapshot: ${(r.reason as Error).message}`);
-      this.log.debug(`deleted ${base}.jpg and -crop.jpg (snapshots over ${this.options.maxTotalBytes} bytes)`);
+      const failed = removed.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      for (const r of failed) this.log.warn(`cannot delete an old snapshot: ${(r.reason as Error).message}`);
+      if (failed.length === 0) this.log.debug(`deleted ${base}.jpg and -crop.jpg (snapshots over ${this.options.maxTotalBytes} bytes)`);
     }
   }
 }
