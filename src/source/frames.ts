@@ -10,6 +10,7 @@ import { SourceError, errorMessage } from '../errors.js';
 import { logger, type Logger } from '../log.js';
 import { redactUrl } from '../redact.js';
 import { isLive, sourceKind, type SourceKind } from '../config/source-kind.js';
+import { FrameAssembler } from './frame-assembler.js';
 import { ffmpegBinary, parseStreamInfo, type StreamInfo } from './ffmpeg-binary.js';
 import { newSourceStats, type Frame, type FrameSourceOptions, type SourceStats } from './frame.js';
 import { letterbox, type Letterbox } from './geometry.js';
@@ -298,6 +299,7 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
   let inputSection = true;
   // Frames that arrive before the stream banner was parsed (pipes are read in no set order).
   const early: Buffer[] = [];
+  const assembler = new FrameAssembler(frameBytes);
 
   command.on('start', (line: string) => log.debug(`ffmpeg: ${redactUrl(line)}`));
   command.on('stderr', (line: string) => {
@@ -321,7 +323,7 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
   let reported = false;
   const maybeReportExit = () => {
     if (reported || killed || !exit) return;
-    if (exit.error === undefined && !(streamEnded && pendingBytes < frameBytes)) return;
+    if (exit.error === undefined && !(streamEnded && assembler.readyFrames === 0)) return;
     reported = true;
     callbacks.onExit(exit.error);
   };
@@ -335,26 +337,18 @@ function spawnFfmpeg(kind: SourceKind, options: FrameSourceOptions, realtime: bo
   });
 
   const stream = command.pipe() as PassThrough;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  // Cuts whole frames out of what ffmpeg wrote; stops as soon as the consumer paused, so the bytes
-  // of later frames wait here (and then in the pipe, blocking ffmpeg), never in the mailbox.
+  // Hands out whole frames; stops as soon as the consumer paused, so later frames wait here (at most
+  // the chunk in flight when it paused, then in the pipe, blocking ffmpeg), never in the mailbox.
   const cutFrames = () => {
-    while (pendingBytes >= frameBytes && !handle.paused && !killed) {
-      const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-      // A copy, so a frame never pins the (larger) chunk it was cut from.
-      const pixels = Buffer.from(joined.subarray(0, frameBytes));
-      const rest = joined.subarray(frameBytes);
-      pending = rest.length > 0 ? [rest] : [];
-      pendingBytes = rest.length;
+    while (assembler.readyFrames > 0 && !handle.paused && !killed) {
+      const pixels = assembler.take()!;
       if (info && geometry) callbacks.onFrame(pixels, info, geometry, rate);
       else if (early.length < 8) early.push(pixels);
     }
     maybeReportExit();
   };
   stream.on('data', (chunk: Buffer) => {
-    pending.push(chunk);
-    pendingBytes += chunk.length;
+    assembler.push(chunk);
     cutFrames();
   });
   stream.on('end', () => {
