@@ -10,7 +10,7 @@
  * Unpaced and inference-only: the best of BENCH_ROUNDS rounds (default 2), alternating, since on a
  * shared machine noise only slows a round down. BENCH_FRAMES frames per camera (default 96),
  * BENCH_PACED_S seconds per paced run (default 8); runtime.max_batch 4, batch_timeout_ms 5 (the
- * defaults), BENCH_MAX_BATCH to change the first; BENCH_PROVIDERS (default cpu) the execution
+ * defaults), BENCH_MAX_BATCH to change the first; BENCH_QUEUE_FRAMES the paced cameras' queue_frames; BENCH_PROVIDERS (default cpu) the execution
  * providers, e.g. tensorrt,cuda,cpu on a GPU host. Nothing in it needs a GPU.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -31,6 +31,8 @@ const framesPerCamera = Number(process.env.BENCH_FRAMES ?? 96);
 const pacedSeconds = Number(process.env.BENCH_PACED_S ?? 8);
 const maxBatch = Number(process.env.BENCH_MAX_BATCH ?? 4);
 const batchTimeoutMs = 5;
+/** BENCH_QUEUE_FRAMES: the paced cameras' source.queue_frames (default: the source's own, 2). */
+const queueFrames = process.env.BENCH_QUEUE_FRAMES ? Number(process.env.BENCH_QUEUE_FRAMES) : undefined;
 /** BENCH_PROVIDERS=tensorrt,cuda,cpu on a GPU host (docs/gpu.md); the CPU by default. */
 const providers = (process.env.BENCH_PROVIDERS ?? 'cpu').split(',').map((p) => p.trim()) as ProviderName[];
 const runtime = { providers, tensorrt: { fp16: true, engineCache: path.join(os.tmpdir(), 'beats-bench-trt') }, threads: 0 };
@@ -78,7 +80,7 @@ async function pipelineRun(setup: Setup, cameras: number, rate?: number): Promis
   const frames = rate ? Math.round(rate * pacedSeconds) : framesPerCamera;
   const list = Array.from({ length: cameras }, (_, i) => {
     const s = setup.source(rate);
-    const source = JSON.stringify({ url: s.url, realtime: s.realtime, ...(s.fps ? { fps: s.fps } : {}), ...(s.loop ? { loop: true } : {}) });
+    const source = JSON.stringify({ url: s.url, realtime: s.realtime, ...(s.fps ? { fps: s.fps } : {}), ...(s.loop ? { loop: true } : {}), ...(rate && queueFrames ? { queue_frames: queueFrames } : {}) });
     return `  - { name: cam${i}, source: ${source}, model: ${setup.model} }`;
   });
   const yaml = `status_interval_s: 0

@@ -137,6 +137,17 @@ describe('durations', () => {
   });
 });
 
+describe('the frame queue', () => {
+  it('queue_frames is a whole number from 1 to 16, refused at its path otherwise', () => {
+    for (const value of [1, 2, 16]) expect(issues(camera(`{ url: "rtsp://cam/s", queue_frames: ${value} }`)), String(value)).toEqual([]);
+    for (const value of [0, 17, 1.5, -1]) {
+      const listed = issues(camera(`{ url: "rtsp://cam/s", queue_frames: ${value} }`));
+      expect(listed, String(value)).toHaveLength(1);
+      expect(listed[0], String(value)).toMatch(/^cameras\[0\]\.source\.queue_frames: /);
+    }
+  });
+});
+
 describe('source URLs', () => {
   it('an unknown scheme is refused with the list of supported ones, not read as a file', () => {
     for (const url of ['ftp://cam/stream', 'file:///tmp/a.mp4', 'rtmp://cam/live', 'udp://239.0.0.1:1234', 'smb:share/clip.mp4']) {

@@ -129,19 +129,50 @@ describe.skipIf(needsAssets)('files', () => {
 });
 
 describe('live sources', () => {
-  it('a slow consumer of a live source gets the newest frame; old ones are dropped and counted', async () => {
+  /** A slow consumer (100 ms a frame) of a 50 fps test source: what it was handed, against what had been decoded. */
+  async function slowConsumer(queueFrames?: number) {
     const stats = newSourceStats();
     const seen: Array<{ index: number; newest: number }> = [];
-    await consumeFrames({ camera: 'live', url: 'testsrc:size=160x120:rate=50', output: small, stats }, async (f) => {
+    await consumeFrames({ camera: 'live', url: 'testsrc:size=160x120:rate=50', output: small, stats, queueFrames }, async (f) => {
       seen.push({ index: f.index, newest: stats.framesIn - 1 });
       await sleep(100);
     }, (f$) => f$.pipe(take(12)));
+    const gaps = seen.slice(1).map((s, i) => s.index - seen[i]!.index);
+    return { stats, seen, gaps };
+  }
+
+  it('a slow consumer of a live source gets the newest frames; older ones are dropped and counted', async () => {
+    const { stats, seen, gaps } = await slowConsumer();
+    expect(stats.dropped).toBeGreaterThan(12);
+    expect(stats.maxQueued).toBe(2);
+    // Every frame handed over was one of the two newest decoded at that moment (or the one before them).
+    for (const s of seen.slice(1)) expect(s.newest - s.index).toBeLessThanOrEqual(2);
+    expect(Math.min(...gaps)).toBeGreaterThan(0);
+    expect(Math.max(...gaps)).toBeGreaterThan(1);
+  });
+
+  it('queue_frames: 1 keeps only the newest frame', async () => {
+    const { stats, seen, gaps } = await slowConsumer(1);
     expect(stats.dropped).toBeGreaterThan(12);
     expect(stats.maxQueued).toBe(1);
-    // Every frame handed over was the newest decoded at that moment (or the one just before it).
     for (const s of seen.slice(1)) expect(s.newest - s.index).toBeLessThanOrEqual(1);
-    const gaps = seen.slice(1).map((s, i) => s.index - seen[i]!.index);
     expect(Math.max(...gaps)).toBeGreaterThan(1);
+  });
+
+  it('a frame that arrives while the consumer is briefly held up waits instead of replacing the one before it', async () => {
+    // 25 fps (40 ms apart); the consumer takes 10 ms a frame but every fifth takes 100 ms, during
+    // which two frames arrive: with two slots both wait, with one the second replaces the first.
+    const run = async (queueFrames: number) => {
+      const stats = newSourceStats();
+      let n = 0;
+      await consumeFrames({ camera: 'live', url: 'testsrc:size=160x120:rate=25', output: small, stats, queueFrames }, async () => {
+        await sleep(++n % 5 === 0 ? 100 : 10);
+      }, (f$) => f$.pipe(take(30)));
+      return stats.dropped;
+    };
+    const [one, two] = [await run(1), await run(2)];
+    expect(one).toBeGreaterThanOrEqual(3);
+    expect(two).toBeLessThan(one);
   });
 });
 

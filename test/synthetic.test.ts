@@ -438,6 +438,20 @@ describe('readSyntheticFrames', () => {
     expect(frames.map((f) => f.index)).toEqual([...Array(10).keys()]);
   });
 
+  it('realtime: at most queue_frames due frames wait for a slow consumer; older ones are dropped and counted', async () => {
+    for (const queueFrames of [undefined, 1, 3]) {
+      const stats = newSourceStats();
+      const frames = await collect({ camera: 's', url: 'synthetic:fps=50', realtime: true, output: square, stats, queueFrames }, 8, async () => { await sleep(100); });
+      const size = queueFrames ?? 2;
+      expect(stats.maxQueued, `queue of ${size}`).toBe(size);
+      expect(stats.dropped).toBeGreaterThan(0);
+      // In order, skipping the dropped ones.
+      const gaps = frames.slice(1).map((f, i) => f.index - frames[i]!.index);
+      expect(Math.min(...gaps)).toBeGreaterThan(0);
+      expect(Math.max(...gaps)).toBeGreaterThan(1);
+    }
+  });
+
   it('a bad URL is an error naming the key', async () => {
     await expect(collect({ camera: 's', url: 'synthetic:scene=moon', output: square })).rejects.toThrow(/synthetic:scene=moon: scene: unknown scene "moon"/);
   });

@@ -62,6 +62,12 @@ export const sourceSchema = z.strictObject({
    * detector is slower). Default: false for files (every frame processed), true for live sources.
    */
   realtime: z.boolean().optional(),
+  /**
+   * Frames that may wait for the detector. Live and paced sources: beyond it the oldest waiting frame
+   * is dropped (default 2: a frame that arrives while the detector is briefly held up waits rather
+   * than replacing its predecessor). Files: ffmpeg is paused while it is full (default 4).
+   */
+  queue_frames: z.number().int().min(1).max(16).optional(),
   /** Live sources: no frame for this long means the source stalled; ffmpeg is restarted. */
   stall_timeout_s: seconds().positive().default(10),
   /** Live sources: restart delays, doubling from initial_s up to max_s. */

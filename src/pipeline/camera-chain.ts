@@ -90,6 +90,7 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
       fps: source.fps,
       loop: source.loop,
       realtime: source.realtime,
+      queueFrames: source.queue_frames,
       stallTimeoutS: source.stall_timeout_s,
       reconnect: { initialS: source.reconnect.initial_s, maxS: source.reconnect.max_s },
       stats: stats.source,

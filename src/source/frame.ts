@@ -64,6 +64,8 @@ export interface FrameSourceOptions {
   fps?: number;
   loop?: boolean;
   realtime?: boolean;
+  /** Frames that may wait in the mailbox (default: 2 live or paced, 4 files). */
+  queueFrames?: number;
   stallTimeoutS?: number;
   reconnect?: { initialS: number; maxS: number };
   /** ffmpeg binary; default: the system one, else the npm package's. */

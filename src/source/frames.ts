@@ -20,10 +20,14 @@ import { readSyntheticFrames } from './synthetic-source.js';
  * Decodes a video source with ffmpeg and emits frames **on demand**: one frame when subscribed, then
  * one more each time `demand$` emits (the stage downstream says it is ready). Between ffmpeg and the
  * consumer sits a bounded mailbox whose policy is where backpressure happens:
- * - live sources (and files with `realtime: true`): one slot, the newest frame wins, the replaced one
- *   is counted as dropped; ffmpeg keeps reading the camera at its own pace;
- * - files: a small queue; when it is full, ffmpeg's stdout is paused, so ffmpeg blocks and nothing is
- *   dropped: the file is read exactly as fast as the pipeline processes it.
+ * - live sources (and files with `realtime: true`): `queueFrames` slots (default 2); when a frame
+ *   arrives to a full mailbox the oldest is dropped and counted, so the newest frames are the ones
+ *   that wait; ffmpeg keeps reading the camera at its own pace. Two slots rather than one let a frame
+ *   that arrives while the detector is briefly held up (a batch of other cameras, a garbage
+ *   collection) wait instead of replacing its predecessor, at the cost of at most one frame period of
+ *   extra latency while the pipeline is behind (docs/benchmarks.md);
+ * - files: a small queue (`queueFrames`, default 4); when it is full, ffmpeg's stdout is paused, so
+ *   ffmpeg blocks and nothing is dropped: the file is read exactly as fast as the pipeline processes it.
  * Either way memory stays bounded whatever the speeds. Live sources that end, fail or stall are
  * restarted with exponential backoff; files complete at their end (or loop).
  */
@@ -74,7 +78,7 @@ class FfmpegSource {
     this.live = isLive(this.kind) && this.kind !== 'testsrc';
     this.realtime = options.realtime ?? (this.kind !== 'file');
     this.lossless = !this.realtime && !this.live;
-    this.capacity = this.lossless ? 4 : 1;
+    this.capacity = options.queueFrames ?? (this.lossless ? 4 : 2);
     this.stats = options.stats ?? newSourceStats();
     this.log = options.log ?? logger(`source/${options.camera}`);
     this.shownUrl = redactUrl(options.url);

@@ -27,8 +27,8 @@ export const syntheticTruth = new WeakMap<Frame, SyntheticBox[]>();
  *   or `options.fps` when that is lower (a cap: scene frames are skipped to that rate and counted in
  *   `stats.dropped`; a higher `options.fps` changes nothing).
  * - By default (`realtime` false) it is like a file: frames come as fast as they are asked for and
- *   none is dropped. With `realtime: true` frames fall due at the scene's rate, like a camera: the
- *   newest due frame waits for demand and a frame replaced before it was asked for is dropped.
+ *   none is dropped. With `realtime: true` frames fall due at the scene's rate, like a camera: up to
+ *   `queueFrames` due frames (default 2) wait for demand, and beyond that the oldest is dropped.
  * - It never ends unless the URL has `seconds=S`: then it completes after S seconds of stream time
  *   (ceil(S * rate) frames).
  * Errors (a bad URL) arrive as a SourceError naming the URL and the key.
@@ -62,7 +62,9 @@ export function readSyntheticFrames(options: FrameSourceOptions, demand$: Observ
     let scheduled: NodeJS.Immediate | undefined;
     let timer: NodeJS.Timeout | undefined;
     /** Realtime: the newest frame that fell due and was not asked for yet. */
-    let pending: number | undefined;
+    /** Realtime: frames due and not yet asked for, oldest first; beyond the queue's size the oldest is dropped. */
+    const due: number[] = [];
+    const queueFrames = options.queueFrames ?? 2;
 
     const finish = (err?: Error) => {
       if (closed) return;
@@ -125,24 +127,25 @@ export function readSyntheticFrames(options: FrameSourceOptions, demand$: Observ
       if (!scheduled && !closed) scheduled = setImmediate(pump);
     };
 
-    // Realtime: frames fall due on a timer at the stream rate; the newest waits for demand.
+    // Realtime: frames fall due on a timer at the stream rate and wait for demand in `due`.
     const deliver = () => {
       if (closed) return;
-      if (credit > 0 && pending !== undefined) {
+      if (credit > 0 && due.length > 0) {
         credit--;
-        const index = pending;
-        pending = undefined;
-        emit(index);
+        emit(due.shift()!);
       }
-      if (next >= total && pending === undefined) finish();
+      if (next >= total && due.length === 0) finish();
     };
     const tick = () => {
       timer = undefined;
       if (closed) return;
       stats.framesIn++;
-      if (pending !== undefined) stats.dropped++;
-      pending = next++;
-      stats.maxQueued = Math.max(stats.maxQueued, 1);
+      if (due.length >= queueFrames) {
+        due.shift();
+        stats.dropped++;
+      }
+      due.push(next++);
+      stats.maxQueued = Math.max(stats.maxQueued, due.length);
       if (next < total) timer = setTimeout(tick, Math.max(0, startedAt + (next / rate) * 1000 - Date.now()));
       deliver();
     };
