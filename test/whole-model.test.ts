@@ -108,6 +108,17 @@ describe('whole-model trainer', () => {
     t.dispose();
   });
 
+  it('every shipped Beats CNN loads as a student at its own input size (beats-m is the one --specialize recommends)', async () => {
+    for (const [name, size] of [['beats-s', '160x120'], ['beats-s-real', '160x120'], ['beats-m', '256x192']] as const) {
+      const student = await loadStudent(tf, name);
+      expect(`${student.spec.inputWidth}x${student.spec.inputHeight}`, name).toBe(size);
+      expect(student.card.input.width, name).toBe(student.spec.inputWidth);
+      const t = new StudentTrainer(tf, student.spec, student.weights);
+      expect(() => t.add(image(100), 1), name).toThrow(new RegExp(size));
+      t.dispose();
+    }
+  });
+
   it('refuses a frame of the wrong size, naming the input size', async () => {
     const student = await loadStudent(tf, 'beats-s');
     const t = new StudentTrainer(tf, student.spec, student.weights);
