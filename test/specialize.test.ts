@@ -44,6 +44,11 @@ describe.skipIf(needsAssets)('specialising the Beats CNN to a site', () => {
       // Measured: 1.7 (generic) against 58.8 after one stream minute (docs/adaptation.md).
       expect(site!.evaluation.f1).toBeGreaterThan(generic!.evaluation.f1 + 0.25);
       expect(report.curve.at(-1)!.f1).toBeGreaterThan(report.curve[0]!.f1 + 0.25);
+      // The specialised model is served at the threshold its held-out keyframes chose; the others at the comparison's.
+      expect(report.operating!.frames).toBeGreaterThan(0);
+      expect(site!.evaluation.threshold).toBe(report.operating!.threshold);
+      expect(generic!.evaluation.threshold).toBe(0.3);
+      expect(report.curve.at(-1)!.operating!.threshold).toBe(report.operating!.threshold);
     } finally {
       await rm(outDir, { recursive: true, force: true });
     }

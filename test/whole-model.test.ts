@@ -119,6 +119,17 @@ describe('whole-model trainer', () => {
     }
   });
 
+  it('chooses its operating threshold on the held-out frames: F1 there at least that at the camera threshold', async () => {
+    const { trainer: t } = await trainer(0.0005);
+    const point = t.operatingPoint()!;
+    expect(point.frames).toBe(t.holdoutSize);
+    expect(point.threshold).toBeGreaterThanOrEqual(0.05);
+    expect(point.threshold).toBeLessThan(1);
+    expect(point.f1).toBeGreaterThanOrEqual(t.score() - 1e-9);
+    expect(t.score(undefined, point.threshold)).toBeCloseTo(point.f1, 6);
+    t.dispose();
+  });
+
   it('refuses a frame of the wrong size, naming the input size', async () => {
     const student = await loadStudent(tf, 'beats-s');
     const t = new StudentTrainer(tf, student.spec, student.weights);

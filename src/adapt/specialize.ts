@@ -45,15 +45,21 @@ export interface SpecializeOptions {
   /** Where the specialised model is written. */
   outDir: string;
   trainer?: Partial<StudentTrainerOptions>;
-  onProgress?: (p: { minute: number; f1: number; accepted: number; rejected: number }) => void;
+  onProgress?: (p: SpecializeReport['curve'][number]) => void;
 }
 
 export interface SpecializeReport {
   video: string;
   frames: { total: number; site: number; test: number; fps: number };
   stream: { minutes: number; keyframes: number; keyframeShare: number; distinctLabelled: number; trainShare: number };
-  /** Held-out F1 on the test part (input pixels, against the reference labels) after each stream minute. */
-  curve: Array<{ minute: number; f1: number; accepted: number; rejected: number }>;
+  /**
+   * Held-out F1 on the test part (input pixels, against the reference labels) after each stream
+   * minute, at the camera's threshold and at the operating threshold chosen then on the held-out
+   * keyframes (`operating`; absent while none are held out).
+   */
+  curve: Array<{ minute: number; f1: number; accepted: number; rejected: number; operating?: { threshold: number; f1: number } }>;
+  /** The specialised model's operating threshold at the end: its best F1 on the held-out keyframes (never trained on). */
+  operating?: { threshold: number; heldOutF1: number; frames: number };
   updates: { accepted: number; rejected: number; byReason: Record<string, number>; meanMs: number; meanStepsMs: number; meanCpuMs: number };
   /** The end: each model served on the test part through onnxruntime. */
   served: ModelScore[];
@@ -140,6 +146,9 @@ export async function specialize(tf: Tf, options: SpecializeOptions): Promise<Sp
   const trainer = new StudentTrainer(tf, student.spec, student.weights, { threshold: options.threshold, ...options.trainer });
   try {
     const run = simulateStream(trainer, clip, siteFrames, test, options);
+    // The specialised model is scored at the threshold its own held-out keyframes chose (the test
+    // part plays no part in it); the others at the comparison's.
+    const operating = trainer.operatingPoint();
     const modelFile = await writeStudentModel(options.outDir, `${student.card.name}-site`, student.card, student.spec, trainer.weightArrays(), {
       video: path.basename(options.video),
       sitePart: options.sitePart,
@@ -147,8 +156,9 @@ export async function specialize(tf: Tf, options: SpecializeOptions): Promise<Sp
       teacher: `${options.teacher.ref}${options.teacher.inputSize ? `@${options.teacher.inputSize}` : ''}`,
       keyframeEvery: options.keyframeEvery,
       trainShare: options.trainShare,
+      ...(operating ? { threshold: operating.threshold } : {}),
     });
-    const models: ModelUnderTest[] = [{ ref: modelFile }, { ref: options.student }, ...options.references];
+    const models: ModelUnderTest[] = [{ ref: modelFile, threshold: operating?.threshold }, { ref: options.student }, ...options.references];
     const served = await compareModels(options.video, truth, models, { threshold: options.threshold, nmsIou: 0.45, runtime: options.runtime, frames: (i) => i >= siteFrames, classes });
     return {
       video: options.video,
@@ -158,6 +168,7 @@ export async function specialize(tf: Tf, options: SpecializeOptions): Promise<Sp
       updates: run.updates,
       served,
       model: modelFile,
+      ...(operating ? { operating: { threshold: operating.threshold, heldOutF1: operating.f1, frames: operating.frames } } : {}),
     };
   } finally {
     trainer.dispose();
@@ -175,7 +186,12 @@ interface StreamRun {
 function simulateStream(trainer: StudentTrainer, clip: ClipFrames, siteFrames: number, test: readonly SupervisedImage[], options: SpecializeOptions): StreamRun {
   const fps = clip.fps > 0 ? clip.fps : 25;
   const end = options.streamMinutes * 60;
-  const curve: SpecializeReport['curve'] = [{ minute: 0, f1: trainer.score(test), accepted: 0, rejected: 0 }];
+  const point = (minute: number): SpecializeReport['curve'][number] => {
+    const chosen = trainer.operatingPoint();
+    const operating = chosen ? { threshold: chosen.threshold, f1: trainer.score(test, chosen.threshold) } : undefined;
+    return { minute, f1: trainer.score(test), accepted: trainer.counts.accepted, rejected: trainer.counts.rejected, ...(operating ? { operating } : {}) };
+  };
+  const curve: SpecializeReport['curve'] = [point(0)];
   const byReason: Record<string, number> = {};
   let streamTime = 0;
   let streamFrame = 0;
@@ -209,9 +225,9 @@ function simulateStream(trainer: StudentTrainer, clip: ClipFrames, siteFrames: n
       streamTime += cpuMs / 1000 / options.trainShare;
     }
     while (streamTime >= nextMinute * 60 && nextMinute <= options.streamMinutes) {
-      const point = { minute: nextMinute, f1: trainer.score(test), accepted: trainer.counts.accepted, rejected: trainer.counts.rejected };
-      curve.push(point);
-      options.onProgress?.(point);
+      const at = point(nextMinute);
+      curve.push(at);
+      options.onProgress?.(at);
       nextMinute++;
     }
   }

@@ -18,6 +18,8 @@ import type { ProviderSettings } from './providers.js';
 export interface ModelUnderTest {
   ref: string;
   inputSize?: number;
+  /** Its own operating threshold for precision, recall and F1 (default: the comparison's). */
+  threshold?: number;
 }
 
 export function parseModelUnderTest(text: string): ModelUnderTest {
@@ -96,7 +98,7 @@ export async function compareModels(url: string, truth: readonly TruthFrame[], m
     name: models[i]!.inputSize ? `${models[i]!.ref}@${models[i]!.inputSize}` : models[i]!.ref,
     version: d.card.version,
     input: `${d.inputWidth}x${d.inputHeight}`,
-    evaluation: evaluate(scoredTruth, predictions[i]!, options.threshold),
+    evaluation: evaluate(scoredTruth, predictions[i]!, models[i]!.threshold ?? options.threshold),
     msPerFrame: ms[i]! / scored,
     fps: (1000 * scored) / ms[i]!,
   }));

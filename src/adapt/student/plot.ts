@@ -22,7 +22,7 @@ export function specializeSvg(report: SpecializeReport, title: string, target?: 
     parts.push(`<text x="${M.left - 8}" y="${y(f) + 4}" font-size="12" text-anchor="end" fill="#444">${f.toFixed(1)}</text>`);
   }
   for (let t = 0; t <= tMax; t += Math.max(1, Math.round(tMax / 10))) parts.push(`<text x="${x(t)}" y="${H - M.bottom + 18}" font-size="12" text-anchor="middle" fill="#444">${t}</text>`);
-  parts.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" font-size="13" text-anchor="middle" fill="#222">stream minutes; F1 on the unseen test part at threshold ${report.served[0]?.evaluation.threshold ?? ''}</text>`);
+  parts.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" font-size="13" text-anchor="middle" fill="#222">stream minutes; F1 on the unseen test part at threshold ${report.served[1]?.evaluation.threshold ?? ''}</text>`);
   parts.push(`<text x="${M.left}" y="24" font-size="15" fill="#222">${escapeXml(title)}</text>`);
   // Labels of lines close together are spread apart, best on top, so that none hides another.
   let labelY = -Infinity;
@@ -39,6 +39,12 @@ export function specializeSvg(report: SpecializeReport, title: string, target?: 
   }
   const points = report.curve.map((p) => `${x(p.minute).toFixed(1)},${y(p.f1).toFixed(1)}`).join(' ');
   parts.push(`<polyline fill="none" stroke="#d1495b" stroke-width="2.5" points="${points}"/>`);
+  // The same weights at the threshold the held-out keyframes chose at that minute.
+  const operating = report.curve.filter((p) => p.operating).map((p) => `${x(p.minute).toFixed(1)},${y(p.operating!.f1).toFixed(1)}`).join(' ');
+  if (operating) {
+    parts.push(`<polyline fill="none" stroke="#9b2226" stroke-width="2" stroke-dasharray="3 3" points="${operating}"/>`);
+    parts.push(`<text x="${M.left + 10}" y="${M.top + 10}" font-size="12" fill="#9b2226">dotted: at the threshold chosen on held-out keyframes${report.operating ? ` (${report.operating.threshold} at the end)` : ''}</text>`);
+  }
   parts.push(`<text x="${M.left + 10}" y="${M.top - 6}" font-size="12" fill="#d1495b">student being specialised (input pixels; ${report.updates.accepted} updates accepted, ${report.updates.rejected} rejected)</text>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">${parts.join('')}</svg>`;
 }

@@ -51,3 +51,14 @@ export function f1On(tf: Tf, spec: BeatsCnnSpec, weights: Weights, images: reado
   const found = Object.values(result.perClass).reduce((s, c) => s + c.detections, 0);
   return truths === 0 && found === 0 ? 1 : result.f1;
 }
+
+/**
+ * The threshold (in steps of 0.05, from `floor`) at which a weight set's F1 on supervised images is
+ * best, and that F1: a model's operating point chosen on frames it was not trained on.
+ */
+export function operatingPoint(tf: Tf, spec: BeatsCnnSpec, weights: Weights, images: readonly SupervisedImage[], floor = 0.05): { threshold: number; f1: number } {
+  if (images.length === 0) throw new RangeError('an operating point needs at least one supervised image');
+  const detections = detectImages(tf, spec, weights, images, floor);
+  const { best } = evaluate(truthOf(spec, images), detections.map((d, frame) => ({ frame, detections: d })), floor);
+  return { threshold: best.threshold, f1: best.f1 };
+}

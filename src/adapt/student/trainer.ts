@@ -27,7 +27,7 @@ import type { WeightArrays } from '../../train/beats-export.js';
 import { seededRandom, type Random } from '../../train/random.js';
 import type { Tf } from '../../train/tf.js';
 import { FrameReservoir, type ReservoirBounds, type SupervisedImage } from './reservoir.js';
-import { f1On } from './score.js';
+import { f1On, operatingPoint } from './score.js';
 
 export interface StudentTrainerOptions {
   /** F1 of the guard counts detections at or above it (the camera's detection threshold). */
@@ -188,9 +188,15 @@ export class StudentTrainer {
     return { kind: 'accepted', figures };
   }
 
-  /** F1 of the serving weights on frames (held-out ones when none are given). */
-  score(images: readonly SupervisedImage[] = this.holdout): number {
-    return f1On(this.tf, this.spec, this.serving, images, this.options.threshold);
+  /** F1 of the serving weights on frames (held-out ones when none are given), at the camera's threshold unless told. */
+  score(images: readonly SupervisedImage[] = this.holdout, threshold = this.options.threshold): number {
+    return f1On(this.tf, this.spec, this.serving, images, threshold);
+  }
+
+  /** The serving weights' best-F1 threshold on the held-out frames (never trained on); undefined while none are held out. */
+  operatingPoint(): { threshold: number; f1: number; frames: number } | undefined {
+    if (this.holdout.length === 0) return undefined;
+    return { ...operatingPoint(this.tf, this.spec, this.serving, this.holdout), frames: this.holdout.length };
   }
 
   /** The serving weights, copied out (what exportBeatsOnnx takes). */
