@@ -24,18 +24,16 @@ export function specializeSvg(report: SpecializeReport, title: string, target?: 
   for (let t = 0; t <= tMax; t += Math.max(1, Math.round(tMax / 10))) parts.push(`<text x="${x(t)}" y="${H - M.bottom + 18}" font-size="12" text-anchor="middle" fill="#444">${t}</text>`);
   parts.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" font-size="13" text-anchor="middle" fill="#222">stream minutes; F1 on the unseen test part at threshold ${report.served[1]?.evaluation.threshold ?? ''}</text>`);
   parts.push(`<text x="${M.left}" y="24" font-size="15" fill="#222">${escapeXml(title)}</text>`);
-  // Labels of lines close together are spread apart, best on top, so that none hides another.
+  // Labels of lines close together (the references and the target) are spread apart, best on top,
+  // so that none hides another.
+  const lines = report.served.slice(1).map((m, i) => ({ f1: m.evaluation.f1, text: `${m.name} ${(100 * m.evaluation.f1).toFixed(1)}`, colour: COLOURS[i % COLOURS.length]!, dash: '' }));
+  if (target) lines.push({ f1: target.f1, text: `0.9 of ${target.name}`, colour: '#d1495b', dash: ' stroke-dasharray="6 4"' });
   let labelY = -Infinity;
-  const references = report.served.slice(1).map((m, i) => ({ m, colour: COLOURS[i % COLOURS.length]! })).sort((a, b) => b.m.evaluation.f1 - a.m.evaluation.f1);
-  for (const { m, colour } of references) {
-    const at = Math.max(y(m.evaluation.f1) + 4, labelY + 14);
+  for (const line of lines.sort((a, b) => b.f1 - a.f1)) {
+    const at = Math.max(y(line.f1) + 4, labelY + 14);
     labelY = at;
-    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${y(m.evaluation.f1)}" y2="${y(m.evaluation.f1)}" stroke="${colour}" stroke-width="1.5"/>`);
-    parts.push(`<text x="${W - M.right + 6}" y="${at}" font-size="12" fill="${colour}">${escapeXml(m.name)} ${(100 * m.evaluation.f1).toFixed(1)}</text>`);
-  }
-  if (target) {
-    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${y(target.f1)}" y2="${y(target.f1)}" stroke="#d1495b" stroke-dasharray="6 4"/>`);
-    parts.push(`<text x="${W - M.right + 6}" y="${y(target.f1) + 4}" font-size="12" fill="#d1495b">0.9 of ${escapeXml(target.name)}</text>`);
+    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${y(line.f1)}" y2="${y(line.f1)}" stroke="${line.colour}" stroke-width="1.5"${line.dash}/>`);
+    parts.push(`<text x="${W - M.right + 6}" y="${at}" font-size="12" fill="${line.colour}">${escapeXml(line.text)}</text>`);
   }
   const points = report.curve.map((p) => `${x(p.minute).toFixed(1)},${y(p.f1).toFixed(1)}`).join(' ');
   parts.push(`<polyline fill="none" stroke="#d1495b" stroke-width="2.5" points="${points}"/>`);
