@@ -61,7 +61,6 @@ export function readSyntheticFrames(options: FrameSourceOptions, demand$: Observ
     let closed = false;
     let scheduled: NodeJS.Immediate | undefined;
     let timer: NodeJS.Timeout | undefined;
-    /** Realtime: the newest frame that fell due and was not asked for yet. */
     /** Realtime: frames due and not yet asked for, oldest first; beyond the queue's size the oldest is dropped. */
     const due: number[] = [];
     const queueFrames = options.queueFrames ?? 2;
