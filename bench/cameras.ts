@@ -10,8 +10,9 @@
  * Unpaced and inference-only: the best of BENCH_ROUNDS rounds (default 2), alternating, since on a
  * shared machine noise only slows a round down. BENCH_FRAMES frames per camera (default 96),
  * BENCH_PACED_S seconds per paced run (default 8); runtime.max_batch 4, batch_timeout_ms 5 (the
- * defaults), BENCH_MAX_BATCH to change the first; BENCH_QUEUE_FRAMES the paced cameras' queue_frames; BENCH_PROVIDERS (default cpu) the execution
- * providers, e.g. tensorrt,cuda,cpu on a GPU host. Nothing in it needs a GPU.
+ * defaults), BENCH_MAX_BATCH to change the first; BENCH_QUEUE_FRAMES the paced cameras'
+ * queue_frames; BENCH_PROVIDERS (default cpu) the execution providers, e.g. tensorrt,cuda,cpu on a
+ * GPU host. Nothing in it needs a GPU.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

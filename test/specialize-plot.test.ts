@@ -15,6 +15,7 @@ describe('specializeSvg', () => {
       video: 'clip.mp4',
       frames: { total: 100, site: 70, test: 30, fps: 25 },
       stream: { minutes: 2, keyframes: 10, keyframeShare: 0.1, distinctLabelled: 10, trainShare: 0.5 },
+      threshold: 0.3,
       curve: [
         { minute: 0, f1: 0.3, accepted: 0, rejected: 0 },
         { minute: 1, f1: 0.5, accepted: 1, rejected: 0, operating: { threshold: 0.5, f1: 0.6 } },
@@ -30,5 +31,6 @@ describe('specializeSvg', () => {
     expect(labels.map((l) => l.text)).toEqual(['yolox-nano@416 91.2', 'yolox-nano@320 83.9', '0.9 of yolox-nano@416', 'beats-m 30.0']);
     for (let i = 1; i < labels.length; i++) expect(labels[i]!.y - labels[i - 1]!.y).toBeGreaterThanOrEqual(14);
     expect(svg).toContain('at the threshold chosen on held-out keyframes (0.5 at the end)');
+    expect(svg).toContain('F1 on the unseen test part at threshold 0.3</text>');
   });
 });

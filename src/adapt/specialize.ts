@@ -52,6 +52,8 @@ export interface SpecializeReport {
   video: string;
   frames: { total: number; site: number; test: number; fps: number };
   stream: { minutes: number; keyframes: number; keyframeShare: number; distinctLabelled: number; trainShare: number };
+  /** The camera's detection threshold: the curve's `f1` and the references are scored at it. */
+  threshold: number;
   /**
    * Held-out F1 on the test part (input pixels, against the reference labels) after each stream
    * minute, at the camera's threshold and at the operating threshold chosen then on the held-out
@@ -164,6 +166,7 @@ export async function specialize(tf: Tf, options: SpecializeOptions): Promise<Sp
       video: options.video,
       frames: { total, site: siteFrames, test: test.length, fps: clip.fps },
       stream: { minutes: options.streamMinutes, keyframes: run.keyframes, keyframeShare: run.keyframes / Math.max(1, run.streamFrames), distinctLabelled: clip.teacher.size, trainShare: options.trainShare },
+      threshold: options.threshold,
       curve: run.curve,
       updates: run.updates,
       served,

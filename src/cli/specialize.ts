@@ -65,7 +65,7 @@ function printReport(r: SpecializeReport, teacher: { ref: string; inputSize: num
   out.write(`${path.basename(r.video)}: site = first ${r.frames.site} frames looped for ${r.stream.minutes} stream minutes; test = last ${r.frames.test} frames (never trained on)\n`);
   out.write(`teacher ${teacher.ref}@${teacher.inputSize} on ${r.stream.keyframes} keyframes (${pct(r.stream.keyframeShare)} % of stream frames, ${r.stream.distinctLabelled} distinct frames); training share ${pct(r.stream.trainShare)} % of one core\n`);
   out.write(`updates: ${r.updates.accepted} accepted, ${r.updates.rejected} rejected ${JSON.stringify(r.updates.byReason)}, ${r.updates.meanMs.toFixed(0)} ms each (${r.updates.meanStepsMs.toFixed(0)} ms of it optimizer steps; ${r.updates.meanCpuMs.toFixed(0)} ms of CPU)\n`);
-  out.write(`student test F1 by stream minute, at ${r.served[1]?.evaluation.threshold ?? ''}: ${r.curve.map((p) => `${p.minute}:${pct(p.f1)}`).join('  ')}\n`);
+  out.write(`student test F1 by stream minute, at ${r.threshold}: ${r.curve.map((p) => `${p.minute}:${pct(p.f1)}`).join('  ')}\n`);
   out.write(`  at the threshold the held-out keyframes chose then: ${r.curve.map((p) => `${p.minute}:${p.operating ? `${pct(p.operating.f1)}@${p.operating.threshold}` : '-'}`).join('  ')}\n`);
   if (r.operating) out.write(`specialised model's operating threshold: ${r.operating.threshold} (its best F1, ${pct(r.operating.heldOutF1)}, on ${r.operating.frames} held-out keyframes; set detect.threshold to it)\n`);
   out.write(`served on the test part against yolox-nano@640's labels (F1 at each model's threshold; best F1: at the test part's best threshold, for reference):\nmodel                        input      mAP@0.5    F1  thresh  best F1     fps\n`);

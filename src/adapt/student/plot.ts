@@ -22,7 +22,7 @@ export function specializeSvg(report: SpecializeReport, title: string, target?: 
     parts.push(`<text x="${M.left - 8}" y="${y(f) + 4}" font-size="12" text-anchor="end" fill="#444">${f.toFixed(1)}</text>`);
   }
   for (let t = 0; t <= tMax; t += Math.max(1, Math.round(tMax / 10))) parts.push(`<text x="${x(t)}" y="${H - M.bottom + 18}" font-size="12" text-anchor="middle" fill="#444">${t}</text>`);
-  parts.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" font-size="13" text-anchor="middle" fill="#222">stream minutes; F1 on the unseen test part at threshold ${report.served[1]?.evaluation.threshold ?? ''}</text>`);
+  parts.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" font-size="13" text-anchor="middle" fill="#222">stream minutes; F1 on the unseen test part at threshold ${report.threshold}</text>`);
   parts.push(`<text x="${M.left}" y="24" font-size="15" fill="#222">${escapeXml(title)}</text>`);
   // Labels of lines close together (the references and the target) are spread apart, best on top,
   // so that none hides another.
