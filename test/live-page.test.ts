@@ -29,6 +29,39 @@ async function boxOnScreen(page: Page, box: Box): Promise<{ x: number; y: number
   }, box);
 }
 
+/** The paused canvas shows its frame, each box drawn in colour, and one table row per box. */
+async function expectBoxesDrawn(page: Page): Promise<void> {
+  // The page must stay on the paused frame from here on: two reads of it are compared.
+  const drawn = await page.evaluate(() => {
+    const canvas = document.getElementById('view') as HTMLCanvasElement;
+    const ctx = canvas.getContext('2d')!;
+    const boxes = JSON.parse(canvas.dataset.boxes!) as Array<[number, number, number, number]>;
+    const s = canvas.width / Number(canvas.dataset.width);
+    const saturated = (x: number, y: number) => {
+      const [r, g, b] = ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data;
+      return Math.max(r!, g!, b!) - Math.min(r!, g!, b!) > 90;
+    };
+    // The middle of each box's left and right edges: the box colours are saturated; the
+    // highway clip is a grey CCTV picture.
+    const onEdges = boxes.filter((b) => saturated(b[0] * s, ((b[1] + b[3]) / 2) * s) || saturated(b[2] * s, ((b[1] + b[3]) / 2) * s)).length;
+    const all = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sat = 0;
+    let sum = 0;
+    for (let i = 0; i < all.length; i += 4) {
+      sum += all[i]! + all[i + 1]! + all[i + 2]!;
+      if (Math.max(all[i]!, all[i + 1]!, all[i + 2]!) - Math.min(all[i]!, all[i + 1]!, all[i + 2]!) > 90) sat++;
+    }
+    const pixels = all.length / 4;
+    return { boxes: boxes.length, onEdges, saturatedShare: sat / pixels, meanLevel: sum / pixels / 3 };
+  });
+  expect(drawn.onEdges).toBeGreaterThanOrEqual(Math.ceil(drawn.boxes * 0.8));
+  // The picture itself is there (not a blank canvas), and the colour is only on the boxes.
+  expect(drawn.meanLevel).toBeGreaterThan(30);
+  expect(drawn.saturatedShare).toBeLessThan(0.15);
+  const rows = await page.locator('#detections tr').count();
+  expect(rows).toBe(drawn.boxes);
+}
+
 describe.skipIf(needsAssets || !haveChromium)('the live page in Chromium', () => {
   let served: ServedPipeline;
   let browser: Browser;
@@ -69,36 +102,17 @@ cameras:
   it('draws the frame and its boxes on the canvas', async () => {
     await page.waitForFunction(() => JSON.parse((document.getElementById('view') as HTMLCanvasElement).dataset.boxes ?? '[]').length >= 2, undefined, { timeout: 60_000 });
     await page.click('#pause');
-    const drawn = await page.evaluate(() => {
-      const canvas = document.getElementById('view') as HTMLCanvasElement;
-      const ctx = canvas.getContext('2d')!;
-      const boxes = JSON.parse(canvas.dataset.boxes!) as Array<[number, number, number, number]>;
-      const s = canvas.width / Number(canvas.dataset.width);
-      const saturated = (x: number, y: number) => {
-        const [r, g, b] = ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data;
-        return Math.max(r!, g!, b!) - Math.min(r!, g!, b!) > 90;
-      };
-      // The middle of each box's left and right edges: the box colours are saturated; the
-      // highway clip is a grey CCTV picture.
-      const onEdges = boxes.filter((b) => saturated(b[0] * s, ((b[1] + b[3]) / 2) * s) || saturated(b[2] * s, ((b[1] + b[3]) / 2) * s)).length;
-      const all = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-      let sat = 0;
-      let sum = 0;
-      for (let i = 0; i < all.length; i += 4) {
-        sum += all[i]! + all[i + 1]! + all[i + 2]!;
-        if (Math.max(all[i]!, all[i + 1]!, all[i + 2]!) - Math.min(all[i]!, all[i + 1]!, all[i + 2]!) > 90) sat++;
-      }
-      const pixels = all.length / 4;
-      return { boxes: boxes.length, onEdges, saturatedShare: sat / pixels, meanLevel: sum / pixels / 3 };
-    });
-    expect(drawn.onEdges).toBeGreaterThanOrEqual(Math.ceil(drawn.boxes * 0.8));
-    // The picture itself is there (not a blank canvas), and the colour is only on the boxes.
-    expect(drawn.meanLevel).toBeGreaterThan(30);
-    expect(drawn.saturatedShare).toBeLessThan(0.15);
-    const rows = await page.locator('#detections tr').count();
-    expect(rows).toBe(drawn.boxes);
-    await page.click('#pause'); // live again
+    try {
+      const paused = await page.locator('#view').getAttribute('data-frame');
+      await expectBoxesDrawn(page);
+      // Paused means paused: a frame that was on its way when the button was pressed is not shown.
+      await page.waitForTimeout(600);
+      expect(await page.locator('#view').getAttribute('data-frame')).toBe(paused);
+    } finally {
+      await page.click('#pause'); // live again, whatever the outcome: the later tests need a live page
+    }
   });
+
 
   it('lists events with their snapshots', async () => {
     const card = page.locator('#events article.event').first();

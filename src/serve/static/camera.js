@@ -79,6 +79,8 @@ async function show(frame) {
   const img = new Image();
   img.src = frame.image;
   await img.decode();
+  // A frame fetched before Pause was pressed does not replace the one the user paused on.
+  if (paused) return;
   current = frame;
   image = img;
   waiting.hidden = true;
