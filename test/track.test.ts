@@ -137,6 +137,18 @@ describe('tracker on synthetic scenes', () => {
     for (const u of nothing) expect(u.active).toEqual([]);
   });
 
+  it('takes a frame\'s own high threshold when it gives one (adapted weights scoring on their own scale), never under lowThreshold', () => {
+    const box = (t: number) => moving(10, 50, 40, 30, 50, 0, t);
+    // 0.45 is under the default 0.5: no track; with the frame's 0.4 it starts one.
+    const own = new Tracker();
+    const started = Array.from({ length: 5 }, (_, i) => own.update([det(box(i / FPS), 0.45)], { streamTime: i / FPS }, 0.4));
+    expect(started[4]!.active).toMatchObject([{ id: 1, confirmed: true }]);
+    // A frame threshold under lowThreshold is taken as lowThreshold: 0.05 boxes still start nothing.
+    const floor = new Tracker();
+    const none = Array.from({ length: 5 }, (_, i) => floor.update([det(box(i / FPS), 0.05)], { streamTime: i / FPS }, 0.01));
+    for (const u of none) expect(u.active).toEqual([]);
+  });
+
   it('never reuses an id after its track ended', () => {
     const tracker = new Tracker({ maxLostSeconds: 0.2 });
     // A new object every 20 frames, each seen for 10 frames then gone.

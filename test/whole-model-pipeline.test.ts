@@ -10,6 +10,8 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { WeightVersionStore } from '../src/adapt/student/versions.js';
+import { loadStudent } from '../src/adapt/student/model-files.js';
+import { loadTf } from '../src/train/tf.js';
 import { parsePipeline } from '../src/config/load.js';
 import { ConfigError } from '../src/errors.js';
 import { runPipeline, type StartedRun } from '../src/pipeline.js';
@@ -31,12 +33,14 @@ cameras:
 const whole = '{ enabled: true, layers: all, min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 }, teacher: { model: beats-s, threshold: 0.4, every_n_frames: 2 } }';
 
 /** Runs until `done` says so of the camera's model status (or `limitMs`), then stops; returns the statuses (and the models of the detection messages, in order). */
-async function runUntil(stateDir: string, done: (s: ModelStatusMessage) => boolean, limitMs: number, adapt = whole): Promise<ModelStatusMessage[] & { detectedBy?: string[] }> {
+async function runUntil(stateDir: string, done: (s: ModelStatusMessage) => boolean, limitMs: number, adapt = whole): Promise<ModelStatusMessage[] & { detectedBy?: string[]; scores?: number[] }> {
   const file = path.join(stateDir, 'pipeline.yaml');
   const loaded = { file, config: parsePipeline(yaml(stateDir, adapt), file) };
-  const statuses: ModelStatusMessage[] & { detectedBy?: string[] } = [];
+  const statuses: ModelStatusMessage[] & { detectedBy?: string[]; scores?: number[] } = [];
   const detectedBy: string[] = [];
+  const scores: number[] = [];
   statuses.detectedBy = detectedBy;
+  statuses.scores = scores;
   const abort = new AbortController();
   const limit = setTimeout(() => abort.abort(), limitMs);
   let client: mqtt.MqttClient | undefined;
@@ -47,7 +51,11 @@ async function runUntil(stateDir: string, done: (s: ModelStatusMessage) => boole
       subscribed = (async () => {
         client = await mqtt.connectAsync(run.brokerUrl);
         client.on('message', (topic, payload) => {
-          if (topic.endsWith('/detections')) return void detectedBy.push((JSON.parse(payload.toString('utf8')) as DetectionsMessage).model.name);
+          if (topic.endsWith('/detections')) {
+            const message = JSON.parse(payload.toString('utf8')) as DetectionsMessage;
+            detectedBy.push(message.model.name);
+            return void scores.push(...message.detections.map((d) => d.score));
+          }
           const status = JSON.parse(payload.toString('utf8')) as ModelStatusMessage;
           statuses.push(status);
           if (done(status)) abort.abort();
@@ -71,6 +79,8 @@ describe('whole-model adaptation in the running pipeline', () => {
     expect(last.teacher?.keyframes).toBeGreaterThan(0);
     expect(last.supervised_frames).toBeGreaterThan(0);
     expect(last.accepted + last.rejected).toBeGreaterThanOrEqual(1);
+    // The base weights count detections from detect.threshold.
+    expect(first[0]!.threshold).toBe(0.35);
     const files = await readdir(path.join(stateDir, 'adapt', 'yard', 'weights'));
     // Exactly one file per accepted set: none for a rejected one, nothing half-written left behind.
     expect(files.filter((f) => /^w\d{6}\.bin$/.test(f)).length).toBe(last.accepted);
@@ -78,6 +88,11 @@ describe('whole-model adaptation in the running pipeline', () => {
     if (last.accepted > 0) {
       expect(last.version).toBe(last.accepted);
       expect(last.head).toBe(`weights v${last.version}`);
+      // The serving set's threshold is the one its held-out keyframes chose (adapt.whole.threshold: held_out), as written with it.
+      const newest = await readFile(path.join(stateDir, 'adapt', 'yard', 'weights', `w${String(last.version).padStart(6, '0')}.bin`));
+      const header = JSON.parse(newest.subarray(4, 4 + newest.readUInt32LE(0)).toString('utf8')) as { threshold?: number; figures: { holdout: { threshold: number } } };
+      expect(header.threshold).toBe(header.figures.holdout.threshold);
+      expect(last.threshold).toBe(Math.max(0.1, header.threshold!));
       const again = await runUntil(stateDir, () => true, 60_000);
       expect(again[0]!.version).toBe(last.version);
     }
@@ -102,6 +117,27 @@ describe('whole-model adaptation in the running pipeline', () => {
     // The detections say which model made them: the teacher's first, the student's after the switch.
     expect(auto.detectedBy![0]).toBe('beats-s-real');
     await rm(autoDir, { recursive: true, force: true });
+  });
+
+  it('serves a weight set at the threshold written with it (after a restart), and at detect.threshold with whole.threshold: camera', { timeout: 200_000 }, async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-threshold-'));
+    const { tf } = await loadTf();
+    const student = await loadStudent(tf, 'beats-s');
+    const weights = [...student.weights].map(([name, t]) => ({ name, shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) }));
+    student.weights.forEach((t) => t.dispose());
+    const store = await WeightVersionStore.open({ stateDir, camera: 'yard', base: { name: student.card.name, version: student.card.version }, keep: 10 });
+    await store.write({ parent: 0, kind: 'update', createdAt: Date.now(), threshold: 0.6 }, weights);
+    // Frames enough for detections: until the teacher has labelled a few keyframes.
+    const held = await runUntil(stateDir, (s) => (s.teacher?.keyframes ?? 0) >= 4, 120_000);
+    expect(held[0]!.version).toBe(1);
+    expect(held.at(-1)!.threshold).toBe(0.6);
+    expect(held.scores!.length).toBeGreaterThan(0);
+    expect(Math.min(...held.scores!)).toBeGreaterThanOrEqual(0.6);
+    const camera = await runUntil(stateDir, (s) => (s.teacher?.keyframes ?? 0) >= 4, 120_000, whole.replace('holdout_frames: 4 }', 'holdout_frames: 4, threshold: camera }'));
+    expect(camera.at(-1)!.threshold).toBe(0.35);
+    // The same weights at 0.35 publish boxes the set's own threshold kept back.
+    expect(Math.min(...camera.scores!)).toBeLessThan(0.6);
+    await rm(stateDir, { recursive: true, force: true });
   });
 
   it('refuses a camera without a teacher, and a model that is not the Beats CNN, naming the YAML path', async () => {
@@ -147,6 +183,17 @@ describe('weight versions on disk', () => {
     expect(await other.latest()).toBeUndefined();
     // Numbers are never reused, even over a skipped file.
     expect(await store.write({ parent: 1, kind: 'update', createdAt: 3 }, weights(3))).toBe(3);
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('keeps the threshold a set chose, and drops one that is not a score (the header is outside the checksum)', async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-wv-'));
+    const store = await WeightVersionStore.open({ stateDir, camera: 'c', base, keep: 10 });
+    const v1 = await store.write({ parent: 0, kind: 'update', createdAt: 1, threshold: 0.45 }, weights(1));
+    expect((await store.read(v1)).threshold).toBe(0.45);
+    const v2 = await store.write({ parent: 1, kind: 'update', createdAt: 2, threshold: 7 }, weights(2));
+    expect((await store.read(v2)).threshold).toBeUndefined();
+    expect((await store.read(await store.write({ parent: 2, kind: 'update', createdAt: 3 }, weights(3)))).threshold).toBeUndefined();
     await rm(stateDir, { recursive: true, force: true });
   });
 

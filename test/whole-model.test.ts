@@ -23,6 +23,7 @@ import { ModelError } from '../src/errors.js';
 import { Detector, type DetectOptions } from '../src/model/detector.js';
 import { resolveModel } from '../src/model/registry.js';
 import { SyntheticScene } from '../src/source/synthetic/index.js';
+import type { DomainShift } from '../src/source/synthetic/types.js';
 import { sampleFromSynthetic } from '../src/train/beats-train.js';
 import type { WeightArrays } from '../src/train/beats-export.js';
 import { seededRandom } from '../src/train/random.js';
@@ -87,9 +88,9 @@ function weightsEqual(a: WeightArrays, b: WeightArrays): boolean {
 }
 
 describe('whole-model trainer', () => {
-  async function trainer(lr: number, options: Partial<StudentTrainerOptions> = {}): Promise<{ trainer: StudentTrainer; frames: SupervisedImage[] }> {
+  async function trainer(lr: number, options: Partial<StudentTrainerOptions> = {}, domain: DomainShift[] = []): Promise<{ trainer: StudentTrainer; frames: SupervisedImage[] }> {
     const student = await loadStudent(tf, 'beats-s');
-    const scene = new SyntheticScene({ scene: 'street', seed: 4242, width: 320, height: 240, fps: 10, domain: [] });
+    const scene = new SyntheticScene({ scene: 'street', seed: 4242, width: 320, height: 240, fps: 10, domain });
     scene.skip(30);
     const frames: SupervisedImage[] = [];
     for (let i = 0; i < 24; i++) {
@@ -129,6 +130,25 @@ describe('whole-model trainer', () => {
     expect(t.score(undefined, point.threshold)).toBeCloseTo(point.f1, 6);
     t.dispose();
   });
+
+  it('with guard "best", compares each weight set at its own best threshold on the held-out frames, and serves at the one it was accepted at', async () => {
+    // In fog, where the base weights leave something to win.
+    const { trainer: t } = await trainer(0.001, { guard: 'best', threshold: 0.3, replayTolerance: 1, stepsPerUpdate: 16 }, ['fog']);
+    expect(t.threshold).toBe(0.3); // the base weights serve at the camera's threshold
+    let accepted = 0;
+    for (let i = 0; i < 4; i++) {
+      const point = t.operatingPoint()!;
+      const outcome = t.update();
+      if (outcome.kind === 'waiting') throw new Error('the trainer should have frames enough');
+      expect(outcome.figures.holdout.f1Before).toBeCloseTo(point.f1, 9);
+      if (outcome.kind !== 'accepted') continue;
+      accepted++;
+      expect(t.threshold).toBe(outcome.figures.holdout.threshold);
+      expect(t.operatingPoint()).toMatchObject({ threshold: t.threshold, f1: outcome.figures.holdout.f1After });
+    }
+    expect(accepted).toBeGreaterThan(0); // seeded: the same updates every run
+    t.dispose();
+  }, 120_000);
 
   it('refuses a frame of the wrong size, naming the input size', async () => {
     const student = await loadStudent(tf, 'beats-s');
@@ -178,6 +198,7 @@ describe('whole-model trainer', () => {
       const outcome = t.update();
       expect(outcome.kind === 'accepted' || outcome.kind === 'rejected').toBe(true);
       if (outcome.kind === 'accepted') expect(outcome.figures.holdout.f1After).toBeGreaterThanOrEqual(outcome.figures.holdout.f1Before);
+      if (outcome.kind !== 'waiting') expect(outcome.figures.holdout.threshold).toBe(0.35); // guard 'threshold': the camera's
     }
     t.dispose();
   }, 120_000);

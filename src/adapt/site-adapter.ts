@@ -37,6 +37,8 @@ export interface SiteAdapter {
   statusUpdates(intervalMs?: number): Observable<ModelStatusMessage>;
   statusMessage(): ModelStatusMessage;
   history(): Promise<ModelHistory>;
+  /** The score the camera's own model's detections count from now, when it is not detect.threshold (adapted weights that chose theirs). */
+  servingThreshold?(): number | undefined;
   /** The model that serves the camera's detections now, when it is not the camera's own (a teacher serving while the student learns). */
   servingTeacher?(): ServingTeacher | undefined;
   /** The training worker's own memory (the soak counts it); undefined when it does not say. */

@@ -62,6 +62,8 @@ export class WholeModelAdapter implements SiteAdapter {
   /** Who serves the camera's detections (adapt.teacher.serve), why, and how often it changed. */
   private serving: { by: 'student' | 'teacher'; reason: string; switches: number };
   private readonly startedAt = Date.now();
+  /** The score the weights inference runs now chose (adapt.whole.threshold: held_out); undefined: detect.threshold. */
+  private weightsThreshold: number | undefined;
 
   private constructor(
     readonly camera: CameraConfig,
@@ -90,7 +92,9 @@ export class WholeModelAdapter implements SiteAdapter {
     const engine = await StudentEngine.start({ camera: camera.name, config: camera.adapt, checkpoint: checkpointOf(detector.model.onnxPath, card.name), spec, base, store, threshold: camera.detect.threshold });
     const serving = engine.servingOnnx();
     if (serving) await detector.swapWeights(serving, options.runtime);
-    return new WholeModelAdapter(camera, detector, engine, options.runtime, options.teacher, Math.min(camera.adapt.whole.verdict_frames, options.ringFrames ?? Infinity));
+    const adapter = new WholeModelAdapter(camera, detector, engine, options.runtime, options.teacher, Math.min(camera.adapt.whole.verdict_frames, options.ringFrames ?? Infinity));
+    if (serving) adapter.weightsThreshold = engine.threshold;
+    return adapter;
   }
 
   sourceOutput(): FrameOutput {
@@ -107,12 +111,13 @@ export class WholeModelAdapter implements SiteAdapter {
     if (this.closed || !this.enabled) return;
     const trackOf = new Map<number, number>();
     for (const t of tracks) if (t.detection !== undefined) trackOf.set(t.detection, t.id);
-    this.verdictFrames.remember(frame, detections.map((d, i) => ({ classId: d.classId, score: d.score, box: d.box, trackId: trackOf.get(i) })));
+    const threshold = this.servingThreshold() ?? this.camera.detect.threshold;
+    this.verdictFrames.remember(frame, detections.map((d, i) => ({ classId: d.classId, score: d.score, box: d.box, trackId: trackOf.get(i) })), threshold);
     if (!this.teacher || !this.schedule || this.teacherBusy || !this.schedule.due(frame.index)) return;
     this.schedule.taken(frame.index);
     // The pixels are copied now (the frame's buffer goes back to the source) and transferred to the worker later.
     const pixels = Uint8Array.from(frame.pixels);
-    const student = detections.filter((d) => d.score >= this.camera.detect.threshold).map((d) => ({ classId: d.classId, box: d.box }));
+    const student = detections.filter((d) => d.score >= threshold).map((d) => ({ classId: d.classId, box: d.box }));
     this.teacherBusy = this.runTeacher(this.teacher, frame, source, pixels, student).finally(() => {
       this.teacherBusy = undefined;
     });
@@ -135,6 +140,16 @@ export class WholeModelAdapter implements SiteAdapter {
       this.teacherStats.failed++;
       this.log.limited(`${this.camera.name} teacher`).error(`${this.camera.name}: teacher ${teacher.name} failed on frame ${frame.index}: ${errorMessage(err)}`);
     }
+  }
+
+  /**
+   * The score the camera's detections count from while its own model serves: the serving weights'
+   * held-out operating threshold (never under events.low_threshold, the score the detector keeps
+   * boxes from); undefined for detect.threshold (the base weights, `threshold: camera`).
+   */
+  servingThreshold(): number | undefined {
+    if (this.weightsThreshold === undefined || (this.serving.by === 'teacher' && this.teacher?.detect)) return undefined;
+    return Math.max(this.camera.events.low_threshold, this.weightsThreshold);
   }
 
   servingTeacher(): ServingTeacher | undefined {
@@ -201,6 +216,8 @@ export class WholeModelAdapter implements SiteAdapter {
       try {
         const onnx = event.onnx.length > 0 ? event.onnx : await readFile(this.detector.model.onnxPath);
         await this.detector.swapWeights(onnx, this.runtime);
+        // The threshold follows the weights into service, not before them.
+        this.weightsThreshold = event.threshold;
         this.log.info(`${this.camera.name}: inference now runs weight version ${event.version}${event.kind === 'rolled_back' ? ` (rollback to ${String(event.target)})` : ''}`);
       } catch (err) {
         this.log.error(`${this.camera.name}: weight version ${event.version} could not be swapped in: ${errorMessage(err)}`);
@@ -249,6 +266,7 @@ export class WholeModelAdapter implements SiteAdapter {
       serving: { model: this.serving.by === 'teacher' && this.teacher ? this.teacher.name : `${this.detector.card.name}@${this.detector.inputWidth}`, by: this.serving.by, reason: this.serving.reason, switches: this.serving.switches },
       verdicts_used: this.verdictsUsed,
       verdicts_ignored: this.verdictsIgnored,
+      threshold: this.serving.by === 'teacher' ? this.camera.detect.threshold : (this.servingThreshold() ?? this.camera.detect.threshold),
       teacher: this.schedule && this.teacher ? { model: this.teacher.name, keyframes: this.teacherStats.keyframes, late: 0, stride: this.schedule.stride, failed: this.teacherStats.failed } : null,
       track_miss_frames: 0,
       grid: 0,

@@ -199,7 +199,7 @@ export const adaptSchema = z.strictObject({
   /** `layers: all`: the training worker's steps, its replay reservoir of model-input frames, and the guard's held-out frames. */
   whole: z
     .strictObject({
-      /** Adam's learning rate at its largest (halved on each rejected update, doubled back on each accepted one). */
+      /** Adam's learning rate at its largest (halved when the shadow is taken back, doubled back on each accepted update). */
       lr: z.number().positive().max(0.1).default(0.0005),
       batch: z.number().int().min(1).max(64).default(8),
       steps_per_update: z.number().int().min(1).max(100).default(4),
@@ -209,8 +209,15 @@ export const adaptSchema = z.strictObject({
       holdout_frames: z.number().int().min(2).max(1000).default(64),
       /** Recent model-input frames kept for operator verdicts to label (their pixels; at most feedback.ring_frames). */
       verdict_frames: z.number().int().min(1).max(10_000).default(100),
+      /**
+       * The score an adapted weight set's detections are published and tracked from: `held_out`, the
+       * threshold of its best F1 on the held-out keyframes (the guard compares each set at its own
+       * best; never under events.low_threshold); `camera`, detect.threshold. The base model and a
+       * serving teacher use detect.threshold either way.
+       */
+      threshold: z.enum(['held_out', 'camera']).default('held_out'),
     })
-    .default({ lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 64, verdict_frames: 100 }),
+    .default({ lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 64, verdict_frames: 100, threshold: 'held_out' }),
   /** The frame is divided into grid x grid regions; a bucket is a (region, class) pair. */
   grid: z.number().int().min(1).max(16).default(4),
   /** A bucket fires when at least n_min supervised cells went into its gradient... */

@@ -20,7 +20,9 @@ export function detect(detector: Detector, camera: CameraConfig, stats: CameraSt
         const ms = performance.now() - started;
         stats.inferenceMs = stats.processed === 0 ? ms : stats.inferenceMs * 0.9 + ms * 0.1;
         stats.lastInferenceMs = ms;
-        return { ...input, detections };
+        // Read after the run: a weight swap that landed meanwhile brought its threshold with it.
+        const threshold = adapter?.servingThreshold?.();
+        return { ...input, detections, ...(threshold === undefined ? {} : { threshold }) };
       }),
     );
   });

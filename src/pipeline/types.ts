@@ -48,6 +48,8 @@ export interface CameraFrame {
 /** A frame with every detection above the tracker's low threshold. */
 export interface DetectedFrame extends CameraFrame {
   detections: Detection[];
+  /** The score its detections count from, when not detect.threshold (adapted weights serving at their own). */
+  threshold?: number;
   /** The model whose detections these are, when not the camera's own (a teacher serving). */
   servedBy?: { name: string; version: string };
 }

@@ -130,4 +130,6 @@ export interface ModelStatusMessage {
   verdicts_ignored?: number;
   /** Whole model with a teacher: whose detections the camera publishes, why, and how often that changed (adapt.teacher.serve). */
   serving?: { model: string; by: 'student' | 'teacher'; reason: string; switches: number };
+  /** Whole model: the score the camera's published detections count from now (adapt.whole.threshold). */
+  threshold?: number;
 }

@@ -80,8 +80,8 @@ export class EventBuilder {
   }
 
   /** One frame's tracks (alive ones) and the tracks that ended with this frame. */
-  /** `model`: the model whose detections these are, when not the camera's own (a teacher serving it). */
-  update(frame: Frame, active: readonly TrackedObject[], ended: readonly TrackedObject[], model?: { name: string; version: string }): EventOutput {
+  /** `model`: the model whose detections these are, when not the camera's own (a teacher serving it); `threshold`: the score they count from, when not the option's. */
+  update(frame: Frame, active: readonly TrackedObject[], ended: readonly TrackedObject[], model?: { name: string; version: string }, threshold = this.opts.threshold): EventOutput {
     this.zones ??= compileZones(this.opts.zones, frame.width, frame.height);
     const out: EventOutput = { messages: [], snapshots: [], counts: [] };
     const now = frame.ts / 1000;
@@ -94,7 +94,7 @@ export class EventBuilder {
       }
       if (track.detection !== undefined) {
         state.model = model ?? this.opts.model;
-        if (track.score >= this.opts.threshold) state.framesAbove++;
+        if (track.score >= threshold) state.framesAbove++;
         state.presence.update(this.zones, track.box, track.label);
         state.lastSeenTs = now;
         state.lastBox = [...track.box];

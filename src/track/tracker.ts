@@ -205,10 +205,12 @@ export class Tracker {
   /**
    * One frame: `detections` as the detector gave them (down to lowThreshold at least, every class the
    * tracks should follow), and the frame's stream time and size (a `Frame` will do). Time that does
-   * not move forward counts as no time (a live source's clock is not ours to fix).
+   * not move forward counts as no time (a live source's clock is not ours to fix). `highThreshold`
+   * replaces the option's for this frame (adapted weights that score on their own scale); it is
+   * never taken under lowThreshold.
    */
-  update(detections: readonly Detection[], frame: TrackerFrame): TrackerUpdate {
-    const o = this.options;
+  update(detections: readonly Detection[], frame: TrackerFrame, highThreshold = this.options.highThreshold): TrackerUpdate {
+    const o = { ...this.options, highThreshold: Math.max(this.options.lowThreshold, highThreshold) };
     const streamTime = frame.streamTime;
     if (!Number.isFinite(streamTime)) throw new RangeError(`tracker: streamTime must be a finite number of seconds (got ${streamTime})`);
     const dt = this.lastTime === undefined ? 0 : Math.max(0, streamTime - this.lastTime);

@@ -30,6 +30,7 @@ export function trainerOptions(config: AdaptConfig, threshold: number, seed: num
   const w = config.whole;
   return {
     threshold,
+    guard: w.threshold === 'held_out' ? 'best' : 'threshold',
     seed,
     lr: w.lr,
     batch: w.batch,
@@ -41,9 +42,16 @@ export function trainerOptions(config: AdaptConfig, threshold: number, seed: num
 }
 
 export type WeightsEvent =
-  | { kind: 'accepted'; version: number; onnx: Uint8Array; figures: StudentUpdateFigures }
+  | { kind: 'accepted'; version: number; onnx: Uint8Array; figures: StudentUpdateFigures; threshold?: number }
   | { kind: 'rejected'; reason: RejectReason; figures: StudentUpdateFigures }
-  | { kind: 'rolled_back'; version: number; target: number | 'base'; onnx: Uint8Array };
+  | { kind: 'rolled_back'; version: number; target: number | 'base'; onnx: Uint8Array; threshold?: number };
+
+/** The weight set that serves: its version, its weights (or the base model's), and the score it counts from when it chose one. */
+interface ServingSet {
+  version: number;
+  weights: NamedWeights | 'base';
+  threshold?: number;
+}
 
 export interface StudentEngineOptions {
   camera: string;
@@ -69,7 +77,7 @@ export class StudentEngine {
   private closed = false;
   /** Version writes, one after the other, in the order the worker accepted them. */
   private writing: Promise<unknown> = Promise.resolve();
-  private serving: { version: number; weights: NamedWeights | 'base' };
+  private serving: ServingSet;
   readonly counts = { submitted: 0, dropped: 0, accepted: 0, rejected: 0, rolledBack: 0, restarts: 0, rejectedBy: { holdout_loss: 0, holdout_f1: 0, replay_loss: 0, replay_f1: 0, non_finite: 0, persist: 0 } as Record<RejectReason, number> };
   lastStats: StudentWorkerStats | undefined;
   private readonly memoryRequests = new MemoryRequests();
@@ -78,7 +86,7 @@ export class StudentEngine {
 
   private faultAtFrame: number | undefined;
 
-  private constructor(private readonly options: StudentEngineOptions, serving: { version: number; weights: NamedWeights | 'base' }) {
+  private constructor(private readonly options: StudentEngineOptions, serving: ServingSet) {
     this.serving = serving;
     this.faultAtFrame = options.faultAtFrame;
   }
@@ -87,13 +95,18 @@ export class StudentEngine {
   static async start(options: StudentEngineOptions): Promise<StudentEngine> {
     const latest = await options.store.latest();
     // A rollback to the base model is a version with no weights.
-    const engine = new StudentEngine(options, latest ? { version: latest.version, weights: latest.weights.length > 0 ? latest.weights : 'base' } : { version: 0, weights: 'base' });
+    const engine = new StudentEngine(options, latest ? { version: latest.version, weights: latest.weights.length > 0 ? latest.weights : 'base', threshold: latest.threshold } : { version: 0, weights: 'base' });
     await engine.spawn();
     return engine;
   }
 
   get version(): number {
     return this.serving.version;
+  }
+
+  /** The score the serving set's detections count from, when it chose one and the camera takes it (adapt.whole.threshold: held_out). */
+  get threshold(): number | undefined {
+    return this.options.config.whole.threshold === 'held_out' ? this.serving.threshold : undefined;
   }
 
   /** The ONNX file of the serving set (undefined while the base model serves). */
@@ -116,15 +129,16 @@ export class StudentEngine {
 
   /** Serves an earlier version's weights (or the base model's) as a new version. */
   async rollback(target: number | 'base'): Promise<number> {
-    const held = target === 'base' ? [] : (await this.options.store.read(target)).weights;
-    const weights: NamedWeights | 'base' = held.length > 0 ? held : 'base';
+    const held = target === 'base' ? undefined : await this.options.store.read(target);
+    const weights: NamedWeights | 'base' = held && held.weights.length > 0 ? held.weights : 'base';
+    const threshold = weights === 'base' ? undefined : held?.threshold;
     const run = this.writing.then(async () => {
-      const version = await this.options.store.write({ parent: target === 'base' ? 0 : target, kind: 'rollback', rollbackOf: target, replaces: this.serving.version, createdAt: Date.now() }, weights === 'base' ? [] : weights);
-      this.serving = { version, weights };
+      const version = await this.options.store.write({ parent: target === 'base' ? 0 : target, kind: 'rollback', rollbackOf: target, replaces: this.serving.version, createdAt: Date.now(), ...(threshold === undefined ? {} : { threshold }) }, weights === 'base' ? [] : weights);
+      this.serving = { version, weights, threshold };
       this.counts.rolledBack++;
       this.generation++;
       this.worker?.postMessage({ type: 'reset', weights, generation: this.generation } satisfies ToStudentWorker);
-      this.updates$.next({ kind: 'rolled_back', version, target, onnx: weights === 'base' ? new Uint8Array(0) : this.onnxOf(weights) });
+      this.updates$.next({ kind: 'rolled_back', version, target, onnx: weights === 'base' ? new Uint8Array(0) : this.onnxOf(weights), ...(this.threshold === undefined ? {} : { threshold: this.threshold }) });
       return version;
     });
     this.writing = run.catch(() => undefined);
@@ -219,11 +233,13 @@ export class StudentEngine {
     if (!onnx || !weights) return;
     this.writing = this.writing.then(async () => {
       try {
-        const version = await this.options.store.write({ parent: this.serving.version, kind: 'update', createdAt: Date.now(), figures: outcome.figures }, weights);
-        this.serving = { version, weights };
+        // A set chose a threshold only when the guard took each at its best (whole.threshold: held_out).
+        const threshold = this.options.config.whole.threshold === 'held_out' ? outcome.figures.holdout.threshold : undefined;
+        const version = await this.options.store.write({ parent: this.serving.version, kind: 'update', createdAt: Date.now(), figures: outcome.figures, ...(threshold === undefined ? {} : { threshold }) }, weights);
+        this.serving = { version, weights, threshold };
         this.counts.accepted++;
         this.lastAcceptedAt = Date.now();
-        this.updates$.next({ kind: 'accepted', version, onnx, figures: outcome.figures });
+        this.updates$.next({ kind: 'accepted', version, onnx, figures: outcome.figures, ...(this.threshold === undefined ? {} : { threshold: this.threshold }) });
       } catch (err) {
         // Not written, so not served: the worker trains on, and the set it holds is offered again with its next update.
         this.counts.rejectedBy.persist++;

@@ -8,8 +8,10 @@
  * - An update is `stepsPerUpdate` Adam steps on batches half from the newest frames and half from
  *   the reservoir, mirrored at random; batch-norm statistics follow the batches as in training.
  * - The guard scores the serving weights and the shadow on the held-out frames and on a replay
- *   sample (F1 at the camera's threshold): the shadow serves (a copy of it becomes the serving
- *   weights) only if held-out F1 does not fall and replay F1 falls by at most `replayTolerance`.
+ *   sample: the shadow serves (a copy of it becomes the serving weights) only if held-out F1 does
+ *   not fall and replay F1 falls by at most `replayTolerance`. F1 is taken at the threshold each
+ *   weight set would serve at: the camera's (`guard: 'threshold'`), or its own best on those frames
+ *   (`guard: 'best'`, for a camera that serves at the operating threshold the held-out frames choose).
  * - A rejected shadow keeps training: a few steps seldom move F1 on a few dozen frames at once,
  *   and throwing each such update away would keep a site from ever being learnt. The shadow goes
  *   back to the serving weights (Adam starts again, the learning rate halves) only when its loss is
@@ -30,8 +32,10 @@ import { FrameReservoir, type ReservoirBounds, type SupervisedImage } from './re
 import { f1On, operatingPoint } from './score.js';
 
 export interface StudentTrainerOptions {
-  /** F1 of the guard counts detections at or above it (the camera's detection threshold). */
+  /** The camera's detection threshold: F1 of the guard counts detections at or above it with `guard: 'threshold'`. */
   threshold: number;
+  /** Whether the guard scores F1 at `threshold` or at each weight set's best threshold. */
+  guard: 'threshold' | 'best';
   /** Adam's learning rate at its largest. */
   lr: number;
   batch: number;
@@ -57,6 +61,7 @@ export interface StudentTrainerOptions {
 
 export const defaultStudentTrainerOptions: StudentTrainerOptions = {
   threshold: 0.35,
+  guard: 'threshold',
   lr: 0.0005,
   batch: 8,
   stepsPerUpdate: 4,
@@ -73,7 +78,8 @@ export const defaultStudentTrainerOptions: StudentTrainerOptions = {
 };
 
 export interface StudentUpdateFigures {
-  holdout: { frames: number; f1Before: number; f1After: number };
+  /** `threshold`: where the shadow's held-out F1 was taken (its operating threshold with `guard: 'best'`). */
+  holdout: { frames: number; f1Before: number; f1After: number; threshold: number };
   replay: { frames: number; f1Before: number; f1After: number };
   /** Mean training loss over the update's steps. */
   loss: number;
@@ -105,6 +111,8 @@ export class StudentTrainer {
   private rejectedInARow = 0;
   /** Held-out F1 of the serving weights, while neither they nor the held-out frames changed. */
   private holdoutF1: number | undefined;
+  /** The threshold the serving weights were accepted at (their operating threshold with `guard: 'best'`). */
+  private servingThreshold: number;
   readonly counts = { accepted: 0, rejected: 0, resets: 0, trained: 0, heldOut: 0 };
 
   constructor(
@@ -120,6 +128,7 @@ export class StudentTrainer {
     this.reservoir = new FrameReservoir(this.options.reservoir, this.random);
     this.lr = this.options.lr;
     this.optimizer = tf.train.adam(this.lr);
+    this.servingThreshold = this.options.threshold;
   }
 
   /**
@@ -159,17 +168,18 @@ export class StudentTrainer {
     if (this.reservoir.size < o.minTrain) return { kind: 'waiting', reason: 'train' };
     const started = performance.now();
     const replay = this.reservoir.sample(Math.min(o.replaySample, this.reservoir.size));
-    const before = { holdout: (this.holdoutF1 ??= this.score(this.holdout)), replay: this.score(replay) };
+    const before = { holdout: (this.holdoutF1 ??= this.guardScore(this.serving, this.holdout).f1), replay: this.guardScore(this.serving, replay).f1 };
     let loss = 0;
     const stepsFrom = performance.now();
     for (let s = 0; s < o.stepsPerUpdate; s++) loss += trainStep(this.tf, this.spec, this.shadow, this.optimizer, this.batch()).loss / o.stepsPerUpdate;
     const stepsMs = performance.now() - stepsFrom;
     const finite = Number.isFinite(loss);
-    const after = finite ? { holdout: this.scoreShadow(this.holdout), replay: this.scoreShadow(replay) } : { holdout: 0, replay: 0 };
+    const shadowHoldout = finite ? this.guardScore(this.shadow, this.holdout) : { f1: 0, threshold: this.options.threshold };
+    const after = { holdout: shadowHoldout.f1, replay: finite ? this.guardScore(this.shadow, replay).f1 : 0 };
     const reason = !finite ? 'non_finite' : after.holdout < before.holdout ? 'holdout_f1' : after.replay < before.replay - o.replayTolerance ? 'replay_f1' : undefined;
     const reset = reason !== undefined && (!finite || ++this.rejectedInARow >= o.resetAfterRejections || after.holdout < before.holdout - o.driftTolerance);
     const figures: StudentUpdateFigures = {
-      holdout: { frames: this.holdout.length, f1Before: before.holdout, f1After: after.holdout },
+      holdout: { frames: this.holdout.length, f1Before: before.holdout, f1After: after.holdout, threshold: shadowHoldout.threshold },
       replay: { frames: replay.length, f1Before: before.replay, f1After: after.replay },
       loss,
       lr: this.lr,
@@ -177,7 +187,7 @@ export class StudentTrainer {
       durationMs: 0,
       stepsMs,
     };
-    if (reason === undefined) this.accept(after.holdout);
+    if (reason === undefined) this.accept(after.holdout, shadowHoldout.threshold);
     else if (reset) this.resetShadow();
     figures.durationMs = performance.now() - started;
     if (reason) {
@@ -217,14 +227,22 @@ export class StudentTrainer {
     this.optimizer.dispose();
   }
 
-  private scoreShadow(images: readonly SupervisedImage[]): number {
-    return f1On(this.tf, this.spec, this.shadow, images, this.options.threshold);
+  /** The threshold the serving weights serve at: the camera's, or (`guard: 'best'`) the one they were accepted at. */
+  get threshold(): number {
+    return this.servingThreshold;
   }
 
-  private accept(holdoutF1: number): void {
+  /** F1 as the guard takes it, and the threshold it was taken at. */
+  private guardScore(weights: Weights, images: readonly SupervisedImage[]): { f1: number; threshold: number } {
+    if (this.options.guard === 'threshold' || images.length === 0) return { f1: f1On(this.tf, this.spec, weights, images, this.options.threshold), threshold: this.options.threshold };
+    return operatingPoint(this.tf, this.spec, weights, images);
+  }
+
+  private accept(holdoutF1: number, threshold: number): void {
     this.serving.forEach((t) => t.dispose());
     this.serving = copyOf(this.shadow);
     this.holdoutF1 = holdoutF1;
+    this.servingThreshold = threshold;
     this.rejectedInARow = 0;
     this.lr = Math.min(this.options.lr, this.lr * 2);
     setLearningRate(this.optimizer, this.lr);

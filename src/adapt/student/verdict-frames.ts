@@ -31,13 +31,15 @@ interface KeptFrame {
   time: number;
   pixels: Uint8Array;
   geometry: Letterbox;
+  /** The score its detections counted from. */
+  threshold: number;
   detections: KeptDetection[];
 }
 
 export interface VerdictFramesOptions {
   /** Frames kept (their model-input pixels: width x height x 3 bytes each). */
   capacity: number;
-  /** The camera's detect.threshold: a detection at or above it is one the student stands by. */
+  /** The camera's detect.threshold: a detection at or above it is one the student stands by (unless a frame says its own). */
   threshold: number;
   /** Most frames one verdict labels (its own, then its track's, spread over the track). */
   perVerdict: number;
@@ -67,8 +69,9 @@ export class VerdictFrames {
    * Keeps a frame (its pixels are copied: the caller's buffer goes back to the source). Called on
    * every frame: once full, the oldest frame's buffer takes the new pixels instead of a new one.
    */
-  remember(frame: { index: number; streamTime: number; pixels: Uint8Array; geometry: Letterbox }, detections: readonly ObservedDetection[]): void {
-    const floor = this.options.threshold / 2;
+  /** `threshold`: the score this frame's detections counted from, when not the camera's (adapted weights serving at their own). */
+  remember(frame: { index: number; streamTime: number; pixels: Uint8Array; geometry: Letterbox }, detections: readonly ObservedDetection[], threshold = this.options.threshold): void {
+    const floor = threshold / 2;
     const lb = frame.geometry;
     const oldest = this.frames.length >= this.options.capacity ? this.frames.shift() : undefined;
     const pixels = oldest?.pixels.length === frame.pixels.length ? oldest.pixels : new Uint8Array(frame.pixels.length);
@@ -78,6 +81,7 @@ export class VerdictFrames {
       time: frame.streamTime,
       pixels,
       geometry: lb,
+      threshold,
       detections: detections.filter((d) => d.score >= floor).map((d) => ({ classId: d.classId, score: d.score, box: toInputPixels(d.box, lb), trackId: d.trackId })),
     });
     while (this.frames.length > this.options.capacity) this.frames.shift();
@@ -107,7 +111,7 @@ export class VerdictFrames {
     const boxes: SupervisedImage['boxes'] = [];
     for (const d of frame.detections) {
       if (d === about) continue;
-      boxes.push({ classId: d.classId, box: d.box, ignore: d.score < this.options.threshold });
+      boxes.push({ classId: d.classId, box: d.box, ignore: d.score < frame.threshold });
     }
     const right = feedback.label?.classId;
     switch (feedback.verdict) {

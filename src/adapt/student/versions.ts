@@ -7,7 +7,7 @@
  *
  * Format: 4-byte little-endian header length, a JSON header (format `beats-weights-version/1`,
  * camera, version, parent, kind, rollbackOf, replaces, createdAt, base (the model card's name and
- * version, so another model's sets are never loaded), figures, the tensor table, and the SHA-256 of
+ * version, so another model's sets are never loaded), figures, threshold, the tensor table, and the SHA-256 of
  * the data), then the tensors as little-endian float32.
  */
 import { createHash } from 'node:crypto';
@@ -30,6 +30,8 @@ export interface WeightVersionInfo {
   replaces?: number;
   createdAt: number;
   figures?: StudentUpdateFigures;
+  /** The score this set's detections count from (its best F1 on held-out keyframes); absent: the camera's detect.threshold. */
+  threshold?: number;
 }
 
 export interface WeightVersion extends WeightVersionInfo {
@@ -105,8 +107,9 @@ export class WeightVersionStore {
     const aligned = new Float32Array(data.byteLength / 4);
     new Uint8Array(aligned.buffer).set(data);
     const weights = header.tensors.map((t) => ({ name: t.name, shape: t.shape, data: aligned.slice(t.offset, t.offset + t.length) }));
-    const { format: _f, camera: _c, base: _b, tensors: _t, sha256: _s, ...info } = header;
-    return { ...info, weights };
+    const { format: _f, camera: _c, base: _b, tensors: _t, sha256: _s, threshold, ...info } = header;
+    // The header is outside the checksum: a threshold that is not a score is dropped (the camera's serves).
+    return { ...info, ...(typeof threshold === 'number' && threshold > 0 && threshold < 1 ? { threshold } : {}), weights };
   }
 
   /** The newest version that reads back whole (undefined: none, the base model serves). */
