@@ -59,6 +59,8 @@ interface PipelineFigures {
   cpuPerCamera: number;
   /** Percent of the run the main thread's event loop was busy (decode hand-over, tracking, events, MQTT; not inference). */
   mainBusy: number;
+  /** Percent of the run a batch was out in the inference worker (sent to answered). */
+  modelBusy: number;
   batches: string;
 }
 
@@ -118,6 +120,7 @@ ${list.join('\n')}
   latencies.sort((a, b) => a - b);
   const stats = Object.values(summary.cameras);
   const inference = summary.inference[0]?.stats;
+  const modelBusy = inference ? (100 * inference.busyMs) / 1000 / wall : NaN;
   const batches = inference ? inference.batchSizes.map((n, size) => (n ? `${size}:${n}` : '')).filter(Boolean).join(' ') : '';
   return {
     totalFps: span(all),
@@ -129,6 +132,7 @@ ${list.join('\n')}
     rssMb: rss / 2 ** 20,
     cpuPerCamera: (100 * cpu) / wall / cameras,
     mainBusy,
+    modelBusy,
     batches,
   };
 }
@@ -199,7 +203,7 @@ async function benchSetup(setup: Setup, counts: number[]): Promise<void> {
   console.log(`  decode: N sources alone; infer: the worker alone with N callers (the limit); /infer and /min: total fps over infer and over min(decode, infer)`);
   console.log(`  unpaced: ${framesPerCamera} frames per camera, best of ${rounds} rounds; paced: ${pacedSeconds} s at 70 % of the limit (at most ${setup.maxRate} fps per camera); inference-only at N=${counts[0]}: ${single.toFixed(1)} ms a frame`);
   console.log(
-    `  ${pad('N', 2)} | ${pad('decode', 7)} ${pad('infer', 7)} | ${pad('total fps', 9)} ${pad('per cam min-max', 15)} ${pad('/infer', 6)} ${pad('/min', 5)} ${pad('p50 ms', 6)} ${pad('p99 ms', 6)} ${pad('RSS MB', 6)} ${pad('CPU%/cam', 8)} ${pad('main%', 5)} | ${pad('paced fps/cam', 13)} ${pad('total fps', 9)} ${pad('dropped', 7)} ${pad('p50 ms', 6)} ${pad('p99 ms', 6)} ${pad('CPU%/cam', 8)} | runs by batch size (unpaced)`,
+    `  ${pad('N', 2)} | ${pad('decode', 7)} ${pad('infer', 7)} | ${pad('total fps', 9)} ${pad('per cam min-max', 15)} ${pad('/infer', 6)} ${pad('/min', 5)} ${pad('p50 ms', 6)} ${pad('p99 ms', 6)} ${pad('RSS MB', 6)} ${pad('CPU%/cam', 8)} ${pad('main%', 5)} ${pad('model%', 6)} | ${pad('paced fps/cam', 13)} ${pad('total fps', 9)} ${pad('dropped', 7)} ${pad('p50 ms', 6)} ${pad('p99 ms', 6)} ${pad('CPU%/cam', 8)} | runs by batch size (unpaced)`,
   );
   for (const n of counts) {
     const u = unpaced.get(n)!;
@@ -208,7 +212,7 @@ async function benchSetup(setup: Setup, counts: number[]): Promise<void> {
     const d = decode.get(n)!;
     const perCam = `${f1(Math.min(...u.perCamera))}-${f1(Math.max(...u.perCamera))}`;
     console.log(
-      `  ${pad(n, 2)} | ${pad(f1(d), 7)} ${pad(f1(l), 7)} | ${pad(f1(u.totalFps), 9)} ${pad(perCam, 15)} ${pad((u.totalFps / l).toFixed(2), 6)} ${pad((u.totalFps / Math.min(l, d)).toFixed(2), 5)} ${pad(f1(u.p50), 6)} ${pad(f1(u.p99), 6)} ${pad(u.rssMb.toFixed(0), 6)} ${pad(f1(u.cpuPerCamera), 8)} ${pad(u.mainBusy.toFixed(0), 5)} | ${pad(p.rate, 13)} ${pad(f1(p.run.totalFps), 9)} ${pad(p.run.dropped, 7)} ${pad(f1(p.run.p50), 6)} ${pad(f1(p.run.p99), 6)} ${pad(f1(p.run.cpuPerCamera), 8)} | ${u.batches}${u.failed + p.run.failed > 0 ? `  FAILED ${u.failed + p.run.failed}` : ''}`,
+      `  ${pad(n, 2)} | ${pad(f1(d), 7)} ${pad(f1(l), 7)} | ${pad(f1(u.totalFps), 9)} ${pad(perCam, 15)} ${pad((u.totalFps / l).toFixed(2), 6)} ${pad((u.totalFps / Math.min(l, d)).toFixed(2), 5)} ${pad(f1(u.p50), 6)} ${pad(f1(u.p99), 6)} ${pad(u.rssMb.toFixed(0), 6)} ${pad(f1(u.cpuPerCamera), 8)} ${pad(u.mainBusy.toFixed(0), 5)} ${pad(u.modelBusy.toFixed(0), 6)} | ${pad(p.rate, 13)} ${pad(f1(p.run.totalFps), 9)} ${pad(p.run.dropped, 7)} ${pad(f1(p.run.p50), 6)} ${pad(f1(p.run.p99), 6)} ${pad(f1(p.run.cpuPerCamera), 8)} | ${u.batches}${u.failed + p.run.failed > 0 ? `  FAILED ${u.failed + p.run.failed}` : ''}`,
     );
   }
 }

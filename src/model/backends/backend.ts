@@ -43,6 +43,8 @@ export interface BackendStats {
   restarts: number;
   /** Frames per run, counted by batch size (index = size). */
   batchSizes: number[];
+  /** Milliseconds a batch was out in the model (sent to answered); against wall time, how busy the model was kept. */
+  busyMs: number;
 }
 
 export interface DetectorBackend {
@@ -68,7 +70,7 @@ export class InferenceWorkerError extends ModelError {
 }
 
 export function emptyStats(): BackendStats {
-  return { runs: 0, frames: 0, failedFrames: 0, restarts: 0, batchSizes: [] };
+  return { runs: 0, frames: 0, failedFrames: 0, restarts: 0, batchSizes: [], busyMs: 0 };
 }
 
 export function countRun(stats: BackendStats, size: number): void {

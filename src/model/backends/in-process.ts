@@ -20,9 +20,11 @@ export class InProcessBackend implements DetectorBackend {
   ) {}
 
   async infer(item: InferItem): Promise<InferResult> {
+    const started = performance.now();
     try {
       const [candidates] = await runBatch(this.session, this.shape, [item]);
       countRun(this.counts, 1);
+      this.counts.busyMs += performance.now() - started;
       return { candidates: candidates!, input: item.input };
     } catch (err) {
       this.counts.failedFrames++;

@@ -42,7 +42,7 @@ export class WorkerBackend implements DetectorBackend {
   private worker: Worker | undefined;
   private ready = false;
   private starting: Promise<void> | undefined;
-  private inFlight: { id: number; batch: Pending[] } | undefined;
+  private inFlight: { id: number; batch: Pending[]; sentAt: number } | undefined;
   private nextId = 1;
   private attached = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -170,6 +170,7 @@ export class WorkerBackend implements DetectorBackend {
     if (!flight || flight.id !== message.id) return;
     this.inFlight = undefined;
     this.freeSince = performance.now();
+    this.counts.busyMs += this.freeSince - flight.sentAt;
     if (message.type === 'done') {
       countRun(this.counts, flight.batch.length);
       flight.batch.forEach((p, i) => p.resolve({ candidates: message.candidates[i]!, input: message.inputs[i]! }));
@@ -219,7 +220,7 @@ export class WorkerBackend implements DetectorBackend {
       return;
     }
     const id = this.nextId++;
-    this.inFlight = { id, batch: decision.take };
+    this.inFlight = { id, batch: decision.take, sentAt: performance.now() };
     const items = decision.take.map((p) => p.item);
     const message: ToWorker = { type: 'run', id, items };
     // Transferred: the buffers leave this thread (their arrays read as empty here) until the result brings them back.
