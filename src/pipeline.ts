@@ -275,7 +275,7 @@ export async function runPipeline(loaded: LoadedPipeline, options: RunOptions = 
     const onAbort = () => stop$.next();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const activePublisher = publisher;
-    const snapshotStore = new SnapshotStore({ dir: path.join(config.state_dir, 'snapshots'), maxTotalBytes: config.snapshots.max_total_mb * 1024 * 1024 });
+    const snapshotStore = new SnapshotStore({ dir: path.join(config.state_dir, 'snapshots'), maxTotalBytes: config.snapshots.max_total_mb * 1024 * 1024, maxEvents: config.snapshots.max_events });
     const chains = config.cameras.map((camera) => {
       const detector = detectors.get(camera.name)!;
       const events = new EventPublisher({

@@ -213,6 +213,15 @@ describe('snapshots', () => {
     expect(left).not.toContain('e0.jpg');
   });
 
+  it('keeps at most maxEvents events however small their snapshots, oldest deleted first', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-snap-'));
+    const store = new SnapshotStore({ dir, maxTotalBytes: 1e9, maxEvents: 3 });
+    const images = { full: Buffer.alloc(10, 1), crop: Buffer.alloc(5, 2) };
+    for (let i = 0; i < 8; i++) await store.save('cam', `e${i}`, images);
+    expect(store.size).toBe(3);
+    expect((await readdir(path.join(dir, 'cam'))).sort()).toEqual(['e5-crop.jpg', 'e5.jpg', 'e6-crop.jpg', 'e6.jpg', 'e7-crop.jpg', 'e7.jpg']);
+  });
+
   it('counts an event saved again once, and deletes its two files together', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'beats-snap-'));
     const store = new SnapshotStore({ dir, maxTotalBytes: 4500 });

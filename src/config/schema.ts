@@ -430,11 +430,13 @@ export const pipelineSchema = z
     state_dir: z.string().default('.beats'),
     snapshots: z
       .strictObject({
-        /** Oldest snapshots are deleted past this total size. */
+        /** Oldest snapshots are deleted past this total size... */
         max_total_mb: z.number().positive().default(100),
+        /** ...or past this many events (which bounds the store's index in memory). */
+        max_events: z.number().int().min(1).max(1_000_000).default(10_000),
         quality: z.number().int().min(1).max(100).default(80),
       })
-      .default({ max_total_mb: 100, quality: 80 }),
+      .default({ max_total_mb: 100, max_events: 10_000, quality: 80 }),
     /** Seconds between status lines on stderr; 0 turns them off. */
     status_interval_s: seconds().min(0).default(5),
     http: httpSchema.optional(),

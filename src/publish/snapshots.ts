@@ -81,15 +81,20 @@ function drawRect(rgb: Buffer, width: number, height: number, x1: number, y1: nu
 export interface SnapshotStoreOptions {
   dir: string;
   maxTotalBytes: number;
+  /** Events kept at most (default 10,000): bounds the index in memory whatever the snapshots weigh. */
+  maxEvents?: number;
 }
+
+const DEFAULT_MAX_EVENTS = 10_000;
 
 /**
  * Snapshots on disk (`<camera>/<event id>.jpg` and `-crop.jpg`), oldest event deleted past a total
- * size. The index in memory is one entry per event (`<camera>/<event id>` and the bytes of its two
- * files), in the order they were saved, with the total kept as it changes: an event saved again
- * moves to the end, and neither saving nor the bound walks the index. At the default 100 MB of
- * snapshots from 320x240 cameras that is about 9,300 events and 1.6 MB of heap (an entry per file,
- * with its whole path and time, held twice that).
+ * size or a number of events. The index in memory is one entry per event (`<camera>/<event id>` and
+ * the bytes of its two files), in the order they were saved, with the total kept as it changes: an
+ * event saved again moves to the end, and neither saving nor the bounds walk the index. The count
+ * bound is what bounds the index: small snapshots (a plain scene compresses to under 2 KB an event)
+ * would otherwise fit some 60,000 events in the default 100 MB, about 10 MB of heap filling for
+ * most of an hour; at 10,000 events it is about 1.7 MB.
  */
 export class SnapshotStore {
   private readonly log = logger('snapshots');
@@ -144,9 +149,10 @@ export class SnapshotStore {
     return events;
   }
 
-  /** Deletes the oldest events' files while the total is over the bound, keeping the newest event. */
+  /** Deletes the oldest events' files while the total or the count is over its bound, keeping the newest event. */
   private async enforceBound(events: Map<string, number>): Promise<void> {
-    while (this.totalBytes > this.options.maxTotalBytes && events.size > 1) {
+    const maxEvents = Math.max(1, this.options.maxEvents ?? DEFAULT_MAX_EVENTS);
+    while ((this.totalBytes > this.options.maxTotalBytes || events.size > maxEvents) && events.size > 1) {
       const [key, bytes] = events.entries().next().value!;
       events.delete(key);
       this.totalBytes -= bytes;
@@ -155,7 +161,7 @@ export class SnapshotStore {
       const removed = await Promise.allSettled([rm(`${base}.jpg`, { force: true }), rm(`${base}-crop.jpg`, { force: true })]);
       const failed = removed.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       for (const r of failed) this.log.warn(`cannot delete an old snapshot: ${(r.reason as Error).message}`);
-      if (failed.length === 0) this.log.debug(`deleted ${base}.jpg and -crop.jpg (snapshots over ${this.options.maxTotalBytes} bytes)`);
+      if (failed.length === 0) this.log.debug(`deleted ${base}.jpg and -crop.jpg (snapshots over ${this.options.maxTotalBytes} bytes or ${maxEvents} events)`);
     }
   }
 }
