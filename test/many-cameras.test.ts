@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it, vi } from 'vitest';
 import { parsePipeline } from '../src/config/load.js';
+import { Detector } from '../src/model/detector.js';
 import type { ConfigError } from '../src/errors.js';
 import { LatencyWindow } from '../src/pipeline/latency.js';
 import type { FrameResult } from '../src/pipeline/types.js';
@@ -71,6 +72,31 @@ describe.skipIf(needsAssets)('four cameras on one model in a worker', () => {
       });
     }
     expect(reference.some((r) => r.detections.length > 0)).toBe(true);
+  }, 240_000);
+
+  it('a camera keeps a second frame waiting at the worker while one is inferred (none in process), and the model was busy for part of the run', async () => {
+    const inFlight = { now: 0, most: 0 };
+    const detect = Detector.prototype.detect;
+    const spy = vi.spyOn(Detector.prototype, 'detect').mockImplementation(async function (this: Detector, ...args: Parameters<Detector['detect']>) {
+      inFlight.most = Math.max(inFlight.most, ++inFlight.now);
+      try {
+        return await detect.apply(this, args);
+      } finally {
+        inFlight.now--;
+      }
+    });
+    try {
+      const worker = await run('worker', 1);
+      expect(inFlight.most).toBe(2);
+      expect(worker.results.get('cam0')!.map((r) => r.frame.index)).toEqual(Array.from({ length: FRAMES }, (_, i) => i));
+      const stats = worker.summary.inference[0]!.stats!;
+      expect(stats.busyMs).toBeGreaterThan(0);
+      inFlight.most = 0;
+      await run('in-process', 1);
+      expect(inFlight.most).toBe(1);
+    } finally {
+      spy.mockRestore();
+    }
   }, 240_000);
 });
 

@@ -2,7 +2,7 @@
  * One camera's chain: frames on demand, then for each frame its named steps
  * `detect → track → supervise → events → publish`, then ask for the next frame.
  */
-import { EMPTY, Subject, asapScheduler, catchError, observeOn, concatMap, concatWith, defer, finalize, from, ignoreElements, of, pipe, take, takeUntil, tap, type Observable } from 'rxjs';
+import { EMPTY, Subject, asapScheduler, catchError, observeOn, concatMap, concatWith, defer, finalize, from, ignoreElements, of, pipe, startWith, take, takeUntil, tap, type Observable } from 'rxjs';
 import type { SiteAdapter } from '../adapt/site-adapter.js';
 import type { CameraConfig } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
@@ -14,6 +14,7 @@ import type { MqttPublisher } from '../publish/mqtt.js';
 import { readFrames } from '../source/frames.js';
 import { EventBuilder } from '../track/events.js';
 import { Tracker, trackerOptions } from '../track/tracker.js';
+import { concatMapEager } from './concat-map-eager.js';
 import { detect } from './detect.js';
 import { cameraEventQueue, publish } from './publish.js';
 import { supervise } from './supervise.js';
@@ -22,6 +23,9 @@ import { events as eventsOf, track } from './track.js';
 import type { CameraStats, FrameResult } from './types.js';
 
 const log = logger('pipeline');
+
+/** Frames of a camera in detection at once when the detector is off the event loop (see cameraChain). */
+const DETECT_DEPTH = 2;
 
 export interface CameraParts {
   camera: CameraConfig;
@@ -44,9 +48,11 @@ export interface ChainOptions {
  * The source emits a frame only when `processed$` asks for it, so frames wait in the source's
  * bounded mailbox and nowhere else (see readFrames): an in-process detector has one frame in the
  * chain at a time, asked for once the previous one is published. A detector off the event loop (a
- * worker) overlaps: the next frame is asked for as soon as this one leaves detection for tracking,
- * so the worker infers frame n + 1 while this thread tracks and publishes frame n (at most one frame
- * in detection, one in tracking and publishing, and one detected in between). A frame that fails is
+ * worker) overlaps: two frames are in detection at once (the worker infers one while the next waits
+ * there, its model input ready, so the worker starts it the moment it answers), a frame is asked for
+ * as soon as one leaves detection for tracking, and this thread tracks and publishes frame n while
+ * the worker infers frame n + 1 (at most two frames in detection, one in tracking and publishing,
+ * and one detected in between; frames stay in order). A frame that fails is
  * logged, counted in `stats.failed` and skipped; the camera goes on. At the end of a finite source,
  * or when `stop$` fires, open events are ended.
  */
@@ -95,24 +101,24 @@ export function cameraChain({ camera, detector, publisher, events, stats, adapte
       reconnect: { initialS: source.reconnect.initial_s, maxS: source.reconnect.max_s },
       stats: stats.source,
     },
-    processed$,
+    // The source sends one frame when subscribed; with a worker, one more, so that DETECT_DEPTH are in detection.
+    overlap ? processed$.pipe(startWith(...Array<undefined>(DETECT_DEPTH - 1).fill(undefined))) : processed$,
   ).pipe(
     // Stopping ends the frames, not the chain: open events still get their `end`.
     takeUntil(stop$),
     options.maxFrames ? take(options.maxFrames) : tap(),
   );
-  const detected$ = frames$.pipe(
-    concatMap((sourceFrame) => {
-      const frame = adapter ? adapter.studentFrame(sourceFrame) : sourceFrame;
-      return of({ sourceFrame, frame }).pipe(
-        detectStep,
-        catchError((err: unknown) => {
-          processed$.next();
-          return failed(frame)(err);
-        }),
-      );
-    }),
-  );
+  const detectOne = (sourceFrame: Frame) => {
+    const frame = adapter ? adapter.studentFrame(sourceFrame) : sourceFrame;
+    return of({ sourceFrame, frame }).pipe(
+      detectStep,
+      catchError((err: unknown) => {
+        processed$.next();
+        return failed(frame)(err);
+      }),
+    );
+  };
+  const detected$ = frames$.pipe(overlap ? concatMapEager(detectOne, DETECT_DEPTH) : concatMap(detectOne));
   return defer(() => {
     // While attached, a worker batches this camera's frames with the other cameras' on the same model.
     const detach = detector.attach();
