@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { WeightVersionStore } from '../src/adapt/student/versions.js';
 import { loadStudent } from '../src/adapt/student/model-files.js';
 import { loadTf } from '../src/train/tf.js';
+import type { ModelHistory } from '../src/adapt/model-history.js';
 import { parsePipeline } from '../src/config/load.js';
 import { ConfigError } from '../src/errors.js';
 import { runPipeline, type StartedRun } from '../src/pipeline.js';
@@ -133,6 +134,21 @@ describe('whole-model adaptation in the running pipeline', () => {
     expect(held.at(-1)!.threshold).toBe(0.6);
     expect(held.scores!.length).toBeGreaterThan(0);
     expect(Math.min(...held.scores!)).toBeGreaterThanOrEqual(0.6);
+    // The live page's model panel shows it beside the version.
+    const file = path.join(stateDir, 'pipeline.yaml');
+    const served = parsePipeline(yaml(stateDir, whole).replace('mqtt:', 'http: { port: 0 }\nmqtt:'), file);
+    const abort = new AbortController();
+    let history: ModelHistory | undefined;
+    await runPipeline({ file, config: served }, {
+      signal: abort.signal,
+      onStarted: (run) => {
+        void (async () => {
+          history = (await (await fetch(`${run.httpUrl!}/api/cameras/yard/model`)).json()) as ModelHistory;
+          abort.abort();
+        })();
+      },
+    });
+    expect(history!.versions.find((v) => v.version === 'v1')).toMatchObject({ current: true, note: 'whole model, threshold 0.6' });
     const camera = await runUntil(stateDir, (s) => (s.teacher?.keyframes ?? 0) >= 4, 120_000, whole.replace('holdout_frames: 4 }', 'holdout_frames: 4, threshold: camera }'));
     expect(camera.at(-1)!.threshold).toBe(0.35);
     // The same weights at 0.35 publish boxes the set's own threshold kept back.

@@ -281,7 +281,11 @@ export class WholeModelAdapter implements SiteAdapter {
     return {
       model: { name: card.name, version: card.version },
       adaptation: this.enabled ? 'on' : 'paused',
-      versions: versionRows(versions, current, card, this.startedAt, 'whole model'),
+      // Each set's own threshold, where it chose one, beside its row (the panel's only place for it).
+      versions: versionRows(versions, current, card, this.startedAt, 'whole model').map((row, i) => {
+        const threshold = i > 0 && this.camera.adapt.whole.threshold === 'held_out' ? versions[i - 1]!.threshold : undefined;
+        return threshold === undefined ? row : { ...row, note: `${row.note ?? 'whole model'}, threshold ${threshold}` };
+      }),
       curves: [
         {
           name: 'held-out F1 (accepted updates)',
