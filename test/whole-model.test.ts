@@ -7,7 +7,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { StudentEngine } from '../src/adapt/student/engine.js';
+import { StudentEngine, type WeightsEvent } from '../src/adapt/student/engine.js';
 import { WeightVersionStore } from '../src/adapt/student/versions.js';
 import { WholeModelAdapter } from '../src/adapt/whole-adapter.js';
 import type { AcceptedFeedback } from '../src/adapt/feedback.js';
@@ -257,6 +257,33 @@ describe('whole-model faults', () => {
     const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec, base, store, threshold: 0.35, ...(options.faultAtFrame ? { faultAtFrame: options.faultAtFrame } : {}) });
     return { stateDir, store, engine, spec };
   }
+
+  it('an accepted set comes with the threshold of its best F1 on the held-out frames, written with its version (whole.threshold: held_out)', { timeout: 180_000 }, async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'beats-whole-threshold-'));
+    const base = { name: 'beats-s', version: 'test' };
+    const store = await WeightVersionStore.open({ stateDir, camera: 'c', base, keep: 5 });
+    const config = adaptSchema.parse({ enabled: true, layers: 'all', min_interval_s: 0, max_train_share: 1, whole: { batch: 2, steps_per_update: 1, holdout_frames: 4 } });
+    const student = await loadStudent(tf, 'beats-s');
+    student.weights.forEach((t) => t.dispose());
+    const engine = await StudentEngine.start({ camera: 'c', config, checkpoint: student.checkpoint, spec: student.spec, base, store, threshold: 0.3 });
+    const accepted: Array<Extract<WeightsEvent, { kind: 'accepted' }>> = [];
+    engine.updates$.subscribe((e) => e.kind === 'accepted' && accepted.push(e));
+    try {
+      // Plain grey frames with nothing on them: nothing to find and nothing found, before an update
+      // and after it, so the guard accepts every update.
+      const plane = student.spec.inputWidth * student.spec.inputHeight * 3;
+      for (let i = 0; i < 16; i++) engine.submit({ pixels: new Uint8Array(plane).fill(128), boxes: [], time: i }, i);
+      expect(await until(() => accepted.length > 0, 60_000)).toBe(true);
+      const [first] = accepted;
+      expect(first!.threshold).toBeGreaterThanOrEqual(0.05);
+      expect(first!.threshold).toBeLessThan(1);
+      expect(first!.figures.holdout.threshold).toBe(0.3); // the guard judged it at the camera's threshold
+      expect((await store.read(first!.version)).threshold).toBe(first!.threshold);
+    } finally {
+      await engine.close();
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
 
   it('trains the network the card serves, at an input other than its checkpoint\'s (beats export --input), and reports its own memory', { timeout: 120_000 }, async () => {
     const { stateDir, engine, spec } = await openEngine('beats-whole-size-', { input: { width: 192, height: 144 } });

@@ -145,8 +145,7 @@ export async function specialize(tf: Tf, options: SpecializeOptions): Promise<Sp
   const clip = await decodeClip(options, studentOutput, siteFrames, keyframes, classes);
   const truth = toTruthFrames(labels);
   const test: SupervisedImage[] = truth.filter((t) => t.frame >= siteFrames && t.frame < clip.student.length).map((t) => ({ pixels: clip.student[t.frame]!, boxes: asTargets(t.boxes, classes, clip.geometry[t.frame]!), time: 0 }));
-  // The guard compares sets at their best thresholds, as a camera with adapt.whole.threshold: held_out (the default) does.
-  const trainer = new StudentTrainer(tf, student.spec, student.weights, { threshold: options.threshold, guard: 'best', ...options.trainer });
+  const trainer = new StudentTrainer(tf, student.spec, student.weights, { threshold: options.threshold, ...options.trainer });
   try {
     const run = simulateStream(trainer, clip, siteFrames, test, options);
     // The specialised model is scored at the threshold its own held-out keyframes chose (the test

@@ -211,9 +211,9 @@ export const adaptSchema = z.strictObject({
       verdict_frames: z.number().int().min(1).max(10_000).default(100),
       /**
        * The score an adapted weight set's detections are published and tracked from: `held_out`, the
-       * threshold of its best F1 on the held-out keyframes (the guard compares each set at its own
-       * best; never under events.low_threshold); `camera`, detect.threshold. The base model and a
-       * serving teacher use detect.threshold either way.
+       * threshold of its best F1 on the held-out keyframes (never under events.low_threshold);
+       * `camera`, detect.threshold. The base model and a serving teacher use detect.threshold either
+       * way, and the guard judges updates at detect.threshold in both (docs/adaptation.md says why).
        */
       threshold: z.enum(['held_out', 'camera']).default('held_out'),
     })

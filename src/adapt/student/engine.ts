@@ -30,7 +30,6 @@ export function trainerOptions(config: AdaptConfig, threshold: number, seed: num
   const w = config.whole;
   return {
     threshold,
-    guard: w.threshold === 'held_out' ? 'best' : 'threshold',
     seed,
     lr: w.lr,
     batch: w.batch,
@@ -174,6 +173,7 @@ export class StudentEngine {
       trainer: trainerOptions(o.config, o.threshold, this.generation),
       maxTrainShare: o.config.max_train_share,
       minIntervalMs: o.config.min_interval_s * 1000,
+      chooseThreshold: o.config.whole.threshold === 'held_out',
       modelVersion: o.base.version,
       generation: this.generation,
       ...(this.faultAtFrame !== undefined ? { faultAtFrame: this.faultAtFrame } : {}),
@@ -233,8 +233,7 @@ export class StudentEngine {
     if (!onnx || !weights) return;
     this.writing = this.writing.then(async () => {
       try {
-        // A set chose a threshold only when the guard took each at its best (whole.threshold: held_out).
-        const threshold = this.options.config.whole.threshold === 'held_out' ? outcome.figures.holdout.threshold : undefined;
+        const threshold = message.threshold;
         const version = await this.options.store.write({ parent: this.serving.version, kind: 'update', createdAt: Date.now(), figures: outcome.figures, ...(threshold === undefined ? {} : { threshold }) }, weights);
         this.serving = { version, weights, threshold };
         this.counts.accepted++;

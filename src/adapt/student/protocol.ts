@@ -27,6 +27,8 @@ export interface StudentWorkerInit {
   maxTrainShare: number;
   /** At least this long between two updates (cameras[].adapt.min_interval_s). */
   minIntervalMs: number;
+  /** Whether an accepted set comes with its operating threshold (its best F1 on the held-out frames; adapt.whole.threshold: held_out). */
+  chooseThreshold: boolean;
   /** The version the results build on, for the card of an accepted set. */
   modelVersion: string;
   generation: number;
@@ -57,4 +59,4 @@ export type FromStudentWorker =
   | { type: 'ready' }
   | { type: 'memory'; id: number; memory: WorkerMemory }
   | { type: 'ack'; generation: number; stats: StudentWorkerStats }
-  | { type: 'outcome'; generation: number; outcome: Exclude<StudentUpdate, { kind: 'waiting' }>; onnx?: Uint8Array; weights?: NamedWeights };
+  | { type: 'outcome'; generation: number; outcome: Exclude<StudentUpdate, { kind: 'waiting' }>; onnx?: Uint8Array; weights?: NamedWeights; threshold?: number };

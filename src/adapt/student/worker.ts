@@ -61,7 +61,9 @@ function tryUpdate(): void {
   const arrays = trainer.weightArrays();
   const onnx = exportBeatsOnnx(spec, arrays, { version: init.modelVersion, docString: `${init.camera}: whole-model adaptation` });
   const weights: NamedWeights = [...arrays].map(([name, w]) => ({ name, shape: w.shape, data: w.data }));
-  post({ type: 'outcome', generation, outcome, onnx, weights }, [onnx.buffer as ArrayBuffer, ...weights.map((w) => w.data.buffer as ArrayBuffer)]);
+  // The threshold the accepted set serves at: its best F1 on the held-out frames it was judged on (never trained on).
+  const threshold = init.chooseThreshold ? trainer.operatingPoint()?.threshold : undefined;
+  post({ type: 'outcome', generation, outcome, onnx, weights, ...(threshold === undefined ? {} : { threshold }) }, [onnx.buffer as ArrayBuffer, ...weights.map((w) => w.data.buffer as ArrayBuffer)]);
 }
 
 port.on('message', (message: ToStudentWorker) => {
