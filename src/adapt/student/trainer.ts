@@ -9,9 +9,10 @@
  *   the reservoir, mirrored at random; batch-norm statistics follow the batches as in training.
  * - The guard scores the serving weights and the shadow on the held-out frames and on a replay
  *   sample: the shadow serves (a copy of it becomes the serving weights) only if held-out F1 does
- *   not fall and replay F1 falls by at most `replayTolerance`. F1 is taken at the threshold each
- *   weight set would serve at: the camera's (`guard: 'threshold'`), or its own best on those frames
- *   (`guard: 'best'`, for a camera that serves at the operating threshold the held-out frames choose).
+ *   not fall and replay F1 falls by at most `replayTolerance`. F1 is taken at the camera's
+ *   threshold (`guard: 'threshold'`, the default), or at each weight set's own best on those frames
+ *   (`guard: 'best'`: it forgave updates that moved every score, docs/adaptation.md, so it is an
+ *   option for measurements, not what cameras run).
  * - A rejected shadow keeps training: a few steps seldom move F1 on a few dozen frames at once,
  *   and throwing each such update away would keep a site from ever being learnt. The shadow goes
  *   back to the serving weights (Adam starts again, the learning rate halves) only when its loss is
