@@ -161,6 +161,11 @@ describe.skipIf(needsAssets)('a crashed inference worker', () => {
       expect(outcomes[2]).toBeInstanceOf(InferenceWorkerError);
       expect((outcomes[2] as InferenceWorkerError).reason).toBe('busy');
       expect(small.stats().failedFrames).toBe(1);
+      // Two cameras attached: two frames each may wait, whatever maxQueued says.
+      const detach = [small.attach(), small.attach()];
+      const more = await Promise.all([...inputs, inputs[0]!].map((input) => small.infer({ input: input.slice(), options }).then(() => 'ok', (err: unknown) => (err as InferenceWorkerError).reason)));
+      expect(more).toEqual(['ok', 'ok', 'ok', 'ok', 'busy']);
+      detach.forEach((d) => d());
     } finally {
       await small.close();
     }
@@ -260,11 +265,15 @@ describe('the batch queue', () => {
     expect(q.next(10, 8)).toBeUndefined();
   });
 
-  it('refuses beyond maxQueued', () => {
+  it('refuses beyond maxQueued, or beyond the caller\'s bound when that is larger (two frames per attached camera)', () => {
     const q = new BatchQueue<number>(policy);
     for (let i = 0; i < 6; i++) expect(q.push(i, 0)).toBe(true);
     expect(q.push(6, 0)).toBe(false);
+    expect(q.push(6, 0, 2)).toBe(false);
     expect(q.length).toBe(6);
+    expect(q.push(6, 0, 8)).toBe(true);
+    expect(q.push(7, 0, 8)).toBe(true);
+    expect(q.push(8, 0, 8)).toBe(false);
   });
 
   it('with no caller attached (a tool sending frames itself), does not wait', () => {

@@ -1,12 +1,12 @@
 /**
  * When frames waiting for a model go to it, and how many at once: first come, first served (no
- * camera starves: each camera has at most one frame waiting, the chain's backpressure), a batch as
+ * camera starves: each camera has at most two frames in detection, the chain's backpressure), a batch as
  * soon as every attached camera has a frame waiting or `maxBatch` are, otherwise once the oldest has
  * waited `timeoutMs` since it came or since the model was free, whichever is later (a stalled or slow
  * camera holds the others that long per batch at most). Counting from the model's free moment is what
  * lets cameras that fell out of step (half of them waiting while the other half runs) come together
  * into one batch again: the ones just answered send their next frames within that time. Bounded:
- * `maxQueued` frames at most, beyond that `push` refuses.
+ * `maxQueued` frames at most (or the caller's larger bound), beyond that `push` refuses.
  */
 export interface BatchPolicy {
   maxBatch: number;
@@ -34,9 +34,9 @@ export class BatchQueue<T> {
     this.policy = { ...this.policy, maxBatch: Math.max(1, Math.min(this.policy.maxBatch, maxBatch)) };
   }
 
-  /** False when `maxQueued` frames already wait. */
-  push(value: T, now: number): boolean {
-    if (this.waiting.length >= this.policy.maxQueued) return false;
+  /** False when `maxQueued` frames (or `atMost`, when larger) already wait. */
+  push(value: T, now: number, atMost = this.policy.maxQueued): boolean {
+    if (this.waiting.length >= Math.max(this.policy.maxQueued, atMost)) return false;
     this.waiting.push({ value, since: now });
     return true;
   }

@@ -9,7 +9,8 @@
  * tensor in the thread (run-batch.ts).
  *
  * Bounds: one batch in the thread at a time (at most `maxBatch` frames in flight), frames waiting
- * in a BatchQueue (batch-queue.ts: fairness, the batch timeout, `maxQueued`). A thread that exits
+ * in a BatchQueue (batch-queue.ts: fairness, the batch timeout, `maxQueued` or two per attached
+ * camera, whichever is more). A thread that exits
  * unasked is started again; the frames it held fail with an InferenceWorkerError ('crashed') and are
  * counted in `stats().failedFrames`; frames waiting go to the new thread.
  */
@@ -25,7 +26,7 @@ import { inferenceWorkerBootstrap } from './worker-bootstrap.js';
 export interface WorkerBackendOptions extends WorkerInit {
   /** How long the oldest waiting frame may wait for a batch to fill, ms. */
   batchTimeoutMs: number;
-  /** Frames waiting at most (each camera has one at a time; more is a caller's bug). Default 64. */
+  /** Frames waiting at most (default 64), and never fewer than two per attached camera (a camera keeps two in detection; more is a caller's bug). */
   maxQueued?: number;
 }
 
@@ -82,7 +83,7 @@ export class WorkerBackend implements DetectorBackend {
   infer(item: InferItem): Promise<InferResult> {
     if (this.closed) return Promise.reject(new InferenceWorkerError(this.options.modelName, 'closed', 'closed'));
     return new Promise((resolve, reject) => {
-      if (!this.queue.push({ item, resolve, reject }, performance.now())) {
+      if (!this.queue.push({ item, resolve, reject }, performance.now(), 2 * this.attached)) {
         this.counts.failedFrames++;
         reject(new InferenceWorkerError(this.options.modelName, 'busy', `${this.queue.length} frames already wait (the most a worker takes)`));
         return;
