@@ -109,7 +109,7 @@ describe('cameras[].adapt', () => {
     expect(adaptSchema.parse({})).toEqual({
       enabled: false,
       layers: 'head',
-      whole: { lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 64, verdict_frames: 100 },
+      whole: { lr: 0.0005, batch: 8, steps_per_update: 4, reservoir_frames: 400, reservoir_mb: 64, holdout_frames: 64, verdict_frames: 100, threshold: 'held_out' },
       grid: 4,
       n_min: 8,
       theta: 2,
