@@ -266,7 +266,7 @@ export class WholeModelAdapter implements SiteAdapter {
       serving: { model: this.serving.by === 'teacher' && this.teacher ? this.teacher.name : `${this.detector.card.name}@${this.detector.inputWidth}`, by: this.serving.by, reason: this.serving.reason, switches: this.serving.switches },
       verdicts_used: this.verdictsUsed,
       verdicts_ignored: this.verdictsIgnored,
-      threshold: this.serving.by === 'teacher' ? this.camera.detect.threshold : (this.servingThreshold() ?? this.camera.detect.threshold),
+      threshold: this.servingThreshold() ?? this.camera.detect.threshold,
       teacher: this.schedule && this.teacher ? { model: this.teacher.name, keyframes: this.teacherStats.keyframes, late: 0, stride: this.schedule.stride, failed: this.teacherStats.failed } : null,
       track_miss_frames: 0,
       grid: 0,

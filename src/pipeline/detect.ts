@@ -15,13 +15,14 @@ export function detect(detector: Detector, camera: CameraConfig, stats: CameraSt
     // A teacher serving the camera (adapt.teacher.serve) sees the source's frame, at its own input size.
     const teacher = adapter?.servingTeacher?.();
     if (teacher) return from(teacher.detect(input.sourceFrame, options)).pipe(map((detections) => ({ ...input, detections, servedBy: teacher.model })));
+    // Read as the run starts: a weight swap replaces the session between runs and brings its
+    // threshold with it, while a run already under way finishes on the weights it started with.
+    const threshold = adapter?.servingThreshold?.();
     return from(detector.detect(input.frame, options, allowed)).pipe(
       map((detections) => {
         const ms = performance.now() - started;
         stats.inferenceMs = stats.processed === 0 ? ms : stats.inferenceMs * 0.9 + ms * 0.1;
         stats.lastInferenceMs = ms;
-        // Read after the run: a weight swap that landed meanwhile brought its threshold with it.
-        const threshold = adapter?.servingThreshold?.();
         return { ...input, detections, ...(threshold === undefined ? {} : { threshold }) };
       }),
     );
