@@ -210,7 +210,8 @@ export class Tracker {
    * never taken under lowThreshold.
    */
   update(detections: readonly Detection[], frame: TrackerFrame, highThreshold = this.options.highThreshold): TrackerUpdate {
-    const o = { ...this.options, highThreshold: Math.max(this.options.lowThreshold, highThreshold) };
+    const o = this.options;
+    const high = Math.max(o.lowThreshold, highThreshold);
     const streamTime = frame.streamTime;
     if (!Number.isFinite(streamTime)) throw new RangeError(`tracker: streamTime must be a finite number of seconds (got ${streamTime})`);
     const dt = this.lastTime === undefined ? 0 : Math.max(0, streamTime - this.lastTime);
@@ -233,12 +234,12 @@ export class Tracker {
     });
 
     const candidates = mergeDuplicates(detections, o);
-    const high = candidates.filter((c) => c.detection.score >= o.highThreshold);
-    const low = candidates.filter((c) => c.detection.score < o.highThreshold);
+    const highScored = candidates.filter((c) => c.detection.score >= high);
+    const low = candidates.filter((c) => c.detection.score < high);
     const confirmed = this.tracks.filter((t) => t.confirmed);
     const tentative = this.tracks.filter((t) => !t.confirmed);
 
-    const stage1 = match(confirmed, high, o.matchIou);
+    const stage1 = match(confirmed, highScored, o.matchIou);
     const stage2 = match(stage1.tracks, low, o.lowMatchIou);
     const stage3 = match(tentative, stage1.candidates, o.matchIou);
 
