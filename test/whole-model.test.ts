@@ -134,7 +134,6 @@ describe('whole-model trainer', () => {
   it('with guard "best", compares each weight set at its own best threshold on the held-out frames, and serves at the one it was accepted at', async () => {
     // In fog, where the base weights leave something to win.
     const { trainer: t } = await trainer(0.001, { guard: 'best', threshold: 0.3, replayTolerance: 1, stepsPerUpdate: 16 }, ['fog']);
-    expect(t.threshold).toBe(0.3); // the base weights serve at the camera's threshold
     let accepted = 0;
     for (let i = 0; i < 4; i++) {
       const point = t.operatingPoint()!;
@@ -143,8 +142,8 @@ describe('whole-model trainer', () => {
       expect(outcome.figures.holdout.f1Before).toBeCloseTo(point.f1, 9);
       if (outcome.kind !== 'accepted') continue;
       accepted++;
-      expect(t.threshold).toBe(outcome.figures.holdout.threshold);
-      expect(t.operatingPoint()).toMatchObject({ threshold: t.threshold, f1: outcome.figures.holdout.f1After });
+      // The accepted set's operating point is the threshold and F1 the guard took it at.
+      expect(t.operatingPoint()).toMatchObject({ threshold: outcome.figures.holdout.threshold, f1: outcome.figures.holdout.f1After });
     }
     expect(accepted).toBeGreaterThan(0); // seeded: the same updates every run
     t.dispose();

@@ -112,8 +112,6 @@ export class StudentTrainer {
   private rejectedInARow = 0;
   /** Held-out F1 of the serving weights, while neither they nor the held-out frames changed. */
   private holdoutF1: number | undefined;
-  /** The threshold the serving weights were accepted at (their operating threshold with `guard: 'best'`). */
-  private servingThreshold: number;
   readonly counts = { accepted: 0, rejected: 0, resets: 0, trained: 0, heldOut: 0 };
 
   constructor(
@@ -129,7 +127,6 @@ export class StudentTrainer {
     this.reservoir = new FrameReservoir(this.options.reservoir, this.random);
     this.lr = this.options.lr;
     this.optimizer = tf.train.adam(this.lr);
-    this.servingThreshold = this.options.threshold;
   }
 
   /**
@@ -188,7 +185,7 @@ export class StudentTrainer {
       durationMs: 0,
       stepsMs,
     };
-    if (reason === undefined) this.accept(after.holdout, shadowHoldout.threshold);
+    if (reason === undefined) this.accept(after.holdout);
     else if (reset) this.resetShadow();
     figures.durationMs = performance.now() - started;
     if (reason) {
@@ -228,22 +225,16 @@ export class StudentTrainer {
     this.optimizer.dispose();
   }
 
-  /** The threshold the serving weights serve at: the camera's, or (`guard: 'best'`) the one they were accepted at. */
-  get threshold(): number {
-    return this.servingThreshold;
-  }
-
   /** F1 as the guard takes it, and the threshold it was taken at. */
   private guardScore(weights: Weights, images: readonly SupervisedImage[]): { f1: number; threshold: number } {
     if (this.options.guard === 'threshold' || images.length === 0) return { f1: f1On(this.tf, this.spec, weights, images, this.options.threshold), threshold: this.options.threshold };
     return operatingPoint(this.tf, this.spec, weights, images);
   }
 
-  private accept(holdoutF1: number, threshold: number): void {
+  private accept(holdoutF1: number): void {
     this.serving.forEach((t) => t.dispose());
     this.serving = copyOf(this.shadow);
     this.holdoutF1 = holdoutF1;
-    this.servingThreshold = threshold;
     this.rejectedInARow = 0;
     this.lr = Math.min(this.options.lr, this.lr * 2);
     setLearningRate(this.optimizer, this.lr);
